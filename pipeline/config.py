@@ -1,0 +1,131 @@
+"""The build config: teacher, student, task data and per-stage settings, validated at load.
+
+The default config ships with the package (`pipeline/default.toml`); a user file
+passed with `--config` replaces it whole. Unknown or ill-typed keys are rejected with
+one line naming the key, e.g. ``config my.toml: distill.epoch: unknown key``.
+
+Example:
+    >>> from pipeline.config import load_config
+    >>> cfg = load_config(None)
+    >>> cfg.distill.epochs > 0
+    True
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.errors import UserError
+
+DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
+
+
+class _Strict(BaseModel):
+    # Frozen and closed: a typo in a key is an error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSource(_Strict):
+    """Where a model comes from: a catalog name (offline package) or a local path."""
+
+    model: str | None = None
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSource:
+        if (self.model is None) == (self.path is None):
+            raise ValueError("set exactly one of 'model' (a catalog name) or 'path'")
+        return self
+
+
+class TeacherConfig(ModelSource):
+    system_prompt: str | None = None  # None: the task's few-shot teacher prompt
+    max_tokens: int = Field(96, gt=0, le=4096)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    n_ctx: int = Field(2048, ge=256)
+    threads: int = Field(2, ge=1, le=256)
+    seed: int = 0
+
+
+class StudentConfig(ModelSource):
+    system_prompt: str | None = None  # None: the task's short student prompt
+
+
+class TaskConfig(_Strict):
+    name: Literal["extraction"] = "extraction"
+    train_data: str | None = None  # None: the task's shipped train split
+    eval_data: str | None = None
+    max_train_rows: int = Field(0, ge=0)  # 0: all rows
+    max_eval_rows: int = Field(0, ge=0)
+
+
+class FilterConfig(_Strict):
+    max_response_chars: int = Field(600, gt=0)
+    dedupe: bool = True
+
+
+class DistillConfig(_Strict):
+    epochs: float = Field(3.0, gt=0)
+    learning_rate: float = Field(2e-4, gt=0)
+    batch_size: int = Field(8, ge=1)
+    max_seq_len: int = Field(320, ge=16)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    bf16: bool = True
+    threads: int = Field(2, ge=1, le=256)
+    seed: int = 0
+
+
+class BenchConfig(_Strict):
+    max_tokens: int = Field(96, gt=0)
+    include_teacher: bool = True
+
+
+class BuildConfig(_Strict):
+    teacher: TeacherConfig
+    student: StudentConfig
+    task: TaskConfig = TaskConfig()
+    filter: FilterConfig = FilterConfig()
+    distill: DistillConfig = DistillConfig()
+    bench: BenchConfig = BenchConfig()
+
+
+def validation_line(err: ValidationError, source: str) -> str:
+    """Turn pydantic's multi-line report into one line naming the first bad key."""
+    errors = err.errors()
+    first = errors[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{source}: {key}: {msg}{more}"
+
+
+def parse_toml(path: Path, what: str) -> dict[str, Any]:
+    """Read a TOML file or raise a one-line UserError naming the file and the fault."""
+    if not path.is_file():
+        raise UserError(f"{what} file not found: {path}")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{what} {path} is not valid TOML: {exc}") from None
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> BuildConfig:
+    """Load and validate a build config; `None` loads the shipped default.
+
+    `overrides` maps dotted keys ("task.train_data") to values from CLI flags.
+    """
+    src = path or DEFAULT_CONFIG
+    data = parse_toml(src, "config")
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        data.setdefault(section, {})[key] = value
+    try:
+        return BuildConfig.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(validation_line(exc, f"config {src}")) from None
+

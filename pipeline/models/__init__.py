@@ -1,0 +1,1 @@
+"""Locating offline model weights and loading them (see `weights` and `hf`)."""

@@ -1,0 +1,164 @@
+"""The runner: orders the stages for a target, owns cache keys, the manifest and commits.
+
+The plan below is data: each step names a registered stage, where its inputs come from
+(another step's output, or an external input prefixed with '@'), and which of its files
+are published into `build/<target>/`. Each step's key chains its inputs' keys, so a
+change anywhere upstream re-runs exactly what depends on it. Distillation is keyed
+without the target, so `cpu-int8` after `cpu-int4` reuses teacher, filter and distill.
+
+Example:
+    >>> from pipeline.runner import PLAN
+    >>> [s.id for s in PLAN][:4]
+    ['teacher', 'filter', 'student_base', 'distill']
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.cache import (
+    META_FILE,
+    commit_dir,
+    describe_files,
+    library_versions,
+    read_meta,
+    stage_key,
+    write_json_atomic,
+)
+from pipeline.config import BuildConfig
+from pipeline.errors import UserError
+from pipeline.models.weights import file_digest, resolve_model
+from pipeline.stage import StageContext, log
+from pipeline.stages import REGISTRY
+from pipeline.targets import Target
+from pipeline.tasks import load_rows, shipped_split
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    stage: str
+    inputs: dict[str, str]  # role -> step id, or "@name" of an external input
+    publish: tuple[str, ...] = ()  # file names ("{quant}" is filled from the target)
+
+
+PLAN: tuple[Step, ...] = (
+    Step("teacher", "teacher", {"teacher_model": "@teacher_model", "train_data": "@train_data"}),
+    Step("filter", "filter", {"teacher": "teacher"}),
+    Step("student_base", "student_base", {"student_model": "@student_model"}),
+    Step("distill", "distill", {"base": "student_base", "data": "filter"}),
+    Step("export_base", "export", {"model": "student_base"}),
+    Step("export", "export", {"model": "distill"},
+         publish=("model.{quant}.gguf", "prompt_format.json")),
+    Step("bench", "bench", {"teacher_model": "@teacher_model", "base_export": "export_base",
+                            "student_export": "export", "eval_data": "@eval_data"}),
+    Step("report", "report", {"teacher": "teacher", "filter": "filter", "distill": "distill",
+                              "export": "export", "bench": "bench"},
+         publish=("report.md", "report.json")),
+)
+
+
+def resolve_externals(config: BuildConfig, cache_root: Path) -> dict[str, tuple[Path, str]]:
+    """Validate and locate every external input before anything is built: (path, digest)."""
+    models = cache_root / "models"
+    teacher = resolve_model(config.teacher.model, config.teacher.path, models)
+    if teacher[0].is_dir():
+        raise UserError("teacher.path must be a GGUF file (the llama.cpp teacher backend)")
+    student = resolve_model(config.student.model, config.student.path, models)
+    task = config.task
+    train = Path(task.train_data) if task.train_data else shipped_split(task.name, "train")
+    evals = Path(task.eval_data) if task.eval_data else shipped_split(task.name, "eval")
+    load_rows(train, "train data")  # fail now, with one line, not halfway through a build
+    load_rows(evals, "eval data", need_reference=True)
+    return {"teacher_model": teacher, "student_model": student,
+            "train_data": (train, file_digest(train, models)),
+            "eval_data": (evals, file_digest(evals, models))}
+
+
+def _run_step(stage: Any, step: Step, settings: dict[str, Any], inputs: dict[str, Path],
+              key: str, final: Path, input_keys: dict[str, str]) -> None:
+    """Run one stage into `<key>.partial`, write its metadata, then rename it into place."""
+    partial = final.with_name(final.name + ".partial")
+    if partial.exists() and not stage.resumable:
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    ctx = StageContext(name=step.id, settings=settings, inputs=inputs, out_dir=partial)
+    start = time.perf_counter()
+    try:
+        summary = stage.run(ctx)
+    except BaseException:
+        if not stage.resumable:  # nothing half-written is left behind
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
+    meta = {"stage": stage.name, "step": step.id, "version": stage.version, "key": key,
+            "settings": settings, "inputs": input_keys,
+            "libraries": library_versions(stage.libraries),
+            "wall_s": round(time.perf_counter() - start, 2), "summary": summary,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": describe_files(partial)}
+    write_json_atomic(partial / META_FILE, meta)
+    commit_dir(partial, final)
+
+
+def run_plan(config: BuildConfig, target: Target, root: Path) -> dict[str, Any]:
+    """Run (or reuse) every step; return the manifest. Publishes build/<target>/."""
+    cache_root = root / "cache"
+    externals = resolve_externals(config, cache_root)
+    keys: dict[str, str] = {}
+    paths: dict[str, Path] = {}
+    entries = []
+    for step in PLAN:
+        stage = REGISTRY[step.stage]
+        settings = stage.settings(config, target)
+        input_keys, inputs = {}, {}
+        for role, ref in step.inputs.items():
+            if ref.startswith("@"):
+                inputs[role], input_keys[role] = externals[ref[1:]]
+            else:
+                inputs[role], input_keys[role] = paths[ref], keys[ref]
+        key = stage_key(stage.name, stage.version, settings, input_keys, stage.libraries)
+        final = cache_root / stage.name / key
+        start = time.perf_counter()
+        hit = read_meta(final) is not None
+        if hit:
+            log(step.id, f"cache hit {key[:12]}")
+        else:
+            log(step.id, f"running (key {key[:12]})")
+            _run_step(stage, step, settings, inputs, key, final, input_keys)
+        meta = read_meta(final) or {}
+        keys[step.id], paths[step.id] = key, final
+        entries.append({"step": step.id, "stage": stage.name, "version": stage.version,
+                        "key": key, "cache_hit": hit,
+                        "wall_s": round(time.perf_counter() - start, 2),
+                        "computed_wall_s": meta.get("wall_s"), "path": str(final),
+                        "files": meta.get("files", []), "summary": meta.get("summary")})
+    manifest = {"target": target.model_dump(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "externals": {k: {"path": str(p), "sha256": d} for k, (p, d) in externals.items()},
+                "steps": entries}
+    publish(root / target.name, paths, target, manifest)
+    return manifest
+
+
+def publish(out_dir: Path, paths: dict[str, Path], target: Target, manifest: dict[str, Any]) -> None:
+    """Copy published files + manifest into out_dir via a temp dir and renames."""
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for step in PLAN:
+        for pattern in step.publish:
+            src = paths[step.id] / pattern.format(quant=target.quant)
+            if src.is_file():
+                try:  # a hard link costs no space; fall back to a copy across filesystems
+                    os.link(src, tmp / src.name)
+                except OSError:
+                    shutil.copy2(src, tmp / src.name)
+    write_json_atomic(tmp / "manifest.json", manifest)
+    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,62 @@
+"""The one `Stage` Protocol and the context a stage runs with.
+
+A stage is one linear script (setup -> run -> cleanup) behind `run(ctx)`. It reads only
+`ctx.settings` (the slice of config/target it declared, which is part of its cache key)
+and `ctx.inputs` (paths of upstream outputs and input files), writes only into
+`ctx.out_dir`, and never calls another stage. The runner owns hashing, caching, the
+manifest and the atomic commit of `out_dir`.
+
+Example:
+    >>> from pipeline.stage import Stage
+    >>> from pipeline.stages import REGISTRY
+    >>> all(isinstance(s, Stage) for s in REGISTRY.values())
+    True
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from pipeline.config import BuildConfig
+from pipeline.targets import Target
+
+
+def log(stage: str, message: str) -> None:
+    """Progress line on stderr (stdout stays free for machine-readable output)."""
+    print(f"{time.strftime('%H:%M:%S')} [{stage}] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What one stage run sees."""
+
+    name: str
+    settings: dict[str, Any]
+    inputs: dict[str, Path]
+    out_dir: Path
+    extras: dict[str, Any] = field(default_factory=dict)  # not in the key: e.g. wall times
+
+    def log(self, message: str) -> None:
+        log(self.name, message)
+
+
+@runtime_checkable
+class Stage(Protocol):
+    """A pipeline stage. `version` is bumped whenever its code changes its output."""
+
+    name: str
+    version: str
+    libraries: tuple[str, ...]  # distributions whose versions enter the cache key
+    resumable: bool  # keep a crashed run's partial out_dir and let run() resume it
+
+    def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+        """The config/target values this stage reads (JSON-serializable)."""
+        ...
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        """Do the work into ctx.out_dir; return a small JSON summary for the manifest."""
+        ...

@@ -1,0 +1,24 @@
+"""The stage registry: every stage, written once.
+
+Example:
+    >>> from pipeline.stages import REGISTRY
+    >>> list(REGISTRY)[:3]
+    ['teacher', 'filter', 'student_base']
+"""
+
+from __future__ import annotations
+
+from pipeline.stage import Stage
+from pipeline.stages.bench import BenchStage
+from pipeline.stages.distill import DistillStage
+from pipeline.stages.export_gguf import ExportGgufStage
+from pipeline.stages.filter import FilterStage
+from pipeline.stages.report import ReportStage
+from pipeline.stages.student_base import StudentBaseStage
+from pipeline.stages.teacher import TeacherStage
+
+REGISTRY: dict[str, Stage] = {
+    stage.name: stage
+    for stage in (TeacherStage(), FilterStage(), StudentBaseStage(), DistillStage(),
+                  ExportGgufStage(), BenchStage(), ReportStage())
+}

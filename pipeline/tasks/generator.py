@@ -1,0 +1,150 @@
+"""Deterministic order-message generator for the default extraction task.
+
+Value pools and phrasings are data tables. Each pool is split into a train part and a
+held-out part; the eval split draws mostly from the held-out parts and uses only
+held-out message templates, so a student that memorized train phrasings scores lower.
+
+Example:
+    >>> from pipeline.tasks.generator import generate
+    >>> rows = generate("eval", 3, seed=1)
+    >>> sorted(rows[0]) == ["id", "prompt", "reference"]
+    True
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from typing import Any
+
+FIRST = ["John", "Priya", "Chen", "Fatima", "Lucas", "Aiko", "Olumide", "Sofia", "Mateo", "Ingrid",
+         "Rahul", "Emma", "Yusuf", "Mei", "Carlos", "Hannah", "Kwame", "Elena", "Dmitri", "Amara",
+         "Noah", "Leila", "Tariq", "Grace", "Sven", "Ana", "Kenji", "Zanele", "Pierre", "Nadia",
+         "Omar", "Julia", "Thabo", "Lin", "Marco", "Ayesha", "Felix", "Rosa", "Arjun", "Chloe"]
+LAST = ["Smith", "Patel", "Wei", "Haddad", "Moreau", "Tanaka", "Adeyemi", "Rossi", "Garcia",
+        "Larsen", "Sharma", "Brown", "Demir", "Zhang", "Mendes", "Fischer", "Mensah", "Popescu",
+        "Ivanov", "Okafor", "Kim", "Nasser", "Khan", "O'Brien", "Lindqvist", "Silva", "Sato",
+        "Dlamini", "Dubois", "Rahman", "Farouk", "Novak", "Nkosi", "Huang", "Bianchi", "Malik",
+        "Weber", "Castillo", "Iyer", "Martin"]
+CITIES = ["Denver", "Leeds", "Osaka", "Lagos", "Lyon", "Pune", "Toronto", "Krakow", "Austin",
+          "Bergen", "Cape Town", "Seville", "Melbourne", "Nairobi", "Valencia", "Hamburg",
+          "Montreal", "Busan", "Lisbon", "Cork", "Quito", "Tallinn", "Hanoi", "Perth", "Accra",
+          "Glasgow", "Curitiba", "Izmir", "Graz", "Kyoto", "Dublin", "Rotterdam", "Boise",
+          "Adelaide", "Bilbao", "Cebu", "Oaxaca", "Tampere", "Windhoek", "Chennai"]
+# (singular, plural): plural is what a message says for quantity > 1.
+ITEMS = [("bike helmet", "bike helmets"), ("office chair", "office chairs"),
+         ("laptop stand", "laptop stands"), ("printer cartridge", "printer cartridges"),
+         ("box of A4 paper", "boxes of A4 paper"), ("phone charger", "phone chargers"),
+         ("27-inch monitor", "27-inch monitors"), ("bag of cement", "bags of cement"),
+         ("USB-C cable", "USB-C cables"), ("desk lamp", "desk lamps"),
+         ("whiteboard marker", "whiteboard markers"), ("coffee grinder", "coffee grinders"),
+         ("safety vest", "safety vests"), ("pallet of bricks", "pallets of bricks"),
+         ("wireless mouse", "wireless mice"), ("ergonomic keyboard", "ergonomic keyboards"),
+         ("first-aid kit", "first-aid kits"), ("water filter", "water filters"),
+         ("folding table", "folding tables"), ("LED panel", "LED panels"),
+         ("yoga mat", "yoga mats"), ("toner cartridge", "toner cartridges"),
+         ("hard hat", "hard hats"), ("extension cord", "extension cords"),
+         ("drill bit set", "drill bit sets"), ("notebook", "notebooks"),
+         ("2TB external drive", "2TB external drives"), ("HDMI adapter", "HDMI adapters"),
+         ("storage bin", "storage bins"), ("paint roller", "paint rollers"),
+         ("thermal label roll", "thermal label rolls"), ("webcam", "webcams")]
+NUMBER_WORDS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+                "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+                "eighteen", "nineteen", "twenty"]
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
+          "September", "October", "November", "December"]
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 11 <= n % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+# Date styles as data: each renders an unambiguous date that includes the year.
+DATE_STYLES = [
+    lambda d: d.isoformat(),
+    lambda d: f"{MONTHS[d.month - 1]} {d.day}, {d.year}",
+    lambda d: f"{d.day} {MONTHS[d.month - 1]} {d.year}",
+    lambda d: f"{MONTHS[d.month - 1][:3]} {_ordinal(d.day)} {d.year}",
+    lambda d: f"the {_ordinal(d.day)} of {MONTHS[d.month - 1]}, {d.year}",
+    lambda d: f"{d.strftime('%A')}, {MONTHS[d.month - 1]} {d.day} {d.year}",
+    lambda d: f"{d.year}/{d.month:02d}/{d.day:02d}",
+    lambda d: f"{d.day}.{d.month:02d}.{d.year} (day.month.year)",
+]
+
+# Message templates. Fields: {name} {qty} {qty_digits} {item} {city} {date} {ref} {phone}.
+TRAIN_TEMPLATES = [
+    "Hi, this is {name}. Please send {qty} {item} to {city} by {date}. Thanks!",
+    "Subject: New order\n\nHello team,\nI'd like to order {qty} {item}. Delivery to our {city} "
+    "site on {date}, please.\n\nBest regards,\n{name}",
+    "{name} here - need {qty} {item} delivered in {city} on {date}",
+    "Order request #{ref}\nCustomer: {name}\nProduct: {item}\nQty: {qty}\nShip to: {city}\n"
+    "Deliver on: {date}",
+    "Can you get {qty} {item} over to {city} for {date}? Cheers, {name}",
+    "To: Purchasing\nFrom: {name}\nWe are running low. Please arrange {qty} {item} for the {city} "
+    "warehouse, arriving {date}. Call {phone} if anything changes.",
+    "Customer {name} from {city} wants {qty} {item}, delivery date {date}.",
+    "hey!! {qty} {item} pls, ship to {city} before {date}. thx - {name}",
+    "Good morning,\n\nOn behalf of the {city} branch I am ordering {qty} {item}. The delivery "
+    "should arrive on {date}.\n\nKind regards\n{name}\nPhone: {phone}",
+    "[chat] {name}: could we order {qty} {item}?\n[chat] {name}: for {city}, needed {date}",
+]
+EVAL_TEMPLATES = [
+    "Dear supplier,\nKindly dispatch {qty} {item} to {city}. We need them no later than {date}.\n"
+    "Sincerely, {name}",
+    "Quick one from {name}: {qty} {item}, {city}, {date}. Ref {ref}.",
+    "Reminder for logistics: {name} ordered {qty} {item} (ticket {ref}). Destination: {city}. "
+    "Expected delivery {date}.",
+    "Hello! My name is {name} and I would like {qty} {item} shipped to {city}. Could they be "
+    "there on {date}? You can reach me at {phone}.",
+    "RE: supplies\n> do you still need the {item}?\nYes - {qty} of them, to {city}, on {date}.\n"
+    "{name}",
+    "Please book a delivery: {item} x{qty_digits} -> {city} ({date}). Requested by {name}.",
+]
+
+
+def _qty_text(qty: int, rng: random.Random) -> str:
+    if qty <= len(NUMBER_WORDS) and rng.random() < 0.35:
+        return NUMBER_WORDS[qty - 1]
+    return str(qty)
+
+
+def _pools(split: str) -> dict[str, list[Any]]:
+    """Train draws from the first 3/4 of each pool; eval mostly from the held-out rest."""
+    def cut(pool: list[Any]) -> tuple[list[Any], list[Any]]:
+        k = len(pool) * 3 // 4
+        return pool[:k], pool[k:]
+
+    pools = {"first": FIRST, "last": LAST, "city": CITIES, "item": ITEMS}
+    if split == "train":
+        return {key: cut(pool)[0] for key, pool in pools.items()}
+    # Eval: held-out values, plus a few seen ones so it is not only unseen words.
+    return {key: cut(pool)[1] + cut(pool)[0][:3] for key, pool in pools.items()}
+
+
+def _one(split: str, index: int, rng: random.Random) -> dict[str, Any]:
+    pools = _pools(split)
+    name = f"{rng.choice(pools['first'])} {rng.choice(pools['last'])}"
+    singular, plural = rng.choice(pools["item"])
+    qty = rng.choice([1, 1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 24, 30, 40, 50, rng.randint(2, 99)])
+    item = singular if qty == 1 else plural
+    city = rng.choice(pools["city"])
+    date = dt.date(2024, 1, 1) + dt.timedelta(days=rng.randint(0, 4 * 365))
+    templates = TRAIN_TEMPLATES if split == "train" else EVAL_TEMPLATES
+    prompt = rng.choice(templates).format(
+        name=name, qty=_qty_text(qty, rng), qty_digits=qty, item=item, city=city,
+        date=rng.choice(DATE_STYLES)(date), ref=rng.randint(1000, 99999),
+        phone=f"+{rng.randint(1, 99)} {rng.randint(100, 999)} {rng.randint(1000, 9999)}",
+    )
+    reference = {"name": name, "item": item, "quantity": qty, "city": city,
+                 "date": date.isoformat()}
+    return {"id": f"{split}-{index:05d}", "prompt": prompt, "reference": reference}
+
+
+def generate(split: str, count: int, seed: int) -> list[dict[str, Any]]:
+    """`count` rows `{id, prompt, reference}` for split 'train' or 'eval'."""
+    if split not in ("train", "eval"):
+        raise ValueError(f"split must be 'train' or 'eval', not {split!r}")
+    # Separate streams per split: changing one split's size never changes the other.
+    rng = random.Random(f"{split}:{seed}")
+    return [_one(split, i, rng) for i in range(count)]

@@ -1,0 +1,57 @@
+"""Cache keys change when, and only when, something the stage reads changes."""
+
+from __future__ import annotations
+
+import re
+
+from pipeline.cache import library_versions, stage_key
+
+BASE = {"name": "distill", "version": "1", "settings": {"epochs": 3, "lr": 2e-4},
+        "inputs": {"base": "a" * 64, "data": "b" * 64}, "libraries": ("torch",)}
+
+
+def _key(**changes: object) -> str:
+    args = {**BASE, **changes}
+    return stage_key(args["name"], args["version"], args["settings"], args["inputs"],
+                     args["libraries"])
+
+
+def test_key_is_full_sha256_and_stable() -> None:
+    assert re.fullmatch(r"[0-9a-f]{64}", _key())
+    assert _key() == _key()
+    # dict order does not matter: keys are computed from sorted JSON
+    assert _key(settings={"lr": 2e-4, "epochs": 3}) == _key()
+
+
+def test_key_changes_with_each_input() -> None:
+    base = _key()
+    changed = [
+        _key(name="teacher"),
+        _key(version="2"),
+        _key(settings={"epochs": 4, "lr": 2e-4}),
+        _key(inputs={"base": "a" * 64, "data": "c" * 64}),
+        _key(inputs={"base": "a" * 64}),
+        _key(libraries=("torch", "transformers")),
+    ]
+    assert all(k != base for k in changed)
+    assert len(set(changed)) == len(changed)
+
+
+def test_library_versions_enter_the_key() -> None:
+    versions = library_versions(("torch", "no-such-distribution-xyz"))
+    assert versions["torch"].startswith("2.")
+    assert versions["no-such-distribution-xyz"] == "missing"
+
+
+def test_distill_key_ignores_the_target() -> None:
+    """One student serves every target: distill settings do not read the target."""
+    from pipeline.config import load_config
+    from pipeline.stages import REGISTRY
+    from pipeline.targets import load_target
+
+    cfg = load_config(None)
+    int4, int8 = load_target("cpu-int4"), load_target("cpu-int8")
+    for name in ("teacher", "filter", "student_base", "distill"):
+        stage = REGISTRY[name]
+        assert stage.settings(cfg, int4) == stage.settings(cfg, int8), name
+    assert REGISTRY["export"].settings(cfg, int4) != REGISTRY["export"].settings(cfg, int8)

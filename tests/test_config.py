@@ -1,0 +1,70 @@
+"""Config validation at the boundary: one line naming the bad key, exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import DEFAULT_CONFIG, load_config
+from pipeline.errors import UserError
+from tests.conftest import run_cli
+
+
+def test_default_config_loads() -> None:
+    cfg = load_config(None)
+    assert cfg.teacher.model == "qwen2.5-coder-1.5b-instruct-q4_k_m"
+    assert cfg.student.model == "smollm2-135m-instruct-q4_1"
+    assert cfg.distill.epochs == 3
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "cfg.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ('[teacher]\nmodel="x"\ntemprature=0\n[student]\nmodel="y"\n', "teacher.temprature: unknown key"),
+    ('[teacher]\nmodel="x"\n[student]\nmodel="y"\n[distill]\nepochs="many"\n', "distill.epochs"),
+    ('[teacher]\nmodel="x"\npath="y.gguf"\n[student]\nmodel="y"\n', "exactly one of"),
+    ('[student]\nmodel="y"\n', "teacher: Field required"),
+    ('[teacher]\nmodel="x"\n[student]\nmodel="y"\n[distill]\nbatch_size=0\n', "distill.batch_size"),
+])
+def test_bad_config_names_the_key(tmp_path: Path, body: str, expected: str) -> None:
+    with pytest.raises(UserError) as err:
+        load_config(_write(tmp_path, body))
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_malformed_and_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="not valid TOML"):
+        load_config(_write(tmp_path, "[teacher\nmodel="))
+    with pytest.raises(UserError, match="config file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_overrides_apply() -> None:
+    cfg = load_config(DEFAULT_CONFIG, {"task.train_data": "x.jsonl"})
+    assert cfg.task.train_data == "x.jsonl"
+
+
+@pytest.mark.parametrize("args", [
+    ("build", "--config", "/nonexistent/cfg.toml"),
+    ("build", "--target", "no-such-target"),
+    ("build", "--bogus-flag"),
+    ("targets", "show", "nope"),
+])
+def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, args: tuple[str, ...]) -> None:
+    proc = run_cli(*args, "--build-dir", str(tmp_path / "b")) if args[0] == "build" else run_cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("distill-edge: error:"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "b").exists()  # nothing half-written
+
+
+def test_cli_unknown_target_lists_available(tmp_path: Path) -> None:
+    proc = run_cli("build", "--target", "cpu-int3", "--build-dir", str(tmp_path))
+    assert "cpu-int4" in proc.stderr and "cpu-int8" in proc.stderr

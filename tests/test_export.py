@@ -1,0 +1,38 @@
+"""A tiny HF model goes through llama.cpp's converter and quantizer and generates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.llm import ChatRunner, open_gguf
+from pipeline.stages.export_gguf import convert_to_f16, quantize
+
+
+@pytest.fixture(scope="module")
+def tiny_f16(tiny_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("gguf") / "tiny.F16.gguf"
+    convert_to_f16(tiny_hf, out)
+    return out
+
+
+@pytest.mark.parametrize("quant", ["Q8_0", "Q4_0"])
+def test_tiny_export_loads_and_generates(tiny_f16: Path, tmp_path: Path, quant: str) -> None:
+    out = tmp_path / f"tiny.{quant}.gguf"
+    quantize(tiny_f16, out, quant, threads=1)
+    assert out.stat().st_size < tiny_f16.stat().st_size
+    llm = open_gguf(out, n_ctx=256, threads=1)
+    assert llm.metadata.get("tokenizer.chat_template")  # template survived the conversion
+    gen = ChatRunner(llm).chat("You extract orders.", "Ann Lee wants 2 lamps", max_tokens=8)
+    assert gen.prompt_tokens > 10 and gen.completion_tokens >= 1
+    assert gen.ttft_s > 0
+
+
+def test_unreadable_gguf_is_a_user_error(tmp_path: Path) -> None:
+    from pipeline.errors import UserError
+
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(UserError, match="cannot load GGUF model"):
+        open_gguf(bad, n_ctx=128, threads=1)
