@@ -2,8 +2,8 @@
 
 The plan below is data: each step names a registered stage, where its inputs come from
 (another step's output, or an external input prefixed with '@'), and which of its files
-are published into `build/<target>/`. Each step's key chains its inputs' keys, so a
-change anywhere upstream re-runs exactly what depends on it. Distillation is keyed
+are published into `build/<target>/`. Each step's key chains the content digests of its
+inputs, so a change anywhere upstream re-runs exactly what it changes downstream. Distillation is keyed
 without the target, so `cpu-int8` after `cpu-int4` reuses teacher, filter and distill.
 
 Example:
@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -61,6 +62,12 @@ PLAN: tuple[Step, ...] = (
                               "export": "export", "bench": "bench"},
          publish=("report.md", "report.json")),
 )
+
+
+def output_digest(meta: dict[str, Any]) -> str:
+    """sha256 over a committed output's file names and contents (from its metadata)."""
+    listing = "".join(f"{f['path']}:{f['sha256']};" for f in meta.get("files", []))
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 def resolve_externals(config: BuildConfig, cache_root: Path) -> dict[str, tuple[Path, str]]:
@@ -130,9 +137,12 @@ def run_plan(config: BuildConfig, target: Target, root: Path) -> dict[str, Any]:
             log(step.id, f"running (key {key[:12]})")
             _run_step(stage, step, settings, inputs, key, final, input_keys)
         meta = read_meta(final) or {}
-        keys[step.id], paths[step.id] = key, final
+        # Downstream keys chain the *content* of this output, not its key: a stage that
+        # re-runs but writes identical files (a task-code bump that changes nothing here)
+        # does not force hours of retraining downstream.
+        keys[step.id], paths[step.id] = output_digest(meta), final
         entries.append({"step": step.id, "stage": stage.name, "version": stage.version,
-                        "key": key, "cache_hit": hit,
+                        "key": key, "output_digest": keys[step.id], "cache_hit": hit,
                         "wall_s": round(time.perf_counter() - start, 2),
                         "computed_wall_s": meta.get("wall_s"), "path": str(final),
                         "files": meta.get("files", []), "summary": meta.get("summary")})

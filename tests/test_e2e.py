@@ -53,7 +53,7 @@ def test_first_build_publishes_everything(built: tuple[Path, Path]) -> None:
     _, build = built
     out = build / "cpu-int4"
     names = {p.name for p in out.iterdir()}
-    assert {"model.Q4_0.gguf", "prompt_format.json", "report.md", "report.json",
+    assert {"model.Q4_K_M.gguf", "prompt_format.json", "report.md", "report.json",
             "manifest.json"} <= names
     assert not any(_steps(build, "cpu-int4").values())
     report = json.loads((out / "report.json").read_text())
@@ -63,9 +63,9 @@ def test_first_build_publishes_everything(built: tuple[Path, Path]) -> None:
         assert row["decode_tok_s"] > 0 and row["file_mb"] > 0 and 0 <= row["field_accuracy"] <= 1
     manifest = json.loads((out / "manifest.json").read_text())
     export = next(s for s in manifest["steps"] if s["step"] == "export")
-    gguf = next(f for f in export["files"] if f["path"] == "model.Q4_0.gguf")
-    assert len(gguf["sha256"]) == 64 and gguf["bytes"] == (out / "model.Q4_0.gguf").stat().st_size
-    assert "| distilled Q4_0 |" in (out / "report.md").read_text()
+    gguf = next(f for f in export["files"] if f["path"] == "model.Q4_K_M.gguf")
+    assert len(gguf["sha256"]) == 64 and gguf["bytes"] == (out / "model.Q4_K_M.gguf").stat().st_size
+    assert "| distilled Q4_K_M |" in (out / "report.md").read_text()
 
 
 def test_published_student_answers_with_its_prompt_format(built: tuple[Path, Path]) -> None:
@@ -73,7 +73,7 @@ def test_published_student_answers_with_its_prompt_format(built: tuple[Path, Pat
 
     out = built[1] / "cpu-int4"
     fmt = json.loads((out / "prompt_format.json").read_text())
-    runner = ChatRunner(open_gguf(out / "model.Q4_0.gguf", n_ctx=512, threads=2))
+    runner = ChatRunner(open_gguf(out / "model.Q4_K_M.gguf", n_ctx=512, threads=2))
     gen = runner.chat(fmt["system"], fmt["user_template"].format(prompt="Ann Lee wants 2 lamps"), 16)
     assert gen.completion_tokens > 0
 

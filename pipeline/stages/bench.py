@@ -55,7 +55,8 @@ class BenchStage:
         from pipeline.tasks import extraction
 
         return {
-            "task": config.task.name, "quant": target.quant, "threads": target.threads,
+            "task": config.task.name, "task_version": extraction.TASK_VERSION,
+            "quant": target.quant, "threads": target.threads,
             "n_ctx": max(target.n_ctx, config.teacher.n_ctx), "warmup": target.bench_warmup,
             "max_tokens": config.bench.max_tokens, "include_teacher": config.bench.include_teacher,
             "max_eval_rows": config.task.max_eval_rows,

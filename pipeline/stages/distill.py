@@ -92,7 +92,7 @@ def train(model: Any, examples: list[tuple[list[int], list[int]]], s: dict[str, 
                 opt.step()
                 sched.step()
                 opt.zero_grad(set_to_none=True)
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 tokens += int(batch["attention_mask"].sum())
                 elapsed = time.perf_counter() - start
                 log.write(json.dumps({"step": len(losses), "loss": round(losses[-1], 5),

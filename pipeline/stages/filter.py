@@ -58,7 +58,10 @@ class FilterStage:
     resumable = False
 
     def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {"task": config.task.name, "max_response_chars": config.filter.max_response_chars,
+        from pipeline.tasks.extraction import TASK_VERSION
+
+        return {"task": config.task.name, "task_version": TASK_VERSION,
+                "max_response_chars": config.filter.max_response_chars,
                 "dedupe": config.filter.dedupe}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:

@@ -24,6 +24,9 @@ from typing import Any
 
 from pipeline.tasks import generator
 
+# Bump when parsing, validation or scoring changes: it enters the filter and bench cache keys.
+TASK_VERSION = "1"
+
 KEYS: tuple[str, ...] = ("name", "item", "quantity", "city", "date")
 TYPES: dict[str, type] = {"name": str, "item": str, "quantity": int, "city": str, "date": str}
 
@@ -60,13 +63,13 @@ STUDENT_USER_TEMPLATE = "{prompt}"
 
 
 def _extract_object(text: str) -> tuple[Any, str | None]:
-    """Find the JSON value in a reply, tolerating code fences and surrounding prose."""
-    stripped = re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip())
-    start, end = stripped.find("{"), stripped.rfind("}")
-    if start < 0 or end <= start:
+    """The first JSON value in a reply, tolerating code fences, prose and trailing text."""
+    start = text.find("{")
+    if start < 0:
         return None, "invalid_json"
     try:
-        return json.loads(stripped[start : end + 1]), None
+        # raw_decode stops after the first complete value: '{...} Message: {...}' still parses.
+        return json.JSONDecoder().raw_decode(text, start)[0], None
     except json.JSONDecodeError:
         return None, "invalid_json"
 

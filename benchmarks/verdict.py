@@ -1,0 +1,89 @@
+"""Was distillation worth it? Attribution per step and a verdict from the measured rows.
+
+Distillation pays only when (a) the small model used directly is not good enough AND
+(b) the teacher is too slow or costly at the user's scale. The user states the quality
+bar and the scale in the config's [goal] section; every number here comes from the
+bench rows of the same build (same prompts, same hardware, same threads).
+
+Example:
+    >>> from benchmarks.verdict import decide
+    >>> rows = [
+    ...   {"role": "teacher", "field_accuracy": 0.96, "seconds_per_request": 3.0},
+    ...   {"role": "base", "field_accuracy": 0.10, "seconds_per_request": 0.3},
+    ...   {"role": "distilled", "field_accuracy": 0.95, "seconds_per_request": 0.3}]
+    >>> decide(rows, min_quality=0.9, requests_per_day=100_000, latency_budget_s=0)["case"]
+    'ship_student'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+METRIC = "field_accuracy"
+SECONDS_PER_DAY = 86_400
+
+
+def seconds_per_request(row: dict[str, Any]) -> float:
+    """Wall time one request costs on this machine: time to first token + decoding the rest."""
+    decode = row.get("decode_tok_s") or 0.0
+    rest = max(row.get("mean_completion_tokens", 0.0) - 1, 0.0) / decode if decode else 0.0
+    return float(row.get("ttft_mean_s", 0.0) + rest)
+
+
+def attribution(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The change of the task metric at each step: base -> distilled fp -> quantized.
+
+    Keeps a quantization loss from being mistaken for a distillation gain (or hidden by one).
+    """
+    by_role = {r["role"]: r for r in rows}
+    chain = [("base_fp_export", "base"), ("distill", "distilled_fp"), ("quantize", "distilled")]
+    steps, prev = [], None
+    for step, role in chain:
+        row = by_role.get(role)
+        if row is None:
+            continue
+        if prev is not None:
+            steps.append({"step": step, "from": prev["label"], "to": row["label"],
+                          "delta": round(row[METRIC] - prev[METRIC], 4)})
+        prev = row
+    return steps
+
+
+def decide(rows: list[dict[str, Any]], min_quality: float, requests_per_day: int,
+           latency_budget_s: float) -> dict[str, Any]:
+    """One of three cases, with the numbers behind it (see module docstring)."""
+    by_role = {r["role"]: r for r in rows}
+    for r in rows:
+        r.setdefault("seconds_per_request", seconds_per_request(r))
+    base = max((by_role[k] for k in ("base", "base_fewshot") if k in by_role),
+               key=lambda r: r[METRIC], default=None)
+    teacher, student = by_role.get("teacher"), by_role.get("distilled")
+    numbers: dict[str, Any] = {"quality_bar": min_quality, "requests_per_day": requests_per_day,
+                               "latency_budget_s": latency_budget_s or None}
+    if base is not None and base[METRIC] >= min_quality:
+        return {"case": "skip_distillation", **numbers, "best_base": base["label"],
+                "text": f"The small model alone already meets the bar ({base['label']}: "
+                        f"{METRIC} {base[METRIC]:.3f} ≥ {min_quality}) — skip distillation."}
+    if teacher is None or student is None or base is None:
+        return {"case": "incomplete", **numbers,
+                "text": "Teacher, base or student was not benchmarked: no verdict."}
+    t_cost, s_cost = teacher["seconds_per_request"], student["seconds_per_request"]
+    capacity = SECONDS_PER_DAY / t_cost if t_cost > 0 else float("inf")
+    numbers.update(teacher_requests_per_day=round(capacity), teacher_s_per_request=round(t_cost, 3),
+                   student_s_per_request=round(s_cost, 3))
+    within_budget = not latency_budget_s or t_cost <= latency_budget_s
+    if requests_per_day <= capacity and within_budget:
+        return {"case": "run_teacher", **numbers,
+                "text": f"The teacher is affordable at your stated scale: {t_cost:.2f} s/request "
+                        f"serves {capacity:,.0f} requests/day on this machine ≥ {requests_per_day:,}"
+                        " — run the teacher."}
+    gap = teacher[METRIC] - base[METRIC]
+    recovered = (student[METRIC] - base[METRIC]) / gap if gap > 0 else 1.0
+    speedup = t_cost / s_cost if s_cost > 0 else float("inf")
+    numbers.update(gap_recovered=round(recovered, 4), cost_ratio=round(speedup, 2))
+    meets = student[METRIC] >= min_quality
+    tail = "ship it." if meets else f"but it misses the quality bar of {min_quality} — not ready to ship."
+    return {"case": "ship_student" if meets else "student_below_bar", **numbers,
+            "text": f"Distillation recovers {recovered * 100:.0f}% of the base→teacher gap "
+                    f"({base[METRIC]:.3f} → {student[METRIC]:.3f}, teacher {teacher[METRIC]:.3f}) at "
+                    f"{speedup:.1f}× lower cost per request — {tail}"}

@@ -1,0 +1,60 @@
+"""The verdict's three cases and the attribution chain, on fixture numbers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.verdict import attribution, decide, seconds_per_request
+
+
+def _row(role: str, acc: float, ttft: float, tok_s: float, label: str | None = None) -> dict[str, Any]:
+    return {"role": role, "label": label or role, "field_accuracy": acc, "ttft_mean_s": ttft,
+            "decode_tok_s": tok_s, "mean_completion_tokens": 41.0}
+
+
+def _rows(base_acc: float = 0.1, student_acc: float = 0.9) -> list[dict[str, Any]]:
+    return [_row("teacher", 0.95, 0.6, 25.0), _row("base", base_acc, 0.07, 130.0),
+            _row("base_fewshot", base_acc / 2, 0.1, 100.0),
+            _row("distilled_fp", student_acc + 0.02, 0.09, 80.0),
+            _row("distilled", student_acc, 0.07, 130.0)]
+
+
+def test_seconds_per_request() -> None:
+    assert seconds_per_request(_row("x", 0, 0.5, 20.0)) == 0.5 + 40 / 20
+
+
+def test_small_model_already_good_enough() -> None:
+    verdict = decide(_rows(base_acc=0.93), min_quality=0.9, requests_per_day=10**6, latency_budget_s=0)
+    assert verdict["case"] == "skip_distillation"
+    assert "skip distillation" in verdict["text"]
+
+
+def test_teacher_affordable_at_small_scale() -> None:
+    # teacher: 0.6 + 40/25 = 2.2 s/request -> ~39,000 requests/day on this machine
+    verdict = decide(_rows(), min_quality=0.9, requests_per_day=1000, latency_budget_s=0)
+    assert verdict["case"] == "run_teacher"
+    assert verdict["teacher_requests_per_day"] == round(86400 / 2.2)
+
+
+def test_latency_budget_rules_out_the_teacher() -> None:
+    verdict = decide(_rows(), min_quality=0.9, requests_per_day=1000, latency_budget_s=1.0)
+    assert verdict["case"] == "ship_student"
+
+
+def test_ship_the_student_at_large_scale() -> None:
+    verdict = decide(_rows(), min_quality=0.85, requests_per_day=10**6, latency_budget_s=0)
+    assert verdict["case"] == "ship_student"
+    assert verdict["gap_recovered"] == round((0.9 - 0.1) / (0.95 - 0.1), 4)
+    student_cost = 0.07 + 40 / 130
+    assert verdict["cost_ratio"] == round(2.2 / student_cost, 2)
+
+
+def test_student_below_bar_is_not_shipped() -> None:
+    verdict = decide(_rows(student_acc=0.5), min_quality=0.9, requests_per_day=10**6,
+                     latency_budget_s=0)
+    assert verdict["case"] == "student_below_bar" and "not ready" in verdict["text"]
+
+
+def test_attribution_separates_distillation_from_quantization() -> None:
+    steps = {s["step"]: s["delta"] for s in attribution(_rows())}
+    assert steps == {"distill": round(0.92 - 0.1, 4), "quantize": -0.02}
