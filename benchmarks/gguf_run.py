@@ -8,13 +8,15 @@ Example:
     python -m benchmarks.gguf_run spec.json result.json
     # spec.json: {"model": "m.gguf", "n_ctx": 1024, "threads": 2, "max_tokens": 96,
     #             "warmup": 1, "system": "...", "user_template": "{prompt}",
-    #             "prompts": ["Hi, this is Ann Lee ..."]}
+    #             "prompts": ["Hi, this is Ann Lee ..."],
+    #             "synthetic": {"pp": 128, "tg": 64, "repeats": 5}}   # optional
 """
 
 from __future__ import annotations
 
 import json
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -38,7 +40,63 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                         "prefill_tokens": gen.prefill_tokens,
                         "completion_tokens": gen.completion_tokens, "ttft_s": gen.ttft_s,
                         "decode_s": gen.decode_s, "total_s": gen.total_s})
-    return {"load_s": load_s, "peak_rss_mb": peak_rss_mb(), "results": results}
+    synthetic = llama_bench(runner.llm, **spec["synthetic"]) if spec.get("synthetic") else None
+    return {"load_s": load_s, "peak_rss_mb": peak_rss_mb(), "results": results,
+            "synthetic": synthetic}
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {"median": statistics.median(ordered),
+            "p90": ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]}
+
+
+def llama_bench(llm: Any, pp: int, tg: int, repeats: int) -> dict[str, Any]:
+    """llama-bench-style fixed-length tests, after one warm-up of each, `repeats` times each.
+
+    pp: prefill `pp` tokens from an empty cache. tg: greedy-generate `tg` tokens after a
+    1-token prompt, two ways on the same file: a bare llama-cpp-python loop (eval one token,
+    argmax of the logits in numpy) and the harness's own path (`Llama.generate`, as
+    ChatRunner uses it), so the harness's overhead is measured, not assumed.
+    """
+    import numpy as np
+
+    prompt = [llm.token_bos() if llm.token_bos() >= 0 else 0]
+    filler = (llm.tokenize(b"The quick brown fox jumps over the lazy dog. ", add_bos=False) * pp)[:pp]
+    n_vocab = llm.n_vocab()
+
+    def prefill() -> float:
+        llm.reset()
+        start = time.perf_counter()
+        llm.eval(filler)
+        return pp / (time.perf_counter() - start)
+
+    def bare() -> float:
+        llm.reset()
+        llm.eval(prompt)
+        start = time.perf_counter()
+        for _ in range(tg):
+            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,))
+            llm.eval([int(np.argmax(logits))])
+        return tg / (time.perf_counter() - start)
+
+    def harness() -> float:
+        llm.reset()
+        start = time.perf_counter()
+        for n, _token in enumerate(llm.generate(prompt, top_k=1, temp=0.0, reset=True), 1):
+            if n == 1:
+                start = time.perf_counter()  # like bare(): time decoding, not the prompt
+            if n > tg:
+                break
+        return tg / (time.perf_counter() - start)
+
+    out: dict[str, Any] = {"pp": pp, "tg": tg, "repeats": repeats}
+    for name, fn in (("pp_tok_s", prefill), ("tg_bare_tok_s", bare), ("tg_harness_tok_s", harness)):
+        fn()  # warm-up
+        out[name] = _stats([fn() for _ in range(repeats)])
+    bare_median = out["tg_bare_tok_s"]["median"]
+    out["harness_overhead_pct"] = round(100 * (1 - out["tg_harness_tok_s"]["median"] / bare_median), 2)
+    return out
 
 
 def peak_rss_mb() -> float:

@@ -17,11 +17,15 @@ from typing import Any
 
 
 def bench_gguf(model: Path, system: str, user_template: str, prompts: list[str], threads: int,
-               n_ctx: int = 1024, max_tokens: int = 96, warmup: int = 1) -> dict[str, Any]:
-    """Run benchmarks.gguf_run in a child process; return its raw per-prompt results."""
+               n_ctx: int = 1024, max_tokens: int = 96, warmup: int = 1,
+               synthetic: dict[str, int] | None = None) -> dict[str, Any]:
+    """Run benchmarks.gguf_run in a child process; return its raw per-prompt results.
+
+    `synthetic` = {"pp": N, "tg": M, "repeats": R} adds llama-bench-style fixed-length tests.
+    """
     spec = {"model": str(model), "n_ctx": n_ctx, "threads": threads, "max_tokens": max_tokens,
             "warmup": warmup, "system": system, "user_template": user_template,
-            "prompts": prompts}
+            "prompts": prompts, "synthetic": synthetic}
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec))
@@ -34,7 +38,8 @@ def bench_gguf(model: Path, system: str, user_template: str, prompts: list[str],
 
 
 def summarize_latency(raw: dict[str, Any]) -> dict[str, float]:
-    """Mean TTFT, aggregate decode tokens/s, prefill tokens/s, load time, peak RSS."""
+    """Mean TTFT, aggregate decode/prefill tokens/s on the task prompts, load time, peak RSS,
+    and the fixed-length (llama-bench style) medians when they were run."""
     res = raw["results"]
     decode_tokens = sum(max(r["completion_tokens"] - 1, 0) for r in res)
     decode_s = sum(r["decode_s"] for r in res)
@@ -49,4 +54,17 @@ def summarize_latency(raw: dict[str, Any]) -> dict[str, float]:
         "mean_prompt_tokens": round(statistics.fmean(r["prompt_tokens"] for r in res), 1),
         "mean_completion_tokens": round(statistics.fmean(r["completion_tokens"] for r in res), 1),
         "peak_rss_mb": round(raw["peak_rss_mb"], 1),
+        **_synthetic_columns(raw.get("synthetic")),
     }
+
+
+def _synthetic_columns(syn: dict[str, Any] | None) -> dict[str, float]:
+    """Flatten the llama-bench-style results into report columns."""
+    if not syn:
+        return {}
+    return {"pp_tok_s": round(syn["pp_tok_s"]["median"], 1),
+            "pp_tok_s_p90": round(syn["pp_tok_s"]["p90"], 1),
+            "tg_tok_s": round(syn["tg_harness_tok_s"]["median"], 1),
+            "tg_tok_s_p90": round(syn["tg_harness_tok_s"]["p90"], 1),
+            "tg_bare_tok_s": round(syn["tg_bare_tok_s"]["median"], 1),
+            "harness_overhead_pct": syn["harness_overhead_pct"]}

@@ -1,12 +1,15 @@
-"""Render the build report (Markdown + JSON) from stage outputs and their metadata.
+"""Render the build report — Markdown, self-contained HTML — from report.json's data.
+
+Every number shown comes from the report dict (the same data as report.json), so
+`distill-edge report BUILD_DIR` can re-render a report from its JSON alone.
 
 Example:
-    python -c "from benchmarks.report import render_markdown; \
-        print(render_markdown({'target': 'cpu-int4', 'bench': {'rows': []}}))"
+    distill-edge report build/cpu-int4      # rewrites report.md and report.html
 """
 
 from __future__ import annotations
 
+import html
 import os
 import platform
 from typing import Any
@@ -17,28 +20,42 @@ COLUMNS = [  # (header, key, format) — the table is data, not code
     ("valid JSON", "valid", "{:.2f}"),
     ("field acc", "field_accuracy", "{:.3f}"),
     ("exact", "exact", "{:.3f}"),
+    ("agrees w/ teacher", "teacher_agreement", "{:.3f}"),
     ("prompt tok", "mean_prompt_tokens", "{:.0f}"),
     ("TTFT ms", "ttft_mean_s", "{:.0f}"),
     ("prefill tok/s", "prefill_tok_s", "{:.0f}"),
     ("decode tok/s", "decode_tok_s", "{:.1f}"),
+    ("pp tok/s (fixed)", "pp_tok_s", "{:.0f}"),
+    ("tg tok/s (fixed)", "tg_tok_s", "{:.1f}"),
+    ("tg bare loop tok/s", "tg_bare_tok_s", "{:.1f}"),
+    ("harness cost %", "harness_overhead_pct", "{:+.1f}"),
     ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
 ]
+CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "neon")
 
 
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (Linux), else platform's guess."""
+def _cpuinfo() -> tuple[str, list[str]]:
+    model, flags = platform.processor() or "unknown", []
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
                 if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith(("flags", "Features")) and not flags:
+                    flags = line.split(":", 1)[1].split()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return model, [f for f in CPU_FLAGS if f in flags]
 
 
 def environment() -> dict[str, Any]:
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+    """The hardware and settings the numbers were measured on."""
+    import psutil
+
+    model, flags = _cpuinfo()
+    return {"cpu": model, "cpu_flags": flags, "cores": os.cpu_count(),
+            "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (OpenMP default)")}
 
 
@@ -46,54 +63,99 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
     value = row.get(key)
     if value is None:
         return "–"
-    if key == "ttft_mean_s":
-        value = value * 1000
-    return fmt.format(value)
+    return fmt.format(value * 1000 if key == "ttft_mean_s" else value)
 
 
-def summary_line(rows: list[dict[str, Any]]) -> str:
-    """One sentence comparing the distilled quantized student with the teacher and the base."""
-    by_role = {r["role"]: r for r in rows}
-    student, teacher, base = by_role.get("distilled"), by_role.get("teacher"), by_role.get("base")
-    if not student:
-        return "No distilled artifact was benchmarked."
-    parts = [f"The distilled {student['label'].split()[-1]} student scores field accuracy "
-             f"{student['field_accuracy']:.3f}"]
-    if base:
-        parts.append(f"vs {base['field_accuracy']:.3f} for the undistilled base")
-    if teacher:
-        speed = student["decode_tok_s"] / teacher["decode_tok_s"] if teacher["decode_tok_s"] else 0
-        parts.append(f"and {teacher['field_accuracy']:.3f} for the teacher, decoding "
-                     f"{speed:.1f}× faster than the teacher at "
-                     f"{student['file_mb'] / teacher['file_mb'] * 100:.0f}% of its size")
-    return " ".join(parts) + "."
+def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """(heading, paragraphs) shared by the Markdown and HTML renderings."""
+    out: list[tuple[str, list[str]]] = []
+    verdict = report.get("verdict") or {}
+    out.append(("Verdict", [verdict.get("text", "no verdict")]))
+    if gate := report.get("gate"):
+        lines = [("PASS" if c["passed"] else "FAIL") + ": " + c["text"] for c in gate["checks"]]
+        out.append(("Quality gate", lines or ["no checks set by this target"]))
+    if steps := report.get("attribution"):
+        out.append(("Attribution (field accuracy change per step)",
+                    [f"{s['step']}: {s['from']} → {s['to']}: {s['delta']:+.3f}" for s in steps]))
+    if data := report.get("data"):
+        drops = ", ".join(f"{k}: {v}" for k, v in data["drops_by_reason"].items()) or "none"
+        out.append(("Teacher data", [
+            f"Teacher rows {data['rows_in']}, kept {data['kept']}, dropped {data['dropped']} ({drops}).",
+            "Kept rows' field accuracy vs the generator's references (diagnostic only, never "
+            f"trained on): {data.get('kept_teacher_field_accuracy')}."]))
+    if t := report.get("teacher"):
+        out.append(("Teacher stage", [
+            f"{t['rows']} rows at {t.get('rows_per_min')} rows/min; prompt tokens "
+            f"{t['prompt_tokens']}, of which prefilled {t['prefill_tokens']} (the rest reused "
+            f"from the KV cache); {t['completion_tokens']} tokens generated at "
+            f"{t.get('decode_tok_s')} tok/s overall."]))
+    if train := report.get("training"):
+        out.append(("Training", [
+            f"{train['examples']} examples, {train['steps']} steps, loss {train['first_loss']} → "
+            f"{train['final_loss']}, {train['train_tokens_per_s']} tokens/s."]))
+    walls = report.get("stage_wall_s", {})
+    out.append(("Stage wall times (when computed)",
+                [", ".join(f"{k} {v:.0f} s" for k, v in walls.items()) or "none"]))
+    env = report.get("environment", {})
+    out.append(("Environment", [
+        f"CPU: {env.get('cpu')} ({', '.join(env.get('cpu_flags', []))}), {env.get('cores')} "
+        f"cores, {env.get('ram_gb')} GB RAM; OMP_WAIT_POLICY: {env.get('omp_wait_policy')}.",
+        "Libraries: " + ", ".join(f"{k} {v}" for k, v in report.get("libraries", {}).items()),
+        "Data sha256: " + ", ".join(f"{k} {v[:16]}…" for k, v in report.get("datasets", {}).items())]))
+    return out
+
+
+def _caption(report: dict[str, Any]) -> str:
+    bench = report["bench"]
+    text = (f"Eval prompts: {bench.get('eval_rows')}, threads: {bench.get('threads')}, greedy "
+            "decoding, each artifact in its own process after a warm-up. Field accuracy = share "
+            "of the 5 fields (name, item, quantity, city, date) equal to the reference. "
+            "TTFT, prefill and decode tok/s are measured on the task's own prompts (each row with "
+            "the prompt it needs: the teacher its few-shot prompt, the student a short one).")
+    if syn := bench.get("synthetic"):
+        text += (f" Fixed-length tests (llama-bench style, medians of {syn['repeats']}): prefill "
+                 f"{syn['pp']} tokens, decode {syn['tg']} tokens through the harness and through a "
+                 "bare llama-cpp-python loop on the same file; harness cost = 1 − harness/bare.")
+    return text
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    """The human report. Every number comes from `report` (the same data as report.json)."""
+    """The human report as Markdown."""
     rows = report["bench"]["rows"]
     lines = [f"# distill-edge report — target `{report['target']}`", "",
-             summary_line(rows), "", "| " + " | ".join(h for h, _, _ in COLUMNS) + " |",
-             "|" + "---|" * len(COLUMNS)]
+             "| " + " | ".join(h for h, _, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cell(r, k, f) for _, k, f in COLUMNS) + " |" for r in rows]
-    lines += ["", f"Eval prompts: {report['bench'].get('eval_rows')}, threads: "
-              f"{report['bench'].get('threads')}, greedy decoding. Field accuracy = share of the "
-              "5 fields (name, item, quantity, city, date) equal to the reference."]
+    lines += ["", _caption(report)]
+    for heading, paragraphs in _sections(report):
+        lines += ["", f"## {heading}", "", *[f"- {p}" if len(paragraphs) > 1 else p
+                                               for p in paragraphs]]
+    return "\n".join(lines) + "\n"
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """One self-contained HTML file: table, verdict, sections and embedded PNG plots."""
+    from benchmarks import plots
+
+    rows, esc = report["bench"]["rows"], html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h, _, _ in COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{esc(_cell(r, k, f))}</td>" for _, k, f in COLUMNS)
+                   + "</tr>" for r in rows)
+    figures = [("Quality vs size", plots.quality_vs_size(rows)),
+               ("Decode speed", plots.decode_speed(rows))]
+    if curve := report.get("training_curve"):
+        figures.append(("Training loss", plots.loss_curve(curve)))
     if data := report.get("data"):
-        lines += ["", "## Teacher data", "",
-                  f"Teacher rows: {data['rows_in']}, kept {data['kept']}, dropped {data['dropped']} "
-                  f"({', '.join(f'{k}: {v}' for k, v in data['drops_by_reason'].items()) or 'none'}).",
-                  f"Kept rows' field accuracy vs the generator's references (diagnostic only, "
-                  f"never trained on): {data.get('kept_teacher_field_accuracy')}."]
-    if train := report.get("training"):
-        lines += ["", "## Training", "",
-                  f"{train['examples']} examples, {train['steps']} steps, loss {train['first_loss']} → "
-                  f"{train['final_loss']}, {train['train_tokens_per_s']} tokens/s."]
-    lines += ["", "## Stage wall times (when computed)", "", "| stage | wall s |", "|---|---|"]
-    lines += [f"| {name} | {wall:.1f} |" for name, wall in report.get("stage_wall_s", {}).items()]
-    env = report.get("environment", {})
-    lines += ["", "## Environment", "", f"CPU: {env.get('cpu')}, cores: {env.get('cores')}, "
-              f"OMP_WAIT_POLICY: {env.get('omp_wait_policy')}.",
-              "Libraries: " + ", ".join(f"{k} {v}" for k, v in report.get("libraries", {}).items()),
-              ""]
-    return "\n".join(lines)
+        figures.append(("Teacher data", plots.data_card(data)))
+    sections = "".join(f"<h2>{esc(h)}</h2>" + "".join(f"<p>{esc(p)}</p>" for p in ps)
+                       for h, ps in _sections(report))
+    imgs = "".join(f'<figure><img alt="{esc(t)}" src="{uri}"><figcaption>{esc(t)}</figcaption>'
+                   "</figure>" for t, uri in figures)
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
+             "padding:3px 7px;text-align:right}td:first-child{text-align:left}"
+             "figure{display:inline-block;margin:6px}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>distill-edge report "
+            f"{esc(report['target'])}</title><style>{style}</style></head><body>"
+            f"<h1>distill-edge report — target {esc(report['target'])}</h1>"
+            f"<table><tr>{head}</tr>{body}</table><p>{esc(_caption(report))}</p>{sections}"
+            f"<h2>Plots</h2>{imgs}</body></html>\n")

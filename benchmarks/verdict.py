@@ -31,22 +31,18 @@ def seconds_per_request(row: dict[str, Any]) -> float:
 
 
 def attribution(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The change of the task metric at each step: base -> distilled fp -> quantized.
+    """The change of the task metric at each step: base fp -> distilled fp -> quantized.
 
     Keeps a quantization loss from being mistaken for a distillation gain (or hidden by one).
     """
     by_role = {r["role"]: r for r in rows}
-    chain = [("base_fp_export", "base"), ("distill", "distilled_fp"), ("quantize", "distilled")]
-    steps, prev = [], None
-    for step, role in chain:
-        row = by_role.get(role)
-        if row is None:
-            continue
-        if prev is not None:
-            steps.append({"step": step, "from": prev["label"], "to": row["label"],
-                          "delta": round(row[METRIC] - prev[METRIC], 4)})
-        prev = row
-    return steps
+    base = by_role.get("base_fp") or by_role.get("base")
+    pairs = [("quantize base", by_role.get("base_fp"), by_role.get("base")),
+             ("distill", base, by_role.get("distilled_fp")),
+             ("quantize", by_role.get("distilled_fp"), by_role.get("distilled"))]
+    return [{"step": step, "from": a["label"], "to": b["label"],
+             "delta": round(b[METRIC] - a[METRIC], 4)}
+            for step, a, b in pairs if a is not None and b is not None]
 
 
 def decide(rows: list[dict[str, Any]], min_quality: float, requests_per_day: int,
@@ -55,7 +51,7 @@ def decide(rows: list[dict[str, Any]], min_quality: float, requests_per_day: int
     by_role = {r["role"]: r for r in rows}
     for r in rows:
         r.setdefault("seconds_per_request", seconds_per_request(r))
-    base = max((by_role[k] for k in ("base", "base_fewshot") if k in by_role),
+    base = max((by_role[k] for k in ("base_fp", "base", "base_fewshot") if k in by_role),
                key=lambda r: r[METRIC], default=None)
     teacher, student = by_role.get("teacher"), by_role.get("distilled")
     numbers: dict[str, Any] = {"quality_bar": min_quality, "requests_per_day": requests_per_day,
@@ -87,3 +83,23 @@ def decide(rows: list[dict[str, Any]], min_quality: float, requests_per_day: int
             "text": f"Distillation recovers {recovered * 100:.0f}% of the base→teacher gap "
                     f"({base[METRIC]:.3f} → {student[METRIC]:.3f}, teacher {teacher[METRIC]:.3f}) at "
                     f"{speedup:.1f}× lower cost per request — {tail}"}
+
+
+def quality_gate(rows: list[dict[str, Any]], min_field_accuracy: float | None,
+                 max_quant_loss: float | None) -> dict[str, Any]:
+    """The target's quality gate on the shipped (distilled, quantized) artifact."""
+    by_role = {r["role"]: r for r in rows}
+    shipped, fp = by_role.get("distilled"), by_role.get("distilled_fp")
+    checks = []
+    if min_field_accuracy is not None and shipped:
+        value = shipped[METRIC]
+        checks.append({"check": "min_field_accuracy", "value": round(value, 4),
+                       "limit": min_field_accuracy, "passed": value >= min_field_accuracy,
+                       "text": f"{shipped['label']} {METRIC} {value:.3f} (minimum {min_field_accuracy})"})
+    if max_quant_loss is not None and shipped and fp:
+        loss = fp[METRIC] - shipped[METRIC]
+        checks.append({"check": "max_quant_loss", "value": round(loss, 4), "limit": max_quant_loss,
+                       "passed": loss <= max_quant_loss,
+                       "text": f"{shipped['label']} loses {loss:+.3f} {METRIC} vs {fp['label']} "
+                               f"(maximum {max_quant_loss})"})
+    return {"passed": all(c["passed"] for c in checks), "checks": checks}

@@ -8,6 +8,10 @@ Example:
     distill-edge build --target cpu-int4
     distill-edge build --config my.toml --target cpu-int8 --train-data prompts.jsonl
     distill-edge targets list
+    distill-edge report build/cpu-int4
+    distill-edge compare build/cpu-int4 build/cpu-int8
+
+Exit codes: 0 ok, 2 bad input, 3 the target's quality gate failed (report still written).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from pipeline.errors import EXIT_USER_ERROR, UserError
+
+EXIT_GATE_FAILED = 3  # not bad input (2): the build ran, its artifact missed the target's gate
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Distill a teacher into a small student and ship it per hardware target.")
@@ -34,6 +40,7 @@ def build(
     build_dir: Annotated[Path, typer.Option(help="where cache and outputs go")] = Path("build"),
     train_data: Annotated[Optional[Path], typer.Option(help="JSONL {id, prompt} train split")] = None,
     eval_data: Annotated[Optional[Path], typer.Option(help="JSONL {id, prompt, reference}")] = None,
+    until: Annotated[Optional[str], typer.Option(help="stop after this step (e.g. teacher)")] = None,
 ) -> None:
     """Run the whole pipeline for one target (cached stages are reused)."""
     from pipeline.config import load_config
@@ -47,11 +54,50 @@ def build(
         overrides["task.eval_data"] = str(eval_data)
     tgt = load_target(target)
     cfg = load_config(config, overrides)
-    manifest = run_plan(cfg, tgt, build_dir)
+    manifest = run_plan(cfg, tgt, build_dir, until=until)
+    if until:
+        last = manifest["steps"][-1]
+        typer.echo(f"stopped after {until}: {last['path']}")
+        return
     hits = sum(step["cache_hit"] for step in manifest["steps"])
     out = build_dir / tgt.name
     typer.echo(f"built {out} ({hits}/{len(manifest['steps'])} stages from cache): "
                f"{out / 'report.md'}")
+    report = json.loads((out / "report.json").read_text())
+    typer.echo(report["verdict"]["text"])
+    failed = [c["text"] for c in report["gate"]["checks"] if not c["passed"]]
+    if failed:  # the report is written; the build still fails, naming the check
+        print(f"distill-edge: quality gate failed: {'; '.join(failed)}", file=sys.stderr)
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+def _load_report(build_dir: Path) -> dict[str, Any]:
+    path = build_dir / "report.json"
+    if not path.is_file():
+        raise UserError(f"no report.json in {build_dir}: give a build/<target> folder")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise UserError(f"{path} is not valid JSON") from None
+
+
+@app.command()
+def report(build_dir: Path) -> None:
+    """Re-render report.md and report.html of BUILD_DIR from its report.json."""
+    from benchmarks.report import render_html, render_markdown
+
+    data = _load_report(build_dir)
+    (build_dir / "report.md").write_text(render_markdown(data))
+    (build_dir / "report.html").write_text(render_html(data))
+    typer.echo(f"wrote {build_dir / 'report.md'} and {build_dir / 'report.html'}")
+
+
+@app.command()
+def compare(a: Path, b: Path) -> None:
+    """Diff two builds' reports: metric, speed and size per artifact."""
+    from benchmarks.compare import compare_reports
+
+    typer.echo(compare_reports(_load_report(a), _load_report(b), str(a), str(b)))
 
 
 @targets_app.command("list")

@@ -83,6 +83,18 @@ class DistillConfig(_Strict):
 class BenchConfig(_Strict):
     max_tokens: int = Field(96, gt=0)
     include_teacher: bool = True
+    # llama-bench-style fixed-length tests per artifact (0 repeats = skip them)
+    pp_tokens: int = Field(128, ge=1)
+    tg_tokens: int = Field(64, ge=1)
+    repeats: int = Field(5, ge=0)
+
+
+class GoalConfig(_Strict):
+    """What the user needs: drives the report's "was distillation worth it?" verdict."""
+
+    min_field_accuracy: float = Field(0.9, ge=0, le=1)  # the quality bar on the task metric
+    requests_per_day: int = Field(100_000, ge=0)  # the scale the model must serve
+    latency_budget_s: float = Field(0.0, ge=0)  # per request; 0 = no latency requirement
 
 
 class BuildConfig(_Strict):
@@ -92,6 +104,7 @@ class BuildConfig(_Strict):
     filter: FilterConfig = FilterConfig()
     distill: DistillConfig = DistillConfig()
     bench: BenchConfig = BenchConfig()
+    goal: GoalConfig = GoalConfig()
 
 
 def validation_line(err: ValidationError, source: str) -> str:

@@ -59,8 +59,9 @@ PLAN: tuple[Step, ...] = (
     Step("bench", "bench", {"teacher_model": "@teacher_model", "base_export": "export_base",
                             "student_export": "export", "eval_data": "@eval_data"}),
     Step("report", "report", {"teacher": "teacher", "filter": "filter", "distill": "distill",
-                              "export": "export", "bench": "bench"},
-         publish=("report.md", "report.json")),
+                              "export": "export", "bench": "bench", "train_data": "@train_data",
+                              "eval_data": "@eval_data"},
+         publish=("report.md", "report.json", "report.html")),
 )
 
 
@@ -111,8 +112,14 @@ def _run_step(stage: Any, step: Step, settings: dict[str, Any], inputs: dict[str
     commit_dir(partial, final)
 
 
-def run_plan(config: BuildConfig, target: Target, root: Path) -> dict[str, Any]:
-    """Run (or reuse) every step; return the manifest. Publishes build/<target>/."""
+def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None = None
+             ) -> dict[str, Any]:
+    """Run (or reuse) every step; return the manifest. Publishes build/<target>/.
+
+    `until` stops after that step (nothing is published: the build is not complete).
+    """
+    if until is not None and until not in {s.id for s in PLAN}:
+        raise UserError(f"unknown step '{until}': steps are {', '.join(s.id for s in PLAN)}")
     cache_root = root / "cache"
     externals = resolve_externals(config, cache_root)
     keys: dict[str, str] = {}
@@ -146,6 +153,8 @@ def run_plan(config: BuildConfig, target: Target, root: Path) -> dict[str, Any]:
                         "wall_s": round(time.perf_counter() - start, 2),
                         "computed_wall_s": meta.get("wall_s"), "path": str(final),
                         "files": meta.get("files", []), "summary": meta.get("summary")})
+        if step.id == until:
+            return {"target": target.model_dump(), "until": until, "steps": entries}
     manifest = {"target": target.model_dump(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "externals": {k: {"path": str(p), "sha256": d} for k, (p, d) in externals.items()},
                 "steps": entries}

@@ -54,6 +54,9 @@ class Target(BaseModel):
     threads: int = Field(ge=1, le=256)
     n_ctx: int = Field(1024, ge=128)
     bench_warmup: int = Field(1, ge=0)
+    # Quality gate: a build that misses it exits 3 after writing the report.
+    min_field_accuracy: float | None = Field(None, ge=0, le=1)  # of the shipped artifact
+    max_quant_loss: float | None = Field(None, ge=0, le=1)  # shipped vs distilled F16 GGUF
 
 
 def list_targets(targets_dir: Path | None = None) -> list[str]:

@@ -47,8 +47,8 @@ def tiny_hf(tmp_path_factory: pytest.TempPathFactory, smollm_gguf: Path) -> Path
     return out
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the installed console script the way a user does."""
     exe = Path(sys.executable).with_name("distill-edge")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=cwd or ROOT,
-                          check=False)
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, **(env or {})}, check=False)

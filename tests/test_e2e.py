@@ -1,12 +1,16 @@
-"""End to end on the smallest real model: build, rebuild from cache, second target, bad input.
+"""End to end on the smallest real model: build, rebuild from cache, second target, gate, bad input.
 
 SmolLM2-135M plays both teacher and student on a handful of prompts: this checks the
-mechanics (every stage, caching, publishing), not the quality of the default build.
+mechanics (every stage, caching, publishing, the report), not the default build's quality.
+Test profiles live in a temp targets folder (DISTILL_EDGE_TARGETS) so the real profiles'
+quality gates do not judge a student trained for one step.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -31,17 +35,36 @@ bf16 = true
 [bench]
 max_tokens = 48
 """
+PROFILE = """name = "{name}"
+description = "e2e test profile"
+format = "gguf"
+quant = "{quant}"
+runtime = "llama.cpp"
+threads = 2
+n_ctx = 1024
+{extra}
+"""
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("e2e")
+    targets = root / "targets"
+    targets.mkdir()
+    for name, quant, extra in (("t-int4", "Q4_K_M", ""), ("t-int8", "Q8_0", ""),
+                               ("t-gate", "Q4_K_M", "min_field_accuracy = 1.0")):
+        (targets / f"{name}.toml").write_text(PROFILE.format(name=name, quant=quant, extra=extra))
     cfg = root / "tiny.toml"
     cfg.write_text(TINY_CONFIG)
-    build = root / "build"
-    proc = run_cli("build", "--config", str(cfg), "--target", "cpu-int4", "--build-dir", str(build))
+    ctx = {"cfg": cfg, "build": root / "build", "env": {"DISTILL_EDGE_TARGETS": str(targets)}}
+    proc = _build(ctx, "t-int4")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return cfg, build
+    return ctx
+
+
+def _build(ctx: dict, target: str, *extra: str):  # type: ignore[no-untyped-def]
+    return run_cli("build", "--config", str(ctx["cfg"]), "--target", target, "--build-dir",
+                   str(ctx["build"]), *extra, env=ctx["env"])
 
 
 def _steps(build: Path, target: str) -> dict[str, bool]:
@@ -49,18 +72,20 @@ def _steps(build: Path, target: str) -> dict[str, bool]:
     return {s["step"]: s["cache_hit"] for s in manifest["steps"]}
 
 
-def test_first_build_publishes_everything(built: tuple[Path, Path]) -> None:
-    _, build = built
-    out = build / "cpu-int4"
+def test_first_build_publishes_everything(built: dict) -> None:
+    out = built["build"] / "t-int4"
     names = {p.name for p in out.iterdir()}
-    assert {"model.Q4_K_M.gguf", "prompt_format.json", "report.md", "report.json",
+    assert {"model.Q4_K_M.gguf", "prompt_format.json", "report.md", "report.json", "report.html",
             "manifest.json"} <= names
-    assert not any(_steps(build, "cpu-int4").values())
+    assert not any(_steps(built["build"], "t-int4").values())
     report = json.loads((out / "report.json").read_text())
     roles = [r["role"] for r in report["bench"]["rows"]]
-    assert roles == ["teacher", "base", "base_fewshot", "distilled_fp", "distilled"]
+    assert roles == ["teacher", "base_fp", "base", "base_fewshot", "distilled_fp", "distilled"]
     for row in report["bench"]["rows"]:
         assert row["decode_tok_s"] > 0 and row["file_mb"] > 0 and 0 <= row["field_accuracy"] <= 1
+    assert report["verdict"]["case"] in ("skip_distillation", "run_teacher", "ship_student",
+                                         "student_below_bar")
+    assert [s["step"] for s in report["attribution"]] == ["quantize base", "distill", "quantize"]
     manifest = json.loads((out / "manifest.json").read_text())
     export = next(s for s in manifest["steps"] if s["step"] == "export")
     gguf = next(f for f in export["files"] if f["path"] == "model.Q4_K_M.gguf")
@@ -68,44 +93,69 @@ def test_first_build_publishes_everything(built: tuple[Path, Path]) -> None:
     assert "| distilled Q4_K_M |" in (out / "report.md").read_text()
 
 
-def test_published_student_answers_with_its_prompt_format(built: tuple[Path, Path]) -> None:
+def test_html_report_embeds_its_plots(built: dict) -> None:
+    page = (built["build"] / "t-int4" / "report.html").read_text()
+    images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert {alt for alt, _ in images} == {"Quality vs size", "Decode speed", "Training loss",
+                                          "Teacher data"}
+    for _, data in images:
+        assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<table>" in page and "Verdict" in page and "http" not in page.split("<body>")[1]
+
+
+def test_published_student_answers_with_its_prompt_format(built: dict) -> None:
     from pipeline.llm import ChatRunner, open_gguf
 
-    out = built[1] / "cpu-int4"
+    out = built["build"] / "t-int4"
     fmt = json.loads((out / "prompt_format.json").read_text())
     runner = ChatRunner(open_gguf(out / "model.Q4_K_M.gguf", n_ctx=512, threads=2))
     gen = runner.chat(fmt["system"], fmt["user_template"].format(prompt="Ann Lee wants 2 lamps"), 16)
     assert gen.completion_tokens > 0
 
 
-def test_rebuild_is_all_cache_hits(built: tuple[Path, Path]) -> None:
-    cfg, build = built
-    proc = run_cli("build", "--config", str(cfg), "--target", "cpu-int4", "--build-dir", str(build))
+def test_rebuild_is_all_cache_hits(built: dict) -> None:
+    proc = _build(built, "t-int4")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert all(_steps(build, "cpu-int4").values())
+    assert all(_steps(built["build"], "t-int4").values())
 
 
-def test_second_target_reuses_the_student(built: tuple[Path, Path]) -> None:
-    cfg, build = built
-    proc = run_cli("build", "--config", str(cfg), "--target", "cpu-int8", "--build-dir", str(build))
+def test_second_target_reuses_the_student(built: dict) -> None:
+    proc = _build(built, "t-int8")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    hits = _steps(build, "cpu-int8")
+    hits = _steps(built["build"], "t-int8")
     assert all(hits[s] for s in ("teacher", "filter", "student_base", "distill"))
     assert not any(hits[s] for s in ("export_base", "export", "bench", "report"))
-    assert (build / "cpu-int8" / "model.Q8_0.gguf").is_file()
+    assert (built["build"] / "t-int8" / "model.Q8_0.gguf").is_file()
 
 
-def test_empty_prompt_file_fails_cleanly(built: tuple[Path, Path], tmp_path: Path) -> None:
-    cfg, build = built
+def test_failing_gate_exits_3_with_the_report_written(built: dict) -> None:
+    proc = _build(built, "t-gate")
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "quality gate failed" in proc.stderr and "minimum 1.0" in proc.stderr
+    report = json.loads((built["build"] / "t-gate" / "report.json").read_text())
+    assert report["gate"]["passed"] is False
+    assert (built["build"] / "t-gate" / "report.html").is_file()
+
+
+def test_report_and_compare_commands(built: dict) -> None:
+    out = built["build"] / "t-int4"
+    (out / "report.md").unlink()
+    proc = run_cli("report", str(out))
+    assert proc.returncode == 0 and (out / "report.md").is_file()
+    proc = run_cli("compare", str(out), str(built["build"] / "t-int8"))
+    assert proc.returncode == 0, proc.stderr
+    assert "| distilled |" in proc.stdout and "Verdict A:" in proc.stdout
+
+
+def test_empty_prompt_file_fails_cleanly(built: dict, tmp_path: Path) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
-    before = sorted(p.name for p in build.rglob("*"))
-    proc = run_cli("build", "--config", str(cfg), "--target", "cpu-int4", "--build-dir",
-                   str(build), "--train-data", str(empty))
+    before = sorted(p.name for p in built["build"].rglob("*"))
+    proc = _build(built, "t-int4", "--train-data", str(empty))
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"distill-edge: error: train data {empty} has no rows: give a " \
                                   "JSONL file with one prompt per line"
-    assert sorted(p.name for p in build.rglob("*")) == before
+    assert sorted(p.name for p in built["build"].rglob("*")) == before
 
 
 def test_missing_model_file_fails_cleanly(tmp_path: Path) -> None:

@@ -2,8 +2,8 @@
 
 Rows, all on the same eval prompts, threads and context, each in its own fresh process
 with a warm-up generation first:
-  teacher (its few-shot prompt) · base through the same export/quantize (the student's
-  short prompt) · the same base given the teacher's few-shot prompt (the small model
+  teacher (its few-shot prompt) · base as F16 GGUF and through the same quantization
+  (the student's short prompt) · the same base given the teacher's few-shot prompt (the small model
   used directly, at its best) · distilled f16 GGUF · distilled quantized GGUF.
 Quality is the task metric against the eval references; latency is TTFT, prefill and
 decode tokens/s, load time and peak RSS of the child process; size is the file size.
@@ -36,6 +36,7 @@ def _rows_to_bench(ctx: StageContext) -> list[dict[str, Any]]:
     base = ctx.inputs["base_export"]
     student = ctx.inputs["student_export"]
     rows += [
+        ("base F16", "base_fp", base / "model.F16.gguf", student_p),
         (f"base {quant}", "base", base / f"model.{quant}.gguf", student_p),
         (f"base {quant} + few-shot prompt", "base_fewshot", base / f"model.{quant}.gguf", teacher_p),
         ("distilled F16", "distilled_fp", student / "model.F16.gguf", student_p),
@@ -47,7 +48,7 @@ def _rows_to_bench(ctx: StageContext) -> list[dict[str, Any]]:
 
 class BenchStage:
     name = "bench"
-    version = "1"
+    version = "2"
     libraries = ("llama-cpp-python",)
     resumable = False
 
@@ -60,6 +61,8 @@ class BenchStage:
             "n_ctx": max(target.n_ctx, config.teacher.n_ctx), "warmup": target.bench_warmup,
             "max_tokens": config.bench.max_tokens, "include_teacher": config.bench.include_teacher,
             "max_eval_rows": config.task.max_eval_rows,
+            "synthetic": ({"pp": config.bench.pp_tokens, "tg": config.bench.tg_tokens,
+                           "repeats": config.bench.repeats} if config.bench.repeats else None),
             "teacher_system": config.teacher.system_prompt or extraction.TEACHER_SYSTEM_PROMPT,
             "teacher_template": extraction.TEACHER_USER_TEMPLATE,
             "student_system": config.student.system_prompt or extraction.STUDENT_SYSTEM_PROMPT,
@@ -80,7 +83,7 @@ class BenchStage:
             ctx.log(f"benchmarking {row['label']} on {len(prompts)} prompts")
             raw = bench_gguf(Path(row["model"]), row["system"], row["template"], prompts,
                              threads=s["threads"], n_ctx=s["n_ctx"], max_tokens=s["max_tokens"],
-                             warmup=s["warmup"])
+                             warmup=s["warmup"], synthetic=s["synthetic"])
             scores = [score(parse_answer(r["response"])[0], ref["reference"])
                       for r, ref in zip(raw["results"], eval_rows, strict=True)]
             quality = {k: round(v, 4) for k, v in aggregate(scores).items()}
@@ -91,7 +94,8 @@ class BenchStage:
             answers[row["role"]] = [r["response"] for r in raw["results"]]
             ctx.log(f"{row['label']}: field accuracy {quality['field_accuracy']:.3f}, "
                     f"decode {table[-1]['decode_tok_s']} tok/s")
-        result = {"eval_rows": len(eval_rows), "threads": s["threads"], "rows": table}
+        result = {"eval_rows": len(eval_rows), "threads": s["threads"],
+                  "synthetic": s["synthetic"], "rows": table}
         (ctx.out_dir / "bench.json").write_text(json.dumps(result, indent=2))
         with (ctx.out_dir / "answers.jsonl").open("w", encoding="utf-8") as fh:
             for i, ev in enumerate(eval_rows):

@@ -1,10 +1,13 @@
-"""Report stage: gather the numbers of every stage into report.json and report.md.
+"""Report stage: gather every stage's numbers into report.json, report.md and report.html.
 
 Reads only its inputs (stage output folders and their `_meta.json`), never reruns work.
+Adds what no single stage knows: agreement with the teacher, attribution of the metric
+change to each step (distill vs quantize), the quality gate of the target, and the
+verdict — was distillation worth it, given the user's quality bar and scale ([goal]).
 
 Example:
     distill-edge build --target cpu-int4
-    cat build/cpu-int4/report.md
+    xdg-open build/cpu-int4/report.html
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pipeline.cache import library_versions, read_meta
+from pipeline.cache import file_sha256, library_versions, read_meta
 from pipeline.config import BuildConfig
 from pipeline.stage import StageContext
 from pipeline.targets import Target
@@ -20,33 +23,69 @@ from pipeline.targets import Target
 REPORT_LIBRARIES = ("torch", "transformers", "llama-cpp-python", "gguf", "tokenizers")
 
 
+def _curve(log_path: Any, max_points: int = 300) -> list[dict[str, Any]]:
+    """The training log, thinned to at most max_points for the plot."""
+    if not log_path.is_file():
+        return []
+    points = [json.loads(x) for x in log_path.read_text().splitlines() if x.strip()]
+    stride = max(1, len(points) // max_points)
+    return [{"step": p["step"], "loss": p["loss"]} for p in points[::stride]]
+
+
+def build_report(ctx: StageContext) -> dict[str, Any]:
+    """The report dict (report.json) from the stage inputs."""
+    from benchmarks.quality import teacher_agreement
+    from benchmarks.report import environment
+    from benchmarks.verdict import attribution, decide, quality_gate
+
+    s = ctx.settings
+    bench = json.loads((ctx.inputs["bench"] / "bench.json").read_text())
+    answers = [json.loads(x) for x in (ctx.inputs["bench"] / "answers.jsonl").read_text().splitlines()]
+    agreement = teacher_agreement(answers)
+    for row in bench["rows"]:
+        row["teacher_agreement"] = agreement.get(row["role"])
+    walls = {role: meta["wall_s"] for role, folder in ctx.inputs.items()
+             if folder.is_dir() and (meta := read_meta(folder))}
+    distill_meta = read_meta(ctx.inputs["distill"]) or {}
+    return {
+        "target": s["target"],
+        "bench": bench,
+        "verdict": decide(bench["rows"], s["min_field_accuracy"], s["requests_per_day"],
+                          s["latency_budget_s"]),
+        "attribution": attribution(bench["rows"]),
+        "gate": quality_gate(bench["rows"], s["gate_min_field_accuracy"], s["gate_max_quant_loss"]),
+        "data": json.loads((ctx.inputs["filter"] / "drops.json").read_text()),
+        "teacher": json.loads((ctx.inputs["teacher"] / "stats.json").read_text()),
+        "training": distill_meta.get("summary"),
+        "training_curve": _curve(ctx.inputs["distill"] / "train_log.jsonl"),
+        "seeds": {"teacher": (read_meta(ctx.inputs["teacher"]) or {}).get("settings", {}).get("seed"),
+                  "distill": distill_meta.get("settings", {}).get("seed")},
+        "datasets": {"train": file_sha256(ctx.inputs["train_data"]),
+                     "eval": file_sha256(ctx.inputs["eval_data"])},
+        "stage_wall_s": walls,
+        "environment": environment(),
+        "libraries": library_versions(REPORT_LIBRARIES),
+    }
+
+
 class ReportStage:
     name = "report"
-    version = "1"
-    libraries = REPORT_LIBRARIES
+    version = "2"
+    libraries = REPORT_LIBRARIES + ("matplotlib",)
     resumable = False
 
     def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {"target": target.name}
+        return {"target": target.name, **config.goal.model_dump(),
+                "gate_min_field_accuracy": target.min_field_accuracy,
+                "gate_max_quant_loss": target.max_quant_loss}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        from benchmarks.report import environment, render_markdown
+        from benchmarks.report import render_html, render_markdown
 
-        walls = {}
-        for role, folder in ctx.inputs.items():
-            meta = read_meta(folder) if folder.is_dir() else None
-            if meta:
-                walls[role] = meta["wall_s"]
-        report = {
-            "target": ctx.settings["target"],
-            "bench": json.loads((ctx.inputs["bench"] / "bench.json").read_text()),
-            "data": json.loads((ctx.inputs["filter"] / "drops.json").read_text()),
-            "training": (read_meta(ctx.inputs["distill"]) or {}).get("summary"),
-            "teacher": json.loads((ctx.inputs["teacher"] / "stats.json").read_text()),
-            "stage_wall_s": walls,
-            "environment": environment(),
-            "libraries": library_versions(REPORT_LIBRARIES),
-        }
+        report = build_report(ctx)
         (ctx.out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (ctx.out_dir / "report.md").write_text(render_markdown(report))
-        return {"rows": len(report["bench"]["rows"])}
+        (ctx.out_dir / "report.html").write_text(render_html(report))
+        ctx.log(report["verdict"]["text"])
+        return {"rows": len(report["bench"]["rows"]), "verdict": report["verdict"]["case"],
+                "gate_passed": report["gate"]["passed"]}

@@ -1,0 +1,81 @@
+"""Report plots as self-contained PNG data URIs (matplotlib, headless Agg backend).
+
+Example:
+    python -c "from benchmarks.plots import decode_speed; \
+        print(decode_speed([{'label': 'a', 'decode_tok_s': 10.0}])[:30])"
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+
+def _figure() -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display here, and none needed for a file
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    return fig, ax
+
+
+def _data_uri(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def quality_vs_size(rows: list[dict[str, Any]]) -> str:
+    """Task metric against file size, one labelled point per artifact."""
+    fig, ax = _figure()
+    for row in rows:
+        ax.scatter(row["file_mb"], row["field_accuracy"], s=40)
+        ax.annotate(row["label"], (row["file_mb"], row["field_accuracy"]), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("file size (MB, log scale)")
+    ax.set_ylabel("field accuracy")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title("Quality vs size")
+    return _data_uri(fig)
+
+
+def decode_speed(rows: list[dict[str, Any]]) -> str:
+    """Decode tokens/s per artifact, horizontal bars."""
+    fig, ax = _figure()
+    labels = [r["label"] for r in rows]
+    ax.barh(labels, [r["decode_tok_s"] for r in rows], color="#4c78a8")
+    ax.invert_yaxis()
+    ax.set_xlabel("decode tokens/s (higher is better)")
+    ax.set_title("Decode speed")
+    return _data_uri(fig)
+
+
+def loss_curve(curve: list[dict[str, Any]]) -> str:
+    """Training loss per optimizer step."""
+    fig, ax = _figure()
+    ax.plot([p["step"] for p in curve], [p["loss"] for p in curve], color="#f58518")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("train loss (log scale)")
+    ax.set_title("Distillation training loss")
+    return _data_uri(fig)
+
+
+def data_card(data: dict[str, Any]) -> str:
+    """Kept teacher rows and drops per filter reason."""
+    fig, ax = _figure()
+    names = ["kept", *data.get("drops_by_reason", {})]
+    values = [data.get("kept", 0), *data.get("drops_by_reason", {}).values()]
+    ax.bar(names, values, color=["#54a24b"] + ["#e45756"] * (len(names) - 1))
+    ax.set_ylabel("teacher rows")
+    ax.set_title("Teacher data: kept and dropped by reason")
+    ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    return _data_uri(fig)

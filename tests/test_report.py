@@ -1,0 +1,60 @@
+"""Report rendering and comparison on a fixture report (no models needed)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from benchmarks.compare import compare_reports
+from benchmarks.quality import teacher_agreement
+from benchmarks.report import render_html, render_markdown
+from benchmarks.verdict import attribution, decide, quality_gate
+
+GOOD = '{"name":"Ann Lee","item":"lamps","quantity":2,"city":"Oslo","date":"2025-03-04"}'
+
+
+def _row(role: str, label: str, acc: float, mb: float, tok_s: float) -> dict[str, Any]:
+    return {"role": role, "label": label, "file": "m.gguf", "file_mb": mb, "valid": 1.0,
+            "field_accuracy": acc, "exact": acc, "mean_prompt_tokens": 90.0, "ttft_mean_s": 0.08,
+            "prefill_tok_s": 500.0, "decode_tok_s": tok_s, "mean_completion_tokens": 40.0,
+            "peak_rss_mb": 300.0, "load_s": 0.3}
+
+
+def fixture_report(shipped_acc: float = 0.9) -> dict[str, Any]:
+    rows = [_row("teacher", "teacher", 0.89, 1117.3, 25.0), _row("base", "base Q4_K_M", 0.0, 105.5, 110.0),
+            _row("distilled_fp", "distilled F16", 0.93, 270.9, 80.0),
+            _row("distilled", "distilled Q4_K_M", shipped_acc, 105.5, 96.0)]
+    return {"target": "cpu-int4", "bench": {"eval_rows": 60, "threads": 2, "rows": rows},
+            "verdict": decide(rows, 0.9, 100_000, 0), "attribution": attribution(rows),
+            "gate": quality_gate(rows, None, 0.02),
+            "data": {"rows_in": 200, "kept": 190, "dropped": 10, "drops_by_reason": {"extra_keys": 10},
+                     "kept_teacher_field_accuracy": 0.97},
+            "training_curve": [{"step": i, "loss": 1.0 / i} for i in range(1, 20)],
+            "stage_wall_s": {"teacher": 385.0}, "environment": {"cpu": "test cpu"}, "libraries": {}}
+
+
+def test_markdown_has_table_verdict_gate_and_attribution() -> None:
+    text = render_markdown(fixture_report())
+    assert "| distilled Q4_K_M | 105.5 |" in text
+    assert "## Verdict" in text and "ship it" in text
+    assert "FAIL: distilled Q4_K_M loses +0.030" in text
+    assert "quantize: distilled F16 → distilled Q4_K_M: -0.030" in text
+
+
+def test_html_is_self_contained_with_four_plots() -> None:
+    page = render_html(fixture_report(shipped_acc=0.925))
+    assert len(re.findall(r'src="data:image/png;base64,', page)) == 4
+    assert "PASS: distilled Q4_K_M" in page
+    assert not re.search(r'(src|href)="https?:', page)
+
+
+def test_teacher_agreement() -> None:
+    other = GOOD.replace("Oslo", "Bergen")
+    rows = [{"id": "1", "reference": {}, "teacher": GOOD, "distilled": GOOD, "base": other},
+            {"id": "2", "reference": {}, "teacher": "not json", "distilled": GOOD, "base": GOOD}]
+    assert teacher_agreement(rows) == {"distilled": 1.0, "base": 0.8}
+
+
+def test_compare_shows_deltas() -> None:
+    text = compare_reports(fixture_report(0.9), fixture_report(0.8), "a", "b")
+    assert "| distilled | distilled Q4_K_M | distilled Q4_K_M | 0.900 | 0.800 | -0.100 |" in text
