@@ -90,10 +90,15 @@ def llama_bench(llm: Any, pp: int, tg: int, repeats: int) -> dict[str, Any]:
                 break
         return tg / (time.perf_counter() - start)
 
-    out: dict[str, Any] = {"pp": pp, "tg": tg, "repeats": repeats}
-    for name, fn in (("pp_tok_s", prefill), ("tg_bare_tok_s", bare), ("tg_harness_tok_s", harness)):
+    tests = {"pp_tok_s": prefill, "tg_bare_tok_s": bare, "tg_harness_tok_s": harness}
+    for fn in tests.values():
         fn()  # warm-up
-        out[name] = _stats([fn() for _ in range(repeats)])
+    samples: dict[str, list[float]] = {name: [] for name in tests}
+    for _ in range(repeats):  # interleaved, so drift in machine load hits all tests alike
+        for name, fn in tests.items():
+            samples[name].append(fn())
+    out: dict[str, Any] = {"pp": pp, "tg": tg, "repeats": repeats,
+                           **{name: _stats(values) for name, values in samples.items()}}
     bare_median = out["tg_bare_tok_s"]["median"]
     out["harness_overhead_pct"] = round(100 * (1 - out["tg_harness_tok_s"]["median"] / bare_median), 2)
     return out

@@ -100,6 +100,6 @@ def quality_gate(rows: list[dict[str, Any]], min_field_accuracy: float | None,
         loss = fp[METRIC] - shipped[METRIC]
         checks.append({"check": "max_quant_loss", "value": round(loss, 4), "limit": max_quant_loss,
                        "passed": loss <= max_quant_loss,
-                       "text": f"{shipped['label']} loses {loss:+.3f} {METRIC} vs {fp['label']} "
-                               f"(maximum {max_quant_loss})"})
+                       "text": f"{shipped['label']} vs {fp['label']}: {METRIC} loss {loss:+.3f} "
+                               f"(maximum {max_quant_loss}; negative = a gain)"})
     return {"passed": all(c["passed"] for c in checks), "checks": checks}

@@ -37,7 +37,7 @@ def test_markdown_has_table_verdict_gate_and_attribution() -> None:
     text = render_markdown(fixture_report())
     assert "| distilled Q4_K_M | 105.5 |" in text
     assert "## Verdict" in text and "ship it" in text
-    assert "FAIL: distilled Q4_K_M loses +0.030" in text
+    assert "FAIL: distilled Q4_K_M vs distilled F16: field_accuracy loss +0.030" in text
     assert "quantize: distilled F16 → distilled Q4_K_M: -0.030" in text
 
 

@@ -48,7 +48,7 @@ def _rows_to_bench(ctx: StageContext) -> list[dict[str, Any]]:
 
 class BenchStage:
     name = "bench"
-    version = "2"
+    version = "3"
     libraries = ("llama-cpp-python",)
     resumable = False
 
