@@ -35,24 +35,59 @@ class ModelSource(_Strict):
     model: str | None = None
     path: str | None = None
 
-    @model_validator(mode="after")
-    def _one_source(self) -> ModelSource:
-        if (self.model is None) == (self.path is None):
-            raise ValueError("set exactly one of 'model' (a catalog name) or 'path'")
-        return self
+
+def _one_source(src: ModelSource) -> None:
+    if (src.model is None) == (src.path is None):
+        raise ValueError("set exactly one of 'model' (a catalog name) or 'path'")
+
+
+class FewShot(_Strict):
+    """One worked example, sent to the teacher as a user/assistant turn pair."""
+
+    user: str
+    assistant: str
 
 
 class TeacherConfig(ModelSource):
+    backend: Literal["llama_cpp", "transformers", "openai"] = "llama_cpp"
     system_prompt: str | None = None  # None: the task's few-shot teacher prompt
+    few_shot: tuple[FewShot, ...] = ()
     max_tokens: int = Field(96, gt=0, le=4096)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
+    n_samples: int = Field(1, ge=1, le=16)  # > 1: self-consistency filtering by majority
     n_ctx: int = Field(2048, ge=256)
     threads: int = Field(2, ge=1, le=256)
     seed: int = 0
+    # openai backend only
+    base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1
+    model_name: str | None = None
+    api_key_env: str | None = "OPENAI_API_KEY"  # the variable's name; the key never goes in a file
+    concurrency: int = Field(4, ge=1, le=512)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(4, ge=0, le=20)
+    backoff_s: float = Field(1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _source(self) -> TeacherConfig:
+        if self.backend == "openai":
+            if not (self.base_url and self.model_name):
+                raise ValueError("the openai backend needs base_url and model_name")
+            if self.model or self.path:
+                raise ValueError("the openai backend takes base_url/model_name, not model/path")
+        else:
+            _one_source(self)
+        if self.n_samples > 1 and self.temperature == 0:
+            raise ValueError("n_samples > 1 needs temperature > 0 (greedy samples are identical)")
+        return self
 
 
 class StudentConfig(ModelSource):
     system_prompt: str | None = None  # None: the task's short student prompt
+
+    @model_validator(mode="after")
+    def _source(self) -> StudentConfig:
+        _one_source(self)
+        return self
 
 
 class TaskConfig(_Strict):
@@ -64,8 +99,24 @@ class TaskConfig(_Strict):
 
 
 class FilterConfig(_Strict):
+    # Per-row checks, in order; each drop is recorded with the check's name as its reason.
+    checks: tuple[Literal["length", "refusal", "validator", "reference"], ...] = (
+        "length", "refusal", "validator", "reference")
+    min_response_chars: int = Field(1, ge=0)
     max_response_chars: int = Field(600, gt=0)
-    dedupe: bool = True
+    validator: Literal["task", "json_schema", "regex", "labels"] = "task"
+    json_schema_file: str | None = None  # validator = "json_schema"
+    pattern: str | None = None  # validator = "regex": the whole answer must match
+    labels: tuple[str, ...] = ()  # validator = "labels": the answer must be one of these
+    dedupe: Literal["normalized", "exact", "off"] = "normalized"
+
+    @model_validator(mode="after")
+    def _validator_args(self) -> FilterConfig:
+        needs = {"json_schema": self.json_schema_file, "regex": self.pattern, "labels": self.labels}
+        if self.validator in needs and not needs[self.validator]:
+            arg = {"json_schema": "json_schema_file", "regex": "pattern", "labels": "labels"}
+            raise ValueError(f"validator = '{self.validator}' needs {arg[self.validator]}")
+        return self
 
 
 class DistillConfig(_Strict):

@@ -64,26 +64,35 @@ class ChatRunner:
             bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
         )
 
-    def prompt_tokens(self, system: str, user: str) -> list[int]:
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    def prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
         text = self._formatter(messages=messages).prompt
         # The template already wrote any BOS it wants (Jinja2ChatFormatter: added_special).
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     def chat(self, system: str, user: str, max_tokens: int = 96) -> Generation:
         """Greedy completion of one system+user exchange, timed."""
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        return self.chat_messages(messages, max_tokens)
+
+    def chat_messages(self, messages: list[dict[str, str]], max_tokens: int = 96,
+                      temperature: float = 0.0, seed: int = 0) -> Generation:
+        """Complete a chat (greedy at temperature 0, else seeded sampling), timed per token."""
         import llama_cpp
 
-        tokens = self.prompt_tokens(system, user)
+        tokens = self.prompt_tokens(messages)
         if len(tokens) + max_tokens > self.llm.n_ctx():
             raise UserError(f"prompt of {len(tokens)} tokens + {max_tokens} new tokens exceeds "
                             f"the context of {self.llm.n_ctx()}: raise n_ctx or shorten prompts")
         cached = self.llm.longest_token_prefix(self.llm._input_ids.tolist(), tokens)
+        if temperature > 0:
+            self.llm.set_seed(seed)
+        sampling = ({"top_k": 1, "temp": 0.0} if temperature == 0 else
+                    {"top_k": 40, "top_p": 0.95, "temp": temperature})
         vocab = self.llm._model.vocab
         out: list[int] = []
         start = time.perf_counter()
         first = last = start
-        for token in self.llm.generate(tokens, top_k=1, temp=0.0, repeat_penalty=1.0):
+        for token in self.llm.generate(tokens, repeat_penalty=1.0, **sampling):
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 break
             last = time.perf_counter()

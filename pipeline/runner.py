@@ -71,12 +71,20 @@ def output_digest(meta: dict[str, Any]) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
-def resolve_externals(config: BuildConfig, cache_root: Path) -> dict[str, tuple[Path, str]]:
+def resolve_externals(config: BuildConfig, cache_root: Path) -> dict[str, tuple[Path | None, str]]:
     """Validate and locate every external input before anything is built: (path, digest)."""
     models = cache_root / "models"
-    teacher = resolve_model(config.teacher.model, config.teacher.path, models)
-    if teacher[0].is_dir():
-        raise UserError("teacher.path must be a GGUF file (the llama.cpp teacher backend)")
+    t = config.teacher
+    teacher: tuple[Path | None, str]
+    if t.backend == "openai":  # no local file: the endpoint and model name identify the teacher
+        teacher = (None, hashlib.sha256(f"openai:{t.base_url}:{t.model_name}".encode()).hexdigest())
+    else:
+        teacher = resolve_model(t.model, t.path, models)
+        if t.backend == "llama_cpp" and teacher[0] is not None and teacher[0].is_dir():
+            raise UserError("teacher.path must be a GGUF file for backend = 'llama_cpp' "
+                            "(use backend = 'transformers' for a Hugging Face folder)")
+        if t.backend == "transformers" and teacher[0] is not None and not teacher[0].is_dir():
+            raise UserError("backend = 'transformers' needs teacher.path to be a Hugging Face folder")
     student = resolve_model(config.student.model, config.student.path, models)
     task = config.task
     train = Path(task.train_data) if task.train_data else shipped_split(task.name, "train")
@@ -89,13 +97,14 @@ def resolve_externals(config: BuildConfig, cache_root: Path) -> dict[str, tuple[
 
 
 def _run_step(stage: Any, step: Step, settings: dict[str, Any], inputs: dict[str, Path],
-              key: str, final: Path, input_keys: dict[str, str]) -> None:
+              key: str, final: Path, input_keys: dict[str, str], runtime: dict[str, Any]) -> None:
     """Run one stage into `<key>.partial`, write its metadata, then rename it into place."""
     partial = final.with_name(final.name + ".partial")
     if partial.exists() and not stage.resumable:
         shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
-    ctx = StageContext(name=step.id, settings=settings, inputs=inputs, out_dir=partial)
+    ctx = StageContext(name=step.id, settings=settings, inputs=inputs, out_dir=partial,
+                       runtime=runtime)
     start = time.perf_counter()
     try:
         summary = stage.run(ctx)
@@ -131,7 +140,9 @@ def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None 
         input_keys, inputs = {}, {}
         for role, ref in step.inputs.items():
             if ref.startswith("@"):
-                inputs[role], input_keys[role] = externals[ref[1:]]
+                path, input_keys[role] = externals[ref[1:]]
+                if path is not None:  # a remote teacher has a digest but no local file
+                    inputs[role] = path
             else:
                 inputs[role], input_keys[role] = paths[ref], keys[ref]
         key = stage_key(stage.name, stage.version, settings, input_keys, stage.libraries)
@@ -142,7 +153,8 @@ def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None 
             log(step.id, f"cache hit {key[:12]}")
         else:
             log(step.id, f"running (key {key[:12]})")
-            _run_step(stage, step, settings, inputs, key, final, input_keys)
+            _run_step(stage, step, settings, inputs, key, final, input_keys,
+                      stage.runtime(config, target))
         meta = read_meta(final) or {}
         # Downstream keys chain the *content* of this output, not its key: a stage that
         # re-runs but writes identical files (a task-code bump that changes nothing here)
@@ -156,7 +168,8 @@ def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None 
         if step.id == until:
             return {"target": target.model_dump(), "until": until, "steps": entries}
     manifest = {"target": target.model_dump(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "externals": {k: {"path": str(p), "sha256": d} for k, (p, d) in externals.items()},
+                "externals": {k: {"path": str(p) if p else None, "sha256": d}
+                              for k, (p, d) in externals.items()},
                 "steps": entries}
     publish(root / target.name, paths, target, manifest)
     return manifest

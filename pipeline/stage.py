@@ -38,7 +38,7 @@ class StageContext:
     settings: dict[str, Any]
     inputs: dict[str, Path]
     out_dir: Path
-    extras: dict[str, Any] = field(default_factory=dict)  # not in the key: e.g. wall times
+    runtime: dict[str, Any] = field(default_factory=dict)  # not in the key: concurrency, timeouts
 
     def log(self, message: str) -> None:
         log(self.name, message)
@@ -55,6 +55,10 @@ class Stage(Protocol):
 
     def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         """The config/target values this stage reads (JSON-serializable)."""
+        ...
+
+    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+        """Settings that change how, not what, it computes (not in the key): e.g. timeouts."""
         ...
 
     def run(self, ctx: StageContext) -> dict[str, Any]:

@@ -59,7 +59,9 @@ class BenchStage:
             "task": config.task.name, "task_version": extraction.TASK_VERSION,
             "quant": target.quant, "threads": target.threads,
             "n_ctx": max(target.n_ctx, config.teacher.n_ctx), "warmup": target.bench_warmup,
-            "max_tokens": config.bench.max_tokens, "include_teacher": config.bench.include_teacher,
+            "max_tokens": config.bench.max_tokens,
+            # the teacher row runs the teacher's GGUF; a remote or HF teacher is not benchmarked
+            "include_teacher": config.bench.include_teacher and config.teacher.backend == "llama_cpp",
             "max_eval_rows": config.task.max_eval_rows,
             "synthetic": ({"pp": config.bench.pp_tokens, "tg": config.bench.tg_tokens,
                            "repeats": config.bench.repeats} if config.bench.repeats else None),
@@ -68,6 +70,9 @@ class BenchStage:
             "student_system": config.student.system_prompt or extraction.STUDENT_SYSTEM_PROMPT,
             "student_template": extraction.STUDENT_USER_TEMPLATE,
         }
+
+    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+        return {}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from benchmarks.latency import bench_gguf, summarize_latency

@@ -121,6 +121,9 @@ class DistillStage:
                 "system_prompt": config.student.system_prompt or extraction.STUDENT_SYSTEM_PROMPT,
                 "user_template": extraction.STUDENT_USER_TEMPLATE}
 
+    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+        return {}
+
     def run(self, ctx: StageContext) -> dict[str, Any]:
         import torch
 

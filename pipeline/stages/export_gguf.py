@@ -72,6 +72,9 @@ class ExportGgufStage:
     def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {"format": target.format, "quant": target.quant}
 
+    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+        return {}
+
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from pipeline.llm import open_gguf
 

@@ -1,86 +1,108 @@
-"""Filter stage: keep only teacher answers that pass the task's validator.
+"""Filter stage: keep only teacher answers that pass the configured filters; write a data card.
 
-Drops, each counted by reason: empty or overlong answers, answers that fail the task's
-parser/validator (invalid JSON, missing or extra keys, wrong types, bad date...), and
-exact duplicates of an already kept (prompt, answer) pair. Kept answers are rewritten
-to the task's canonical form (compact one-line JSON) — the training target.
+setup: read the teacher's rows (and the requests that failed for good).
+run:   `pipeline.filters.apply_filters` — length, refusal, validator, reference check,
+       dedupe, self-consistency; each drop counted by reason. Kept answers are rewritten to
+       the validator's canonical form (compact one-line JSON for the default task).
+cleanup: kept.jsonl, dropped.jsonl, drops.json and data_card.md/.json (counts per filter,
+       examples of dropped rows, teacher tokens, wall time, rows/min, prefill vs decode).
 
 Example:
-    distill-edge build --target cpu-int4
-    cat build/cache/filter/*/drops.json
+    distill-edge build --target cpu-int4 --until filter
+    cat build/cache/filter/*/data_card.md
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from pipeline.config import BuildConfig
+from pipeline.errors import UserError
+from pipeline.filters import apply_filters, load_schema
 from pipeline.stage import StageContext
 from pipeline.targets import Target
 
 
-def filter_rows(rows: list[dict[str, Any]], max_chars: int, dedupe: bool
-                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Split teacher rows into (kept, dropped); each dropped row gets a 'drop_reason'."""
-    from pipeline.tasks.extraction import canonical, parse_answer, score
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
-    kept: list[dict[str, Any]] = []
-    dropped: list[dict[str, Any]] = []
-    seen: set[tuple[str, str]] = set()
-    for row in rows:
-        text = row.get("response", "")
-        reason = "too_long" if len(text) > max_chars else None
-        obj = None
-        if reason is None:
-            obj, reason = parse_answer(text)
-        if reason is None and obj is not None:
-            target = canonical(obj)
-            pair = (row["prompt"].strip(), target)
-            if dedupe and pair in seen:
-                reason = "duplicate"
-            else:
-                seen.add(pair)
-                out = {"id": row["id"], "prompt": row["prompt"], "response": target}
-                if row.get("reference"):  # diagnostics only: references are never trained on
-                    out["teacher_field_accuracy"] = score(obj, row["reference"])["field_accuracy"]
-                kept.append(out)
-                continue
-        dropped.append({**row, "drop_reason": reason})
-    return kept, dropped
+
+def data_card(summary: dict[str, Any], dropped: list[dict[str, Any]],
+              teacher: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The data card as JSON and Markdown: what was kept, what was dropped and why, at what cost."""
+    examples: dict[str, list[dict[str, Any]]] = {}
+    for row in dropped:
+        bucket = examples.setdefault(row["drop_reason"], [])
+        if len(bucket) < 3:
+            bucket.append({"id": row["id"], "prompt": row["prompt"][:300],
+                           "response": (row.get("response") or row.get("error") or "")[:300]})
+    card = {**summary, "teacher": teacher, "dropped_examples": examples}
+    lines = ["# Data card", "", f"Teacher answers: {summary['rows_in']}; kept {summary['kept']}; "
+             f"dropped {summary['dropped']}.", "", "| drop reason | rows |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in summary["drops_by_reason"].items()]
+    lines += ["", f"Teacher: {teacher.get('rows_per_min')} rows/min, {teacher.get('wall_s')} s; "
+              f"prompt tokens {teacher.get('prompt_tokens')} (prefilled {teacher.get('prefill_tokens')}, "
+              f"the rest from the KV cache), generated {teacher.get('completion_tokens')} at "
+              f"{teacher.get('decode_tok_s')} tok/s; failed requests {teacher.get('failed', 0)}."]
+    for reason, rows in examples.items():
+        lines += ["", f"## Dropped: {reason}"]
+        lines += [f"- `{r['id']}`: {json.dumps(r['response'], ensure_ascii=False)}" for r in rows]
+    return card, "\n".join(lines) + "\n"
 
 
 class FilterStage:
     name = "filter"
-    version = "1"
-    libraries: tuple[str, ...] = ()
+    version = "2"
+    libraries: tuple[str, ...] = ("jsonschema",)
     resumable = False
 
     def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         from pipeline.tasks.extraction import TASK_VERSION
 
-        return {"task": config.task.name, "task_version": TASK_VERSION,
-                "max_response_chars": config.filter.max_response_chars,
-                "dedupe": config.filter.dedupe}
+        f = config.filter
+        return {"task": config.task.name, "task_version": TASK_VERSION, "checks": list(f.checks),
+                "min_response_chars": f.min_response_chars,
+                "max_response_chars": f.max_response_chars, "validator": f.validator,
+                "pattern": f.pattern, "labels": list(f.labels),
+                "json_schema": load_schema(f.json_schema_file), "dedupe": f.dedupe,
+                "n_samples": config.teacher.n_samples}
+
+    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+        return {}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        rows_path = ctx.inputs["teacher"] / "rows.jsonl"
-        rows = [json.loads(line) for line in rows_path.read_text(encoding="utf-8").splitlines()]
-        kept, dropped = filter_rows(rows, ctx.settings["max_response_chars"], ctx.settings["dedupe"])
+        teacher_dir = ctx.inputs["teacher"]
+        rows = _read_jsonl(teacher_dir / "rows.jsonl") + _read_jsonl(teacher_dir / "failed.jsonl")
+        kept, dropped = apply_filters(rows, ctx.settings)
         with (ctx.out_dir / "kept.jsonl").open("w", encoding="utf-8") as fh:
-            fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in kept)
+            for r in kept:
+                out = {"id": r["id"], "prompt": r["prompt"], "response": r["answer"]}
+                if r.get("reference") and "parsed" in r:  # diagnostics only, never trained on
+                    from pipeline.tasks.extraction import score
+
+                    out["teacher_field_accuracy"] = score(r["parsed"], r["reference"])["field_accuracy"]
+                fh.write(json.dumps(out, ensure_ascii=False) + "\n")
         with (ctx.out_dir / "dropped.jsonl").open("w", encoding="utf-8") as fh:
-            fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in dropped)
+            fh.writelines(json.dumps({k: v for k, v in r.items() if k != "parsed"},
+                                     ensure_ascii=False) + "\n" for r in dropped)
         reasons = Counter(r["drop_reason"] for r in dropped)
-        scored = [r["teacher_field_accuracy"] for r in kept if "teacher_field_accuracy" in r]
+        scored = [r["teacher_field_accuracy"] for r in _read_jsonl(ctx.out_dir / "kept.jsonl")
+                  if "teacher_field_accuracy" in r]
         summary = {"rows_in": len(rows), "kept": len(kept), "dropped": len(dropped),
                    "drops_by_reason": dict(sorted(reasons.items())),
                    "kept_teacher_field_accuracy": round(sum(scored) / len(scored), 4) if scored else None}
         (ctx.out_dir / "drops.json").write_text(json.dumps(summary, indent=2))
+        teacher = json.loads((teacher_dir / "stats.json").read_text())
+        card, markdown = data_card(summary, dropped, teacher)
+        (ctx.out_dir / "data_card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False))
+        (ctx.out_dir / "data_card.md").write_text(markdown)
         ctx.log(f"kept {len(kept)}/{len(rows)}; dropped {dict(reasons)}")
         if not kept:
-            from pipeline.errors import UserError
             raise UserError(f"filter kept no teacher rows (drops: {dict(reasons)}): check the "
                             "teacher model and its system prompt")
         return summary

@@ -79,6 +79,9 @@ class ReportStage:
                 "gate_min_field_accuracy": target.min_field_accuracy,
                 "gate_max_quant_loss": target.max_quant_loss}
 
+    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+        return {}
+
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from benchmarks.report import render_html, render_markdown
 

@@ -28,6 +28,9 @@ class StudentBaseStage:
     def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {"dtype": "float32"}
 
+    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+        return {}
+
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from pipeline.models.hf import save_hf_copy
 

@@ -1,13 +1,17 @@
-"""Teacher stage: run the teacher GGUF over the train prompts and record its answers.
+"""Teacher stage: run the teacher over the train prompts and record every answer, crash-safely.
 
-setup: load the GGUF (llama.cpp) and any rows a killed earlier run already wrote.
-run:   one greedy chat completion per prompt, the few-shot system prompt first and
-       identical on every row so llama.cpp reuses its KV cache; each row is appended and
-       flushed to rows.jsonl the moment it is done (kill -9 loses no finished row).
-cleanup: write stats.json (tokens, wall time, rows/min).
+setup: pick the backend (llama_cpp / transformers / openai); read the rows a killed earlier
+       run already finished (keyed by prompt id + sample index).
+run:   one request per (prompt, sample): system prompt, optional few-shot turns, then the
+       message — the shared prefix first and identical on every row so llama.cpp reuses
+       its KV cache. Each finished row is appended, flushed and fsync'd to rows.jsonl at once
+       (kill -9 loses no finished row; a torn last line is cut and redone). A request that
+       keeps failing goes to failed.jsonl with its reason and is retried on the next run.
+cleanup: stats.json (rows/min, prefill vs decode tokens, failures). If every request failed,
+       a one-line error (exit 2); the partial output stays for the next run to resume.
 
 Example:
-    distill-edge build --target cpu-int4        # runs this stage first
+    distill-edge build --target cpu-int4 --until teacher
     head -2 build/cache/teacher/*/rows.jsonl
 """
 
@@ -19,89 +23,133 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.backends import Request, Result, make_backend
 from pipeline.config import BuildConfig
+from pipeline.errors import UserError
 from pipeline.stage import StageContext
 from pipeline.targets import Target
 from pipeline.tasks import load_rows
 
 ROWS_FILE = "rows.jsonl"
+FAILED_FILE = "failed.jsonl"
 
 
 def _done_rows(path: Path) -> dict[str, dict[str, Any]]:
-    """Rows a previous (killed) run finished; a torn last line is dropped and redone."""
+    """Rows a previous (killed) run finished, by key; a torn last line is cut off and redone."""
     done: dict[str, dict[str, Any]] = {}
     if not path.is_file():
         return done
     good_bytes = 0
     with path.open("rb") as fh:
         for line in fh:
+            if not line.endswith(b"\n"):
+                break
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 break
-            if not line.endswith(b"\n"):
-                break
-            done[row["id"]] = row
+            done[row.get("key", row["id"])] = row
             good_bytes += len(line)
-    os.truncate(path, good_bytes)  # cut a half-written tail so appends stay valid JSONL
+    os.truncate(path, good_bytes)  # appends after this point stay valid JSONL
     return done
+
+
+def _requests(prompts: list[dict[str, Any]], s: dict[str, Any], done: dict[str, Any]) -> list[Request]:
+    prefix = [{"role": "system", "content": s["system_prompt"]}]
+    for shot in s["few_shot"]:
+        prefix += [{"role": "user", "content": s["user_template"].format(prompt=shot["user"])},
+                   {"role": "assistant", "content": shot["assistant"]}]
+    reqs = []
+    for row in prompts:
+        user = {"role": "user", "content": s["user_template"].format(prompt=row["prompt"])}
+        for sample in range(s["n_samples"]):
+            req = Request(row_id=row["id"], sample=sample, messages=(*prefix, user),
+                          max_tokens=s["max_tokens"], temperature=s["temperature"],
+                          seed=s["seed"] + sample)
+            if req.key not in done:
+                reqs.append(req)
+    return reqs
+
+
+def _record(res: Result, row: dict[str, Any]) -> dict[str, Any]:
+    req = res.request
+    out = {"key": req.key, "id": req.row_id, "sample": req.sample, "prompt": row["prompt"],
+           "reference": row["reference"], "attempts": res.attempts}
+    if res.error:
+        return {**out, "error": res.error}
+    return {**out, "response": res.text, "prompt_tokens": res.prompt_tokens,
+            "prefill_tokens": res.prefill_tokens, "completion_tokens": res.completion_tokens}
 
 
 class TeacherStage:
     name = "teacher"
-    version = "1"
-    libraries = ("llama-cpp-python",)
+    version = "2"
+    libraries = ("llama-cpp-python", "transformers", "httpx")
     resumable = True
 
     def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         from pipeline.tasks import extraction
 
         t = config.teacher
-        return {
-            "system_prompt": t.system_prompt or extraction.TEACHER_SYSTEM_PROMPT,
-            "user_template": extraction.TEACHER_USER_TEMPLATE,
-            "max_tokens": t.max_tokens, "temperature": t.temperature, "n_ctx": t.n_ctx,
-            "threads": t.threads, "seed": t.seed, "max_rows": config.task.max_train_rows,
-        }
+        keyed = {"backend": t.backend,
+                 "system_prompt": t.system_prompt or extraction.TEACHER_SYSTEM_PROMPT,
+                 "few_shot": [shot.model_dump() for shot in t.few_shot],
+                 "user_template": extraction.TEACHER_USER_TEMPLATE, "max_tokens": t.max_tokens,
+                 "temperature": t.temperature, "n_samples": t.n_samples, "seed": t.seed,
+                 "max_rows": config.task.max_train_rows}
+        if t.backend == "openai":  # what the answers depend on; not concurrency or timeouts
+            keyed |= {"base_url": t.base_url, "model_name": t.model_name}
+        else:
+            keyed |= {"n_ctx": t.n_ctx, "threads": t.threads}
+        return keyed
+
+    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+        t = config.teacher
+        return {"api_key_env": t.api_key_env, "concurrency": t.concurrency,
+                "timeout_s": t.timeout_s, "max_retries": t.max_retries, "backoff_s": t.backoff_s}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         from tqdm import tqdm
 
-        from pipeline.llm import ChatRunner, open_gguf
-
-        s = ctx.settings
-        prompts = load_rows(ctx.inputs["train_data"], "train data")
-        if s["max_rows"]:
-            prompts = prompts[: s["max_rows"]]
+        s = {**ctx.settings, **ctx.runtime}
+        prompts = load_rows(ctx.inputs["train_data"], "train data")[: s["max_rows"] or None]
+        by_id = {p["id"]: p for p in prompts}
         out_path = ctx.out_dir / ROWS_FILE
         done = _done_rows(out_path)
+        todo = _requests(prompts, s, done)
+        total = len(prompts) * s["n_samples"]
         if done:
-            ctx.log(f"resuming: {len(done)} of {len(prompts)} rows already done")
-        runner = ChatRunner(open_gguf(ctx.inputs["teacher_model"], s["n_ctx"], s["threads"],
-                                      s["seed"]))
-        todo = [p for p in prompts if p["id"] not in done]
-        start = time.perf_counter()
+            ctx.log(f"resuming: {len(done)} of {total} answers already done")
+        backend = make_backend(s["backend"], s, ctx.inputs.get("teacher_model"))
+        start, failed = time.perf_counter(), []
         totals = {"prompt_tokens": 0, "prefill_tokens": 0, "completion_tokens": 0}
-        with out_path.open("a", encoding="utf-8") as out, tqdm(
-                total=len(prompts), initial=len(prompts) - len(todo), unit="row",
-                desc="teacher", dynamic_ncols=True) as bar:
-            for row in todo:
-                gen = runner.chat(s["system_prompt"], s["user_template"].format(prompt=row["prompt"]),
-                                  s["max_tokens"])
-                record = {"id": row["id"], "prompt": row["prompt"], "response": gen.text,
-                          "reference": row["reference"], "prompt_tokens": gen.prompt_tokens,
-                          "prefill_tokens": gen.prefill_tokens,
-                          "completion_tokens": gen.completion_tokens}
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                out.flush()
-                os.fsync(out.fileno())  # a finished row survives kill -9 and power loss
-                for key in totals:
-                    totals[key] += getattr(gen, key)
-                bar.update(1)
-                bar.set_postfix(tok_s=f"{totals['completion_tokens'] / (time.perf_counter() - start):.1f}")
+        try:
+            with out_path.open("a", encoding="utf-8") as out, tqdm(
+                    total=total, initial=total - len(todo), unit="row", desc="teacher") as bar:
+                for res in backend.run(todo):
+                    record = _record(res, by_id[res.request.row_id])
+                    bar.update(1)
+                    if res.error:
+                        failed.append(record)
+                        continue
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    out.flush()
+                    os.fsync(out.fileno())  # a finished row survives kill -9 and power loss
+                    for key in totals:
+                        totals[key] += record[key]
+                    rate = totals["completion_tokens"] / (time.perf_counter() - start)
+                    bar.set_postfix(tok_s=f"{rate:.1f}")
+        finally:
+            backend.close()
+        with (ctx.out_dir / FAILED_FILE).open("w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in failed)
+        if todo and len(failed) == len(todo) and not done:
+            raise UserError(f"the teacher failed on all {len(todo)} requests "
+                            f"({failed[0]['error']}): check backend, base_url and model")
         wall = time.perf_counter() - start
-        stats = {"rows": len(prompts), "rows_this_run": len(todo), "wall_s": round(wall, 2),
-                 "rows_per_min": round(len(todo) / wall * 60, 2) if wall > 0 else None, **totals,
+        stats = {"rows": total, "rows_this_run": len(todo) - len(failed), "failed": len(failed),
+                 "wall_s": round(wall, 2), **totals,
+                 "rows_per_min": round((len(todo) - len(failed)) / wall * 60, 2) if wall > 0 else None,
                  "decode_tok_s": round(totals["completion_tokens"] / wall, 2) if wall > 0 else None}
         (ctx.out_dir / "stats.json").write_text(json.dumps(stats, indent=2))
         return stats

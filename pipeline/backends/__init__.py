@@ -1,0 +1,78 @@
+"""Teacher backends: one small module each behind one interface, chosen in the config.
+
+- `llama_cpp`: a local GGUF (the default);
+- `transformers`: a local Hugging Face folder (safetensors, no remote code);
+- `openai`: any OpenAI-compatible HTTP endpoint (vLLM, llama-server, Ollama, a hosted API),
+  with a concurrency limit, timeouts, and retries with exponential backoff.
+
+A backend turns `Request`s into `Result`s, yielding each as soon as it completes (in any
+order), so the teacher stage can append it to disk at once. A request that keeps failing
+comes back as a `Result` with `error` set — never silently dropped.
+
+Example:
+    >>> from pipeline.backends import BACKENDS
+    >>> sorted(BACKENDS)
+    ['llama_cpp', 'openai', 'transformers']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Request:
+    """One teacher generation: a prompt id and sample index, and the chat to complete."""
+
+    row_id: str
+    sample: int
+    messages: tuple[dict[str, str], ...]
+    max_tokens: int
+    temperature: float
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.row_id}#{self.sample}"
+
+
+@dataclass(frozen=True)
+class Result:
+    request: Request
+    text: str = ""
+    error: str | None = None  # set when the request failed for good
+    prompt_tokens: int = 0
+    prefill_tokens: int = 0  # prompt tokens actually computed (local backends know this)
+    completion_tokens: int = 0
+    attempts: int = 1
+
+
+class TeacherBackend(Protocol):
+    def run(self, requests: Iterable[Request]) -> Iterator[Result]:
+        """Yield one Result per Request as each completes."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+def make_backend(name: str, settings: dict[str, Any], model_path: Any) -> TeacherBackend:
+    """The registry, written once: backend name -> constructor (imported lazily: heavy libs)."""
+    if name == "llama_cpp":
+        from pipeline.backends.llama_cpp import LlamaCppBackend
+
+        return LlamaCppBackend(model_path, settings)
+    if name == "transformers":
+        from pipeline.backends.transformers_hf import TransformersBackend
+
+        return TransformersBackend(model_path, settings)
+    if name == "openai":
+        from pipeline.backends.openai import OpenAIBackend
+
+        return OpenAIBackend(settings)
+    raise ValueError(f"unknown backend {name!r}")
+
+
+BACKENDS = ("llama_cpp", "openai", "transformers")

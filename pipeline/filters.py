@@ -1,0 +1,162 @@
+"""Filters for teacher output: small functions, registered once, each drop with its reason.
+
+Per-row checks (configured by name, run in order, first failure is the drop reason):
+  length     answer shorter/longer than the bounds
+  refusal    the teacher refused or apologised instead of answering
+  validator  the task's parser, a JSON Schema, a regex, or one of a fixed set of labels
+  reference  the answer contradicts the row's reference (rows without one pass)
+Then over groups: dedupe (exact or normalised prompt + answer) and self-consistency
+(with n samples per prompt, keep the majority answer; drop prompts without a majority).
+
+Example:
+    >>> from pipeline.filters import apply_filters
+    >>> ans = '{"name":"A B","item":"x","quantity":1,"city":"C","date":"2025-01-01"}'
+    >>> kept, dropped = apply_filters([{"id": "1", "sample": 0, "prompt": "p", "response": ans}],
+    ...                               {"checks": ["validator"], "validator": "task",
+    ...                                "dedupe": "exact", "n_samples": 1})
+    >>> len(kept), len(dropped)
+    (1, 0)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# Refusal / apology openings, as data. Matched at the start of the answer, case-insensitive.
+REFUSAL_PATTERNS = (
+    r"i'?m sorry", r"i am sorry", r"sorry,? (but )?i", r"i can(no|')t", r"i cannot", r"i am unable",
+    r"i'?m unable", r"as an ai", r"unfortunately,? i", r"i apologi[sz]e", r"i won'?t be able",
+)
+_REFUSAL = re.compile(r"^\W*(" + "|".join(REFUSAL_PATTERNS) + r")", re.IGNORECASE)
+
+Check = Callable[[dict[str, Any], dict[str, Any]], str | None]
+
+
+def _length(row: dict[str, Any], s: dict[str, Any]) -> str | None:
+    n = len(row["response"].strip())
+    if n == 0:
+        return "empty"
+    if n < s.get("min_response_chars", 1):
+        return "too_short"
+    return "too_long" if n > s.get("max_response_chars", 600) else None
+
+
+def _refusal(row: dict[str, Any], s: dict[str, Any]) -> str | None:
+    return "refusal" if _REFUSAL.match(row["response"]) else None
+
+
+def _validator(row: dict[str, Any], s: dict[str, Any]) -> str | None:
+    """Validate; on success store the canonical answer in row['answer'] (the training target)."""
+    kind, text = s.get("validator", "task"), row["response"].strip()
+    if kind == "task":
+        from pipeline.tasks.extraction import canonical, parse_answer
+
+        obj, why = parse_answer(text)
+        if obj is None:
+            return why
+        row["answer"], row["parsed"] = canonical(obj), obj
+        return None
+    if kind == "regex":
+        ok = re.fullmatch(s["pattern"], text, flags=re.DOTALL) is not None
+    elif kind == "labels":
+        ok = text in s["labels"]
+    else:  # json_schema
+        import jsonschema
+
+        try:
+            jsonschema.validate(json.loads(text), s["json_schema"])
+            ok = True
+        except (json.JSONDecodeError, jsonschema.ValidationError):
+            ok = False
+    row["answer"] = text
+    return None if ok else f"{kind}_mismatch"
+
+
+def _reference(row: dict[str, Any], s: dict[str, Any]) -> str | None:
+    """Drop answers that contradict a known reference (field by field for the task)."""
+    ref = row.get("reference")
+    if not ref:
+        return None
+    if "parsed" in row:
+        from pipeline.tasks.extraction import score
+
+        return None if score(row["parsed"], ref)["exact"] == 1.0 else "contradicts_reference"
+    return None if row.get("answer", row["response"]).strip() == str(ref).strip() else "contradicts_reference"
+
+
+CHECKS: dict[str, Check] = {"length": _length, "refusal": _refusal, "validator": _validator,
+                            "reference": _reference}
+
+
+def _norm_prompt(text: str) -> str:
+    return re.sub(r"[^\w]+", " ", text.lower()).strip()
+
+
+def _self_consistency(kept: list[dict[str, Any]], n_samples: int
+                      ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per prompt id: keep one row with the answer given by more than half the samples."""
+    by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in kept:
+        by_id[row["id"]].append(row)
+    out, dropped = [], []
+    for rows in by_id.values():
+        answer, count = Counter(r["answer"] for r in rows).most_common(1)[0]
+        if count * 2 > n_samples:
+            winner = next(r for r in rows if r["answer"] == answer)
+            out.append({**winner, "votes": count})
+            dropped += [{**r, "drop_reason": "majority_duplicate" if r["answer"] == answer
+                         else "minority_answer"} for r in rows if r is not winner]
+        else:
+            dropped += [{**r, "drop_reason": "no_majority"} for r in rows]
+    return out, dropped
+
+
+def apply_filters(rows: list[dict[str, Any]], s: dict[str, Any]
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split teacher rows into (kept, dropped); dropped rows carry 'drop_reason'."""
+    kept: list[dict[str, Any]] = []
+    dropped: list[dict[str, Any]] = []
+    for original in rows:
+        row = dict(original)
+        if row.get("error"):
+            dropped.append({**row, "drop_reason": "teacher_failed"})
+            continue
+        reason = next((r for name in s["checks"] if (r := CHECKS[name](row, s))), None)
+        if reason:
+            dropped.append({**original, "drop_reason": reason})
+        else:
+            row.setdefault("answer", row["response"].strip())
+            kept.append(row)
+    if s.get("n_samples", 1) > 1:
+        kept, minority = _self_consistency(kept, s["n_samples"])
+        dropped += minority
+    if s["dedupe"] != "off":
+        seen: set[tuple[str, str]] = set()
+        unique = []
+        for row in kept:
+            prompt = _norm_prompt(row["prompt"]) if s["dedupe"] == "normalized" else row["prompt"]
+            pair = (prompt, row["answer"])
+            if pair in seen:
+                dropped.append({**row, "drop_reason": "duplicate"})
+            else:
+                seen.add(pair)
+                unique.append(row)
+        kept = unique
+    return kept, dropped
+
+
+def load_schema(path: str | None) -> dict[str, Any] | None:
+    """The JSON Schema file for validator = 'json_schema' (read at config time, keyed by content)."""
+    if not path:
+        return None
+    from pipeline.errors import UserError
+
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"filter.json_schema_file {path}: {exc}") from None

@@ -1,0 +1,169 @@
+"""The openai teacher backend against a real llama.cpp server and a fault-injecting one.
+
+Both servers listen on 127.0.0.1 only, are started and stopped by the tests, and every
+request loop is bounded (few requests, short timeouts, a handful of retries).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from pipeline.backends import Request
+from pipeline.backends.openai import OpenAIBackend
+from tests.conftest import run_cli
+
+BODY = {"choices": [{"message": {"role": "assistant", "content": "ok"}}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 1}}
+
+
+class FaultHandler(BaseHTTPRequestHandler):
+    """Behaviour chosen by the first path segment: /flaky/, /fail500/, /hang/, /close/, /bad400/."""
+
+    hits: Counter[str] = Counter()
+
+    def log_message(self, *args: object) -> None:  # keep test output quiet
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        mode = self.path.split("/")[1]
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        FaultHandler.hits[mode] += 1
+        if mode == "hang":
+            time.sleep(2.0)
+        if mode == "close":
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        status = {"fail500": 500, "bad400": 400, "hang": 200}.get(mode, 200)
+        if mode == "flaky" and FaultHandler.hits[mode] <= 2:
+            status = 503
+        if mode == "ratelimit" and FaultHandler.hits[mode] == 1:
+            status = 429
+        payload = json.dumps(BODY if status == 200 else {"error": "injected"}).encode()
+        self.send_response(status)
+        if status == 429:
+            self.send_header("Retry-After", "0")
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@pytest.fixture(scope="module")
+def fault_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FaultHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _backend(url: str, retries: int = 3) -> OpenAIBackend:
+    return OpenAIBackend({"base_url": url, "model_name": "m", "api_key_env": None,
+                          "concurrency": 2, "timeout_s": 0.5, "max_retries": retries,
+                          "backoff_s": 0.01})
+
+
+def _one(url: str, retries: int = 3):  # type: ignore[no-untyped-def]
+    backend = _backend(url, retries)
+    req = Request(row_id="a", sample=0, messages=({"role": "user", "content": "hi"},),
+                  max_tokens=4, temperature=0.0, seed=0)
+    try:
+        return list(backend.run([req]))[0]
+    finally:
+        backend.close()
+
+
+def test_retries_recover_from_5xx_and_429(fault_server: str) -> None:
+    res = _one(f"{fault_server}/flaky/v1")
+    assert res.error is None and res.text == "ok" and res.attempts == 3
+    res = _one(f"{fault_server}/ratelimit/v1")
+    assert res.error is None and res.attempts == 2
+
+
+@pytest.mark.parametrize(("mode", "error", "attempts"), [
+    ("fail500", "HTTP 500", 4),
+    ("hang", "timeout after 0.5 s", 4),
+    ("close", "connection error", 4),
+    ("bad400", "HTTP 400 (not retryable)", 1),
+])
+def test_failures_are_recorded_not_dropped(fault_server: str, mode: str, error: str,
+                                           attempts: int) -> None:
+    res = _one(f"{fault_server}/{mode}/v1")
+    assert res.error is not None and res.error.startswith(error), res.error
+    assert res.attempts == attempts
+
+
+def test_concurrency_returns_every_request(fault_server: str) -> None:
+    backend = _backend(f"{fault_server}/ok/v1")
+    reqs = [Request(row_id=str(i), sample=0, messages=({"role": "user", "content": "hi"},),
+                    max_tokens=4, temperature=0.0, seed=0) for i in range(10)]
+    try:
+        keys = sorted(r.request.key for r in backend.run(reqs))
+    finally:
+        backend.close()
+    assert keys == sorted(r.key for r in reqs)
+
+
+def _config(tmp_path: Path, base_url: str, rows: int) -> Path:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[teacher]\nbackend = "openai"\nbase_url = "{base_url}"\nmodel_name = "m"\n'
+                   'max_tokens = 48\ntimeout_s = 0.5\nmax_retries = 1\nbackoff_s = 0.01\n'
+                   f'[student]\nmodel = "smollm2-135m-instruct-q4_1"\n[task]\nmax_train_rows = {rows}\n')
+    return cfg
+
+
+def test_everything_failing_is_one_clean_error(fault_server: str, tmp_path: Path) -> None:
+    proc = run_cli("build", "--config", str(_config(tmp_path, f"{fault_server}/fail500/v1", 3)),
+                   "--build-dir", str(tmp_path / "b"), "--until", "teacher")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "distill-edge: error: the teacher failed on all 3 requests (HTTP 500): check backend, "
+        "base_url and model")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.e2e
+def test_teacher_stage_through_a_real_llama_cpp_server(smollm_gguf: Path, tmp_path: Path) -> None:
+    import httpx
+
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(smollm_gguf),
+                               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        cfg = _config(tmp_path, f"http://127.0.0.1:{port}/v1", 4)
+        cfg.write_text(cfg.read_text().replace("timeout_s = 0.5", "timeout_s = 60"))
+        proc = run_cli("build", "--config", str(cfg), "--build-dir", str(tmp_path / "b"),
+                       "--until", "teacher")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    out = next((tmp_path / "b" / "cache" / "teacher").glob("*[0-9a-f]/rows.jsonl"))
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert sorted(r["id"] for r in rows) == [f"train-{i:05d}" for i in range(4)]
+    assert all(r["response"] and r["completion_tokens"] > 0 for r in rows)
