@@ -51,7 +51,7 @@ def test_distill_key_ignores_the_target() -> None:
 
     cfg = load_config(None)
     int4, int8 = load_target("cpu-int4"), load_target("cpu-int8")
-    for name in ("teacher", "filter", "student_base", "distill"):
+    for name in ("teacher", "filter", "student_base", "distill", "bench_teacher"):
         stage = REGISTRY[name]
         assert stage.settings(cfg, int4) == stage.settings(cfg, int8), name
     assert REGISTRY["export"].settings(cfg, int4) != REGISTRY["export"].settings(cfg, int8)

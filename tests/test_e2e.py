@@ -125,7 +125,7 @@ def test_second_target_reuses_the_student(built: dict) -> None:
     proc = _build(built, "t-int8")
     assert proc.returncode == 0, proc.stderr[-2000:]
     hits = _steps(built["build"], "t-int8")
-    assert all(hits[s] for s in ("teacher", "filter", "student_base", "distill"))
+    assert all(hits[s] for s in ("teacher", "filter", "student_base", "distill", "bench_teacher"))
     assert not any(hits[s] for s in ("export_base", "export", "bench", "report"))
     assert (built["build"] / "t-int8" / "model.Q8_0.gguf").is_file()
 

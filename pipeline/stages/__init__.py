@@ -9,7 +9,7 @@ Example:
 from __future__ import annotations
 
 from pipeline.stage import Stage
-from pipeline.stages.bench import BenchStage
+from pipeline.stages.bench import BenchStage, BenchTeacherStage
 from pipeline.stages.distill import DistillStage
 from pipeline.stages.export_gguf import ExportGgufStage
 from pipeline.stages.filter import FilterStage
@@ -20,5 +20,5 @@ from pipeline.stages.teacher import TeacherStage
 REGISTRY: dict[str, Stage] = {
     stage.name: stage
     for stage in (TeacherStage(), FilterStage(), StudentBaseStage(), DistillStage(),
-                  ExportGgufStage(), BenchStage(), ReportStage())
+                  ExportGgufStage(), BenchTeacherStage(), BenchStage(), ReportStage())
 }

@@ -32,6 +32,10 @@ def _curve(log_path: Any, max_points: int = 300) -> list[dict[str, Any]]:
     return [{"step": p["step"], "loss": p["loss"]} for p in points[::stride]]
 
 
+def _jsonl(path: Any) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
 def build_report(ctx: StageContext) -> dict[str, Any]:
     """The report dict (report.json) from the stage inputs."""
     from benchmarks.quality import teacher_agreement
@@ -39,8 +43,11 @@ def build_report(ctx: StageContext) -> dict[str, Any]:
     from benchmarks.verdict import attribution, decide, quality_gate
 
     s = ctx.settings
+    teacher_bench = json.loads((ctx.inputs["bench_teacher"] / "bench.json").read_text())
     bench = json.loads((ctx.inputs["bench"] / "bench.json").read_text())
-    answers = [json.loads(x) for x in (ctx.inputs["bench"] / "answers.jsonl").read_text().splitlines()]
+    bench["rows"] = teacher_bench["rows"] + bench["rows"]  # teacher first, then the students
+    answers = [{**t, **a} for t, a in zip(_jsonl(ctx.inputs["bench_teacher"] / "answers.jsonl"),
+                                          _jsonl(ctx.inputs["bench"] / "answers.jsonl"), strict=True)]
     agreement = teacher_agreement(answers)
     for row in bench["rows"]:
         row["teacher_agreement"] = agreement.get(row["role"])
@@ -70,7 +77,7 @@ def build_report(ctx: StageContext) -> dict[str, Any]:
 
 class ReportStage:
     name = "report"
-    version = "2"
+    version = "3"
     libraries = REPORT_LIBRARIES + ("matplotlib",)
     resumable = False
 
