@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.cache import file_sha256 as sha256_file
 from pipeline.errors import UserError
 
 
@@ -83,15 +84,6 @@ def _part_files(entry: PackagedModel) -> list[Path]:
             raise UserError(f"model part missing: {path} (reinstall {module.replace('_', '-')})")
         files.append(path)
     return files
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    """Full sha256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _assemble(entry: PackagedModel, parts: list[Path], dest: Path) -> None:
