@@ -3,8 +3,8 @@
 The plan below is data: each step names a registered stage, where its inputs come from
 (another step's output, or an external input prefixed with '@'), and which of its files
 are published into `build/<target>/`. Each step's key chains the content digests of its
-inputs, so a change anywhere upstream re-runs exactly what it changes downstream. Distillation is keyed
-without the target, so `cpu-int8` after `cpu-int4` reuses teacher, filter and distill.
+inputs, so a change anywhere upstream re-runs exactly what it changes downstream.
+Distillation is keyed without the target, so `cpu-int8` after `cpu-int4` reuses teacher, filter and distill.
 
 Example:
     >>> from pipeline.runner import PLAN
@@ -134,7 +134,7 @@ def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None 
         raise UserError(f"unknown step '{until}': steps are {', '.join(s.id for s in PLAN)}")
     cache_root = root / "cache"
     externals = resolve_externals(config, cache_root)
-    keys: dict[str, str] = {}
+    digests: dict[str, str] = {}  # step id -> content digest of its output
     paths: dict[str, Path] = {}
     entries = []
     for step in PLAN:
@@ -147,7 +147,7 @@ def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None 
                 if path is not None:  # a remote teacher has a digest but no local file
                     inputs[role] = path
             else:
-                inputs[role], input_keys[role] = paths[ref], keys[ref]
+                inputs[role], input_keys[role] = paths[ref], digests[ref]
         key = stage_key(stage.name, stage.version, settings, input_keys, stage.libraries)
         final = cache_root / stage.name / key
         start = time.perf_counter()
@@ -162,9 +162,9 @@ def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None 
         # Downstream keys chain the *content* of this output, not its key: a stage that
         # re-runs but writes identical files (a task-code bump that changes nothing here)
         # does not force hours of retraining downstream.
-        keys[step.id], paths[step.id] = output_digest(meta), final
+        digests[step.id], paths[step.id] = output_digest(meta), final
         entries.append({"step": step.id, "stage": stage.name, "version": stage.version,
-                        "key": key, "output_digest": keys[step.id], "cache_hit": hit,
+                        "key": key, "output_digest": digests[step.id], "cache_hit": hit,
                         "wall_s": round(time.perf_counter() - start, 2),
                         "computed_wall_s": meta.get("wall_s"), "path": str(final),
                         "files": meta.get("files", []), "summary": meta.get("summary")})

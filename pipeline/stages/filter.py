@@ -79,20 +79,20 @@ class FilterStage:
         teacher_dir = ctx.inputs["teacher"]
         rows = _read_jsonl(teacher_dir / "rows.jsonl") + _read_jsonl(teacher_dir / "failed.jsonl")
         kept, dropped = apply_filters(rows, ctx.settings)
+        from pipeline.tasks.extraction import score
+
+        scored: list[float] = []
         with (ctx.out_dir / "kept.jsonl").open("w", encoding="utf-8") as fh:
             for r in kept:
                 out = {"id": r["id"], "prompt": r["prompt"], "response": r["answer"]}
                 if r.get("reference") and "parsed" in r:  # diagnostics only, never trained on
-                    from pipeline.tasks.extraction import score
-
                     out["teacher_field_accuracy"] = score(r["parsed"], r["reference"])["field_accuracy"]
+                    scored.append(out["teacher_field_accuracy"])
                 fh.write(json.dumps(out, ensure_ascii=False) + "\n")
         with (ctx.out_dir / "dropped.jsonl").open("w", encoding="utf-8") as fh:
             fh.writelines(json.dumps({k: v for k, v in r.items() if k != "parsed"},
                                      ensure_ascii=False) + "\n" for r in dropped)
         reasons = Counter(r["drop_reason"] for r in dropped)
-        scored = [r["teacher_field_accuracy"] for r in _read_jsonl(ctx.out_dir / "kept.jsonl")
-                  if "teacher_field_accuracy" in r]
         summary = {"rows_in": len(rows), "kept": len(kept), "dropped": len(dropped),
                    "drops_by_reason": dict(sorted(reasons.items())),
                    "kept_teacher_field_accuracy": round(sum(scored) / len(scored), 4) if scored else None}
