@@ -1,11 +1,14 @@
-"""Teacher throughput, side by side: our prefix-reusing loop vs a naive one-prompt-at-a-time loop.
+"""Teacher throughput, side by side: a naive one-prompt-at-a-time loop vs what the teacher stage does.
 
-Both run the same GGUF, threads and prompts (the default task's train split, teacher
-prompt and few-shot prefix) in one process. The naive loop clears the KV cache before each
-prompt, so it prefills the whole few-shot prefix every time; ours keeps the shared prefix.
+All modes run the same GGUF, threads and prompts (the default task's train split, teacher
+prompt with its few-shot prefix) in one process, greedy, and must produce the same answers:
+- naive: clears the KV cache before each prompt, so the whole few-shot prefix is prefilled
+  every time;
+- prefix_reuse: one prompt at a time, the shared prefix's KV cache kept (concurrency = 1);
+- batched: the stage's default — prefix prefilled once, `--parallel` rows decoded together.
 
 Example:
-    .venv/bin/python -m benchmarks.teacher_throughput --rows 10
+    .venv/bin/python -m benchmarks.teacher_throughput --rows 32 --parallel 32
 """
 
 from __future__ import annotations
@@ -16,28 +19,39 @@ import time
 from pathlib import Path
 
 
-def measure(model: Path, rows: int, threads: int) -> dict[str, float]:
-    """rows/min and prefill tokens per row, naive vs prefix reuse, on the first `rows` prompts."""
+def measure(model: Path, rows: int, threads: int, parallel: int) -> dict[str, float]:
+    """rows/min and prefill tokens per row of each mode on the first `rows` prompts."""
     from pipeline.llm import ChatRunner, open_gguf
+    from pipeline.llm_batch import BatchedChat
     from pipeline.tasks import extraction, load_rows, shipped_split
 
     prompts = [r["prompt"] for r in load_rows(shipped_split("extraction", "train"), "train")][:rows]
     runner = ChatRunner(open_gguf(model, 2048, threads))
     system, template = extraction.TEACHER_SYSTEM_PROMPT, extraction.TEACHER_USER_TEMPLATE
     runner.chat(system, template.format(prompt=prompts[0]), 8)  # warm-up (load, first graph)
-    out: dict[str, float] = {"rows": rows, "threads": threads}
-    for mode in ("naive", "prefix_reuse"):
-        prefill = 0
+    chats = [[{"role": "system", "content": system},
+              {"role": "user", "content": template.format(prompt=p)}] for p in prompts]
+    out: dict[str, float] = {"rows": rows, "threads": threads, "parallel": parallel}
+    answers: dict[str, list[str]] = {}
+    for mode in ("naive", "prefix_reuse", "batched"):
         start = time.perf_counter()
-        for prompt in prompts:
-            if mode == "naive":
-                runner.llm.reset()  # forget the cache: every prompt is prefilled in full
-            gen = runner.chat(system, template.format(prompt=prompt), 96)
-            prefill += gen.prefill_tokens
+        if mode == "batched":
+            done = dict(BatchedChat(runner, parallel, threads).generate(chats, 96))
+            gens = [done[i] for i in range(rows)]
+        else:
+            gens = []
+            for chat in chats:
+                if mode == "naive":
+                    runner.llm.reset()  # forget the cache: every prompt is prefilled in full
+                gens.append(runner.chat_messages(chat, 96))
         wall = time.perf_counter() - start
+        answers[mode] = [g.text for g in gens]
         out[f"{mode}_rows_per_min"] = round(rows / wall * 60, 2)
-        out[f"{mode}_prefill_tokens_per_row"] = round(prefill / rows, 1)
-    out["speedup"] = round(out["prefix_reuse_rows_per_min"] / out["naive_rows_per_min"], 2)
+        out[f"{mode}_prefill_tokens_per_row"] = round(sum(g.prefill_tokens for g in gens) / rows, 1)
+    for mode in ("prefix_reuse", "batched"):
+        out[f"{mode}_speedup"] = round(out[f"{mode}_rows_per_min"] / out["naive_rows_per_min"], 2)
+        pairs = zip(answers[mode], answers["naive"], strict=True)
+        out[f"{mode}_same_answers"] = sum(a == b for a, b in pairs)
     return out
 
 
@@ -45,12 +59,13 @@ def main() -> None:
     from pipeline.models.weights import resolve_catalog_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=10)
+    parser.add_argument("--rows", type=int, default=32)
+    parser.add_argument("--parallel", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", default="qwen2.5-coder-1.5b-instruct-q4_k_m")
     args = parser.parse_args()
     model, _ = resolve_catalog_model(args.model, Path("build/cache/models"))
-    print(json.dumps(measure(model, args.rows, args.threads), indent=2))
+    print(json.dumps(measure(model, args.rows, args.threads, args.parallel), indent=2))
 
 
 if __name__ == "__main__":

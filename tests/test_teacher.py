@@ -32,7 +32,7 @@ def test_no_file_means_nothing_done(tmp_path: Path) -> None:
 def test_kill_9_mid_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     """SIGKILL the teacher stage mid-run, rerun it, and find every row exactly once."""
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[teacher]\nmodel = "smollm2-135m-instruct-q4_1"\nmax_tokens = 48\n'
+    cfg.write_text('[teacher]\nmodel = "smollm2-135m-instruct-q4_1"\nmax_tokens = 48\nconcurrency = 4\n'
                    '[student]\nmodel = "smollm2-135m-instruct-q4_1"\n[task]\nmax_train_rows = 30\n')
     args = [str(Path(sys.executable).with_name("distill-edge")), "build", "--config", str(cfg),
             "--build-dir", str(tmp_path / "b"), "--until", "teacher"]
@@ -56,3 +56,40 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     assert sorted(ids) == sorted(set(ids)) and len(ids) == 30
     stats = json.loads((out.parent / "stats.json").read_text())
     assert stats["rows_this_run"] <= 30 - partial_rows
+
+
+def test_common_prefix_keeps_one_own_token() -> None:
+    from pipeline.llm_batch import common_prefix
+
+    assert common_prefix([[1, 2, 3, 4], [1, 2, 3, 9], [1, 2, 5]]) == 2
+    assert common_prefix([[1, 2, 3], [1, 2, 3]]) == 2  # each keeps a token to get logits from
+    assert common_prefix([]) == 0
+
+
+def test_batched_generation_matches_one_at_a_time(smollm_gguf: Path) -> None:
+    """One slot fed 7 prompts in turn (prefix shared, slot refilled) gives exactly the greedy
+    answers of the one-at-a-time loop; 3 slots give every prompt once, with the same start.
+
+    Only the start with 3 slots: a 3-token matmul rounds differently from a 1-token one, and
+    SmolLM2 (untrained for this task) has near-ties that then flip a few tokens in (the
+    1.5B teacher matched 64/64). Attending to another slot's cells would derail token one.
+    """
+    from pipeline.llm import ChatRunner, open_gguf
+    from pipeline.llm_batch import BatchedChat
+    from pipeline.tasks import extraction, load_rows, shipped_split
+
+    runner = ChatRunner(open_gguf(smollm_gguf, 2048, 2))
+    prompts = [r["prompt"] for r in load_rows(shipped_split("extraction", "train"), "train")][:7]
+    chats = [[{"role": "system", "content": extraction.TEACHER_SYSTEM_PROMPT},
+              {"role": "user", "content": extraction.TEACHER_USER_TEMPLATE.format(prompt=p)}]
+             for p in prompts]
+    one_by_one = [runner.chat_messages(c, 40) for c in chats]
+    single = dict(BatchedChat(runner, parallel=1, threads=2).generate(chats, 40))
+    assert [single[i].text for i in range(7)] == [g.text for g in one_by_one]
+    # the few-shot prefix is prefilled once in all, not once per prompt
+    prefix = extraction.TEACHER_SYSTEM_PROMPT
+    assert sum(g.prefill_tokens for g in single.values()) < sum(
+        g.prompt_tokens for g in one_by_one) - 6 * len(runner.llm.tokenize(prefix.encode()))
+    got = list(BatchedChat(runner, parallel=3, threads=2).generate(chats, 40))
+    assert sorted(i for i, _ in got) == list(range(7))
+    assert all(g.text[:16] == one_by_one[i].text[:16] for i, g in got)

@@ -1,34 +1,55 @@
 """Teacher backend on a local GGUF through llama-cpp-python.
 
-Requests run one at a time in order, so consecutive requests share their system/few-shot
-prefix and llama.cpp reuses its KV cache for it (only the new suffix is prefilled).
+Every request shares the system/few-shot prefix, so it is prefilled once. With
+`concurrency` > 1 (the default: 32) the requests are decoded together by continuous batching
+(`pipeline.llm_batch`): on this 2-core CPU a step of 32 tokens ran at 64 tok/s vs 22 for one
+token, because wide batches take llama.cpp's matrix-multiply path. With 1, requests run one at
+a time (llama.cpp's own prefix match then reuses the prefix's KV cache).
 
 Example:
     python -c "from pipeline.backends.llama_cpp import LlamaCppBackend; \
-        b = LlamaCppBackend('m.gguf', {'n_ctx': 2048, 'threads': 2, 'seed': 0})"
+        b = LlamaCppBackend('m.gguf', {'n_ctx': 2048, 'threads': 2, 'seed': 0, 'concurrency': 8})"
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from itertools import groupby
 from typing import Any
 
 from pipeline.backends import Request, Result
+from pipeline.llm import Generation
+
+
+def _result(req: Request, gen: Generation) -> Result:
+    return Result(request=req, text=gen.text, prompt_tokens=gen.prompt_tokens,
+                  prefill_tokens=gen.prefill_tokens, completion_tokens=gen.completion_tokens)
 
 
 class LlamaCppBackend:
     def __init__(self, model_path: Any, settings: dict[str, Any]) -> None:
         from pipeline.llm import ChatRunner, open_gguf
 
+        self.threads, self.parallel = settings["threads"], settings.get("concurrency", 1)
         self.runner = ChatRunner(open_gguf(model_path, settings["n_ctx"], settings["threads"],
                                            settings["seed"]))
 
     def run(self, requests: Iterable[Request]) -> Iterator[Result]:
-        for req in requests:
-            gen = self.runner.chat_messages(list(req.messages), req.max_tokens,
-                                            temperature=req.temperature, seed=req.seed)
-            yield Result(request=req, text=gen.text, prompt_tokens=gen.prompt_tokens,
-                         prefill_tokens=gen.prefill_tokens, completion_tokens=gen.completion_tokens)
+        if self.parallel <= 1:
+            for req in requests:
+                yield _result(req, self.runner.chat_messages(
+                    list(req.messages), req.max_tokens, temperature=req.temperature, seed=req.seed))
+            return
+        from pipeline.llm_batch import BatchedChat
+
+        batched = BatchedChat(self.runner, self.parallel, self.threads)
+        # One batch per run of requests with the same generation settings (in practice: all).
+        for (max_tokens, temperature), group in groupby(
+                requests, key=lambda r: (r.max_tokens, r.temperature)):
+            reqs = list(group)
+            for i, gen in batched.generate([r.messages for r in reqs], max_tokens, temperature,
+                                           seeds=[r.seed for r in reqs]):
+                yield _result(reqs[i], gen)
 
     def close(self) -> None:
         del self.runner
