@@ -1,8 +1,8 @@
-"""Benchmark one GGUF artifact in a fresh subprocess and summarize quality and latency.
+"""Benchmark one artifact (GGUF file or HF folder) in a fresh subprocess and summarize it.
 
 Example:
-    python -c "from benchmarks.latency import bench_gguf; from pathlib import Path; \
-        print(bench_gguf(Path('m.gguf'), 'sys', '{prompt}', ['hi'], threads=2))"
+    python -c "from benchmarks.latency import bench_artifact; from pathlib import Path; \
+        print(bench_artifact(Path('m.gguf'), 'sys', '{prompt}', ['hi'], threads=2))"
 """
 
 from __future__ import annotations
@@ -16,20 +16,27 @@ from pathlib import Path
 from typing import Any
 
 
-def bench_gguf(model: Path, system: str, user_template: str, prompts: list[str], threads: int,
-               n_ctx: int = 1024, max_tokens: int = 96, warmup: int = 1,
-               synthetic: dict[str, int] | None = None) -> dict[str, Any]:
-    """Run benchmarks.gguf_run in a child process; return its raw per-prompt results.
+def bench_artifact(model: Path, system: str, user_template: str, prompts: list[str],
+                   threads: int, n_ctx: int = 1024, max_tokens: int = 96, warmup: int = 1,
+                   synthetic: dict[str, int] | None = None,
+                   score: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run benchmarks.child in a child process; return its raw per-prompt results.
 
-    `synthetic` = {"pp": N, "tg": M, "repeats": R} adds llama-bench-style fixed-length tests.
+    The runtime follows the artifact: a .gguf runs on llama.cpp, an HF folder on torch.
+    `synthetic` = {"pp": N, "tg": M, "repeats": R} adds llama-bench-style fixed-length tests;
+    `score` = {"texts": [...], "reference": path, "save_reference": path} adds perplexity
+    and KL/top-1 against a reference (see benchmarks.child.score).
     """
-    spec = {"model": str(model), "n_ctx": n_ctx, "threads": threads, "max_tokens": max_tokens,
-            "warmup": warmup, "system": system, "user_template": user_template,
-            "prompts": prompts, "synthetic": synthetic}
+    from benchmarks.runtimes import runtime_for
+
+    spec = {"runtime": runtime_for(model), "model": str(model), "n_ctx": n_ctx,
+            "threads": threads, "max_tokens": max_tokens, "warmup": warmup, "system": system,
+            "user_template": user_template, "prompts": prompts, "synthetic": synthetic,
+            "score": score}
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec))
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.gguf_run", str(spec_path),
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.child", str(spec_path),
                                str(out_path)], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -55,6 +62,7 @@ def summarize_latency(raw: dict[str, Any]) -> dict[str, float]:
         "mean_completion_tokens": round(statistics.fmean(r["completion_tokens"] for r in res), 1),
         "peak_rss_mb": round(raw["peak_rss_mb"], 1),
         **_synthetic_columns(raw.get("synthetic")),
+        **_score_columns(raw.get("scores")),
     }
 
 
@@ -62,9 +70,21 @@ def _synthetic_columns(syn: dict[str, Any] | None) -> dict[str, float]:
     """Flatten the llama-bench-style results into report columns."""
     if not syn:
         return {}
-    return {"pp_tok_s": round(syn["pp_tok_s"]["median"], 1),
-            "pp_tok_s_p90": round(syn["pp_tok_s"]["p90"], 1),
-            "tg_tok_s": round(syn["tg_harness_tok_s"]["median"], 1),
-            "tg_tok_s_p90": round(syn["tg_harness_tok_s"]["p90"], 1),
-            "tg_bare_tok_s": round(syn["tg_bare_tok_s"]["median"], 1),
-            "harness_overhead_pct": syn["harness_overhead_pct"]}
+    out = {"pp_tok_s": round(syn["pp_tok_s"]["median"], 1),
+           "pp_tok_s_p90": round(syn["pp_tok_s"]["p90"], 1),
+           "tg_tok_s": round(syn["tg_harness_tok_s"]["median"], 1),
+           "tg_tok_s_p90": round(syn["tg_harness_tok_s"]["p90"], 1)}
+    if "tg_bare_tok_s" in syn:  # only llama.cpp has a bare loop to compare the harness with
+        out |= {"tg_bare_tok_s": round(syn["tg_bare_tok_s"]["median"], 1),
+                "harness_overhead_pct": syn["harness_overhead_pct"]}
+    return out
+
+
+def _score_columns(scores: dict[str, Any] | None) -> dict[str, Any]:
+    """Perplexity, and KL / top-1 agreement vs the fp32 distilled student where measured."""
+    if not scores:
+        return {}
+    keep = ("perplexity", "scored_tokens", "kl_vs_reference", "kl_p99", "top1_agreement",
+            "kl_error")
+    return {k: (round(v, 5) if isinstance(v, float) else v)
+            for k, v in scores.items() if k in keep}

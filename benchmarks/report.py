@@ -21,6 +21,9 @@ COLUMNS = [  # (header, key, format) — the table is data, not code
     ("field acc", "field_accuracy", "{:.3f}"),
     ("exact", "exact", "{:.3f}"),
     ("agrees w/ teacher", "teacher_agreement", "{:.3f}"),
+    ("ppl (ref. answers)", "perplexity", "{:.3f}"),
+    ("KL vs fp32", "kl_vs_reference", "{:.4f}"),
+    ("top-1 vs fp32", "top1_agreement", "{:.3f}"),
     ("prompt tok", "mean_prompt_tokens", "{:.0f}"),
     ("TTFT ms", "ttft_mean_s", "{:.0f}"),
     ("prefill tok/s", "prefill_tok_s", "{:.0f}"),
@@ -116,6 +119,11 @@ def _caption(report: dict[str, Any]) -> str:
         text += (f" Fixed-length tests (llama-bench style, medians of {syn['repeats']}): prefill "
                  f"{syn['pp']} tokens, decode {syn['tg']} tokens through the harness and through a "
                  "bare llama-cpp-python loop on the same file; harness cost = 1 − harness/bare.")
+    if n := bench.get("scored_rows"):
+        text += (f" ppl: perplexity of the reference answers of the first {n} eval rows, "
+                 "teacher-forced after the student's prompt; KL (mean, nats/token) and top-1 "
+                 "agreement on those tokens vs the fp32 distilled student (torch); – where the "
+                 "vocabulary or prompt differs.")
     return text
 
 

@@ -140,6 +140,11 @@ class BenchConfig(_Strict):
     pp_tokens: int = Field(128, ge=1)
     tg_tokens: int = Field(64, ge=1)
     repeats: int = Field(5, ge=0)
+    # the distilled student in fp32 on torch, before any export: the reference row
+    torch_row: bool = True
+    # eval rows (prompt + reference answer) scored teacher-forced: perplexity, and KL/top-1
+    # vs the fp32 student for every artifact of its vocabulary (0 = skip)
+    score_rows: int = Field(16, ge=0)
 
 
 class GoalConfig(_Strict):

@@ -115,7 +115,7 @@ class BatchedChat:
             chunk = tokens[start:start + step]
             batch.n_tokens = 0
             for i, tok in enumerate(chunk):
-                _add(batch, tok, start + i, seq, logits=False)
+                add_token(batch, tok, start + i, seq, logits=False)
             self._decode(ctx, batch)
         self._prefix_charge = len(tokens)
 
@@ -137,7 +137,7 @@ class BatchedChat:
                 if slot.index >= 0:
                     feed = slot.pending or slot.out[-1:]
                     for tok in feed:
-                        _add(batch, tok, slot.pos, seq, logits=False)
+                        add_token(batch, tok, slot.pos, seq, logits=False)
                         slot.pos += 1
                     batch.logits[batch.n_tokens - 1] = True
                     slot.batch_row, slot.pending = batch.n_tokens - 1, []
@@ -179,7 +179,7 @@ class BatchedChat:
                           total_s=now - slot.start)
 
 
-def _add(batch: Any, token: int, pos: int, seq: int, logits: bool) -> None:
+def add_token(batch: Any, token: int, pos: int, seq: int, logits: bool) -> None:
     """Append one token of sequence `seq` at position `pos` to a raw llama_batch."""
     i = batch.n_tokens
     batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, pos, 1

@@ -59,7 +59,7 @@ PLAN: tuple[Step, ...] = (
     Step("bench_teacher", "bench_teacher", {"teacher_model": "@teacher_model",
                                             "eval_data": "@eval_data"}),
     Step("bench", "bench", {"base_export": "export_base", "student_export": "export",
-                            "eval_data": "@eval_data"}),
+                            "student": "distill", "eval_data": "@eval_data"}),
     Step("report", "report", {"teacher": "teacher", "filter": "filter", "distill": "distill",
                               "export": "export", "bench_teacher": "bench_teacher",
                               "bench": "bench", "train_data": "@train_data",

@@ -1,29 +1,107 @@
-"""The latency harness: sane positive numbers, and the child's memory, not the parent's."""
+"""The latency harness: sane positive numbers, the child's memory (not the parent's), one
+runtime adapter per format, and scores (perplexity, KL, top-1) that mean what they say."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 
-from benchmarks.latency import bench_gguf, summarize_latency
+from benchmarks.child import score
+from benchmarks.latency import bench_artifact, summarize_latency
+from benchmarks.runtimes import log_softmax
 from pipeline.stages.export_gguf import convert_to_f16
 
+PROMPTS = ["Ann Lee wants 2 lamps", "hello"]
 
-def test_child_process_numbers(tiny_hf: Path, tmp_path: Path) -> None:
-    gguf = tmp_path / "tiny.F16.gguf"
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tiny_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    gguf = tmp_path_factory.mktemp("gguf") / "tiny.F16.gguf"
     convert_to_f16(tiny_hf, gguf)
+    return gguf
+
+
+def _texts(tiny_hf: Path) -> list[dict[str, Any]]:
+    from pipeline.models.hf import load_tokenizer
+    from pipeline.stages.distill import IGNORE, encode_example
+
+    tok = load_tokenizer(tiny_hf)
+    out = []
+    for user, reply in [("Ann Lee wants 2 lamps", '{"name":"Ann Lee"}'), ("hi", "hello there")]:
+        ids, labels = encode_example(tok, "You extract orders.", user, reply)
+        out.append({"tokens": ids, "start": labels.count(IGNORE)})
+    return out
+
+
+def test_child_process_numbers(tiny_gguf: Path) -> None:
     # Hold ~1.5 GB here: a child started from a big parent inherits ru_maxrss across
     # fork+exec, which once made every artifact report the parent's 2.7 GB.
     ballast = np.ones(1_500_000_000 // 8)
-    raw = bench_gguf(gguf, "You extract orders.", "{prompt}", ["Ann Lee wants 2 lamps", "hello"],
-                     threads=1, n_ctx=256, max_tokens=8, warmup=1,
-                     synthetic={"pp": 16, "tg": 8, "repeats": 2})
+    raw = bench_artifact(tiny_gguf, "You extract orders.", "{prompt}", PROMPTS,
+                         threads=1, n_ctx=256, max_tokens=8, warmup=1,
+                         synthetic={"pp": 16, "tg": 8, "repeats": 2})
     assert ballast.sum() > 0
-    assert len(raw["results"]) == 2
+    assert raw["runtime"] == "llama_cpp" and len(raw["results"]) == 2
     stats = summarize_latency(raw)
     assert stats["load_s"] > 0 and stats["ttft_mean_s"] > 0
     assert stats["decode_tok_s"] > 0 and stats["prefill_tok_s"] > 0
     assert 10 < stats["peak_rss_mb"] < 1000, stats
     assert stats["pp_tok_s"] > 0 and stats["tg_tok_s"] > 0 and stats["tg_bare_tok_s"] > 0
     assert stats["pp_tok_s_p90"] > 0 and -100 < stats["harness_overhead_pct"] < 100
+
+
+def test_torch_runtime_and_export_parity(tiny_hf: Path, tiny_gguf: Path, tmp_path: Path) -> None:
+    """The HF folder runs on torch; its F16 GGUF export, scored on the same token ids against
+    the torch fp32 log-probs, is numerically the same model (tiny KL, same top-1)."""
+    ref = tmp_path / "ref.npy"
+    texts = _texts(tiny_hf)
+    raw = bench_artifact(tiny_hf, "You extract orders.", "{prompt}", PROMPTS, threads=1,
+                         max_tokens=8, synthetic={"pp": 16, "tg": 8, "repeats": 2},
+                         score={"texts": texts, "save_reference": str(ref)})
+    assert raw["runtime"] == "torch" and len(raw["results"]) == 2
+    stats = summarize_latency(raw)
+    assert stats["decode_tok_s"] > 0 and stats["pp_tok_s"] > 0 and stats["tg_tok_s"] > 0
+    assert "tg_bare_tok_s" not in stats  # no bare loop to compare against on torch
+    n_scored = sum(len(t["tokens"]) - t["start"] for t in texts)
+    assert stats["scored_tokens"] == n_scored and stats["perplexity"] > 1
+    gguf = summarize_latency(bench_artifact(
+        tiny_gguf, "You extract orders.", "{prompt}", PROMPTS, threads=1, n_ctx=256,
+        max_tokens=8, score={"texts": texts, "reference": str(ref)}))
+    assert gguf["kl_vs_reference"] < 1e-3, gguf
+    assert gguf["top1_agreement"] >= 0.9, gguf
+    assert math.isclose(gguf["perplexity"], stats["perplexity"], rel_tol=0.01)
+
+
+class _FakeRuntime:
+    """Log-probs from fixed logits: a hand-made case for the scoring arithmetic."""
+
+    n_vocab = 3
+
+    def __init__(self, logits: list[list[float]]) -> None:
+        self.rows = log_softmax(np.array(logits))
+
+    def logprobs(self, tokens: list[int], start: int) -> np.ndarray:
+        return self.rows[: len(tokens) - start]
+
+
+def test_score_perplexity_kl_and_top1_by_hand(tmp_path: Path) -> None:
+    texts = [{"tokens": [0, 1, 2], "start": 1}]  # scores tokens 1 and 2
+    uniform = _FakeRuntime([[0, 0, 0], [0, 0, 0]])
+    out = score(uniform, texts, save_reference=str(tmp_path / "u.npy"))  # type: ignore[arg-type]
+    assert math.isclose(out["perplexity"], 3.0, rel_tol=1e-5)  # uniform over 3 tokens
+    assert out["scored_tokens"] == 2
+    same = score(uniform, texts, reference=str(tmp_path / "u.npy"))  # type: ignore[arg-type]
+    assert abs(same["kl_vs_reference"]) < 1e-3 and same["top1_agreement"] == 1.0
+    sharp = _FakeRuntime([[0, 5, 0], [5, 0, 0]])
+    ref = str(tmp_path / "s.npy")
+    score(sharp, texts, save_reference=ref)  # type: ignore[arg-type]
+    vs_uniform = score(uniform, texts, reference=ref)  # type: ignore[arg-type]
+    p = np.exp(log_softmax(np.array([0.0, 5.0, 0.0])))
+    expected_kl = float((p * (np.log(p) - np.log(1 / 3))).sum())
+    assert math.isclose(vs_uniform["kl_vs_reference"], expected_kl, rel_tol=1e-2)
+    # uniform's argmax is token 0 on both rows; the reference's is 1, then 0
+    assert vs_uniform["top1_agreement"] == 0.5

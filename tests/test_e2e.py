@@ -26,7 +26,7 @@ max_tokens = 64
 [student]
 model = "smollm2-135m-instruct-q4_1"
 [task]
-max_train_rows = 6
+max_train_rows = 12  # SmolLM2 as teacher: about 1 in 3 answers passes the validator
 max_eval_rows = 3
 [filter]
 checks = ["length", "refusal", "validator"]  # SmolLM2 as teacher rarely matches references
@@ -36,6 +36,7 @@ batch_size = 4
 bf16 = true
 [bench]
 max_tokens = 48
+score_rows = 2
 """
 PROFILE = """name = "{name}"
 description = "e2e test profile"
@@ -82,12 +83,21 @@ def test_first_build_publishes_everything(built: dict) -> None:
     assert not any(_steps(built["build"], "t-int4").values())
     report = json.loads((out / "report.json").read_text())
     roles = [r["role"] for r in report["bench"]["rows"]]
-    assert roles == ["teacher", "base_fp", "base", "base_fewshot", "distilled_fp", "distilled"]
+    assert roles == ["teacher", "base_fp", "base", "base_fewshot", "distilled_torch",
+                     "distilled_fp", "distilled"]
     for row in report["bench"]["rows"]:
         assert row["decode_tok_s"] > 0 and row["file_mb"] > 0 and 0 <= row["field_accuracy"] <= 1
     assert report["verdict"]["case"] in ("skip_distillation", "run_teacher", "ship_student",
                                          "student_below_bar")
-    assert [s["step"] for s in report["attribution"]] == ["quantize base", "distill", "quantize"]
+    assert [s["step"] for s in report["attribution"]] == ["quantize base", "distill", "export",
+                                                         "quantize"]
+    by_role = {r["role"]: r for r in report["bench"]["rows"]}
+    assert by_role["distilled_torch"]["runtime"] == "torch"
+    assert "perplexity" not in by_role["teacher"]  # other prompt: not scored
+    assert "kl_vs_reference" not in by_role["distilled_torch"]  # it is the reference
+    # the F16 export is the fp32 student to rounding; the undistilled base is not
+    assert by_role["distilled_fp"]["kl_vs_reference"] < 0.01
+    assert by_role["base_fp"]["kl_vs_reference"] > 10 * by_role["distilled_fp"]["kl_vs_reference"]
     manifest = json.loads((out / "manifest.json").read_text())
     export = next(s for s in manifest["steps"] if s["step"] == "export")
     gguf = next(f for f in export["files"] if f["path"] == "model.Q4_K_M.gguf")

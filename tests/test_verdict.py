@@ -58,3 +58,15 @@ def test_student_below_bar_is_not_shipped() -> None:
 def test_attribution_separates_distillation_from_quantization() -> None:
     steps = {s["step"]: s["delta"] for s in attribution(_rows())}
     assert steps == {"distill": round(0.92 - 0.1, 4), "quantize": -0.02}
+
+
+def test_attribution_export_step_and_gate_vs_fp32() -> None:
+    """With the torch fp32 row, the export step gets its own delta and the gate's loss is
+    measured against the fp32 student, not its F16 export."""
+    from benchmarks.verdict import quality_gate
+
+    rows = [*_rows(), _row("distilled_torch", 0.93, 0.3, 14.0)]
+    steps = {s["step"]: s["delta"] for s in attribution(rows)}
+    assert steps == {"distill": round(0.92 - 0.1, 4), "export": -0.01, "quantize": -0.02}
+    gate = quality_gate(rows, min_field_accuracy=None, max_quant_loss=0.025)
+    assert gate["checks"][0]["value"] == 0.03 and not gate["passed"]

@@ -4,9 +4,13 @@ Rows, all on the same eval prompts, threads and context, each in its own fresh p
 with a warm-up generation first (the teacher's row is its own cached step, `bench_teacher`):
   teacher (its few-shot prompt) · base as F16 GGUF and through the same quantization
   (the student's short prompt) · the same base given the teacher's few-shot prompt (the small model
-  used directly, at its best) · distilled f16 GGUF · distilled quantized GGUF.
+  used directly, at its best) · distilled fp32 on torch (the HF folder training wrote) ·
+  distilled F16 GGUF · distilled quantized GGUF.
 Quality is the task metric against the eval references; latency is TTFT, prefill and
 decode tokens/s, load time and peak RSS of the child process; size is the file size.
+Scores: the first `score_rows` eval answers, teacher-forced after the student's prompt, give
+each student-vocabulary row a perplexity, and its mean KL and top-1 agreement vs the fp32
+student's log-probs (the torch row runs first and leaves them in a scratch file).
 
 Example:
     distill-edge build --target cpu-int4
@@ -26,7 +30,8 @@ from pipeline.tasks import load_rows
 
 
 def _student_rows(ctx: StageContext) -> list[dict[str, Any]]:
-    """(label, role, model file, prompt) for every student row of the table, in report order."""
+    """Every student row of the table, in report order; `score` marks the rows scored
+    teacher-forced (student prompt and vocabulary), `reference` the fp32 one they are held to."""
     s, quant = ctx.settings, ctx.settings["quant"]
     teacher_p = (s["teacher_system"], s["teacher_template"])
     student_p = (s["student_system"], s["student_template"])
@@ -35,11 +40,35 @@ def _student_rows(ctx: StageContext) -> list[dict[str, Any]]:
         ("base F16", "base_fp", base / "model.F16.gguf", student_p),
         (f"base {quant}", "base", base / f"model.{quant}.gguf", student_p),
         (f"base {quant} + few-shot prompt", "base_fewshot", base / f"model.{quant}.gguf", teacher_p),
+        ("distilled fp32 (torch)", "distilled_torch", ctx.inputs["student"], student_p),
         ("distilled F16", "distilled_fp", student / "model.F16.gguf", student_p),
         (f"distilled {quant}", "distilled", student / f"model.{quant}.gguf", student_p),
     ]
-    return [{"label": label, "role": role, "model": path, "system": p[0], "template": p[1]}
+    if not s["torch_row"]:
+        rows = [r for r in rows if r[1] != "distilled_torch"]
+    reference = "distilled_torch" if s["torch_row"] else "distilled_fp"
+    return [{"label": label, "role": role, "model": path, "system": p[0], "template": p[1],
+             "score": bool(s["score_rows"]) and p is student_p,
+             "reference": bool(s["score_rows"]) and role == reference}
             for label, role, path, p in rows]
+
+
+def score_texts(ctx: StageContext, eval_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Token ids of the first `score_rows` eval answers after the student's prompt, made once
+    with the student's tokenizer so every artifact is scored on the same ids."""
+    from pipeline.models.hf import load_tokenizer
+    from pipeline.stages.distill import IGNORE, encode_example
+    from pipeline.tasks.extraction import canonical
+
+    s = ctx.settings
+    tok = load_tokenizer(Path(ctx.inputs["student"]))
+    texts = []
+    for row in eval_rows[: s["score_rows"]]:
+        ids, labels = encode_example(tok, s["student_system"],
+                                     s["student_template"].format(prompt=row["prompt"]),
+                                     canonical(row["reference"]))
+        texts.append({"tokens": ids, "start": labels.count(IGNORE)})
+    return texts
 
 
 def _common_settings(config: BuildConfig, target: Target) -> dict[str, Any]:
@@ -57,32 +86,47 @@ def _common_settings(config: BuildConfig, target: Target) -> dict[str, Any]:
     }
 
 
+def _size_mb(model: Path) -> float:
+    """File size, or a folder's total (an HF folder: its weights and tokenizer)."""
+    files = [model] if model.is_file() else [f for f in model.rglob("*") if f.is_file()]
+    return round(sum(f.stat().st_size for f in files) / 1e6, 1)
+
+
 def run_rows(ctx: StageContext, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Benchmark each row in its own process; write bench.json and answers.jsonl."""
-    from benchmarks.latency import bench_gguf, summarize_latency
+    from benchmarks.latency import bench_artifact, summarize_latency
     from pipeline.tasks.extraction import aggregate, parse_answer, score
 
     s = ctx.settings
     eval_rows = load_rows(ctx.inputs["eval_data"], "eval data", need_reference=True)
     eval_rows = eval_rows[: s["max_eval_rows"] or None]
     prompts = [r["prompt"] for r in eval_rows]
+    texts = score_texts(ctx, eval_rows) if any(r.get("score") for r in rows) else []
+    ref_file = ctx.out_dir / "reference_logprobs.npy"  # scratch: removed below
     table, answers = [], {}
-    for row in rows:
+    # The reference row first, so every other row can be held to its log-probs.
+    for row in sorted(rows, key=lambda r: not r.get("reference")):
         ctx.log(f"benchmarking {row['label']} on {len(prompts)} prompts")
-        raw = bench_gguf(Path(row["model"]), row["system"], row["template"], prompts,
-                         threads=s["threads"], n_ctx=s["n_ctx"], max_tokens=s["max_tokens"],
-                         warmup=s["warmup"], synthetic=s["synthetic"])
+        scoring = ({"texts": texts, "reference": None if row["reference"] else str(ref_file),
+                    "save_reference": str(ref_file) if row["reference"] else None}
+                   if row.get("score") else None)
+        raw = bench_artifact(Path(row["model"]), row["system"], row["template"], prompts,
+                             threads=s["threads"], n_ctx=s["n_ctx"], max_tokens=s["max_tokens"],
+                             warmup=s["warmup"], synthetic=s["synthetic"], score=scoring)
         scores = [score(parse_answer(r["response"])[0], ref["reference"])
                   for r, ref in zip(raw["results"], eval_rows, strict=True)]
         quality = {k: round(v, 4) for k, v in aggregate(scores).items()}
         table.append({"label": row["label"], "role": row["role"], "file": Path(row["model"]).name,
-                      "file_mb": round(Path(row["model"]).stat().st_size / 1e6, 1),
+                      "runtime": raw["runtime"], "file_mb": _size_mb(Path(row["model"])),
                       **quality, **summarize_latency(raw)})
         answers[row["role"]] = [r["response"] for r in raw["results"]]
         ctx.log(f"{row['label']}: field accuracy {quality['field_accuracy']:.3f}, "
                 f"decode {table[-1]['decode_tok_s']} tok/s")
+    ref_file.unlink(missing_ok=True)
+    order = [r["role"] for r in rows]
+    table.sort(key=lambda r: order.index(r["role"]))
     result = {"eval_rows": len(eval_rows), "threads": s["threads"], "synthetic": s["synthetic"],
-              "rows": table}
+              "scored_rows": len(texts), "rows": table}
     (ctx.out_dir / "bench.json").write_text(json.dumps(result, indent=2))
     with (ctx.out_dir / "answers.jsonl").open("w", encoding="utf-8") as fh:
         for i, ev in enumerate(eval_rows):
@@ -117,14 +161,15 @@ class BenchTeacherStage:
 
 class BenchStage:
     name = "bench"
-    version = "4"
-    libraries = ("llama-cpp-python",)
+    version = "5"
+    libraries = ("llama-cpp-python", "torch", "transformers")
     resumable = False
 
     def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         from pipeline.tasks import extraction
 
         return {**_common_settings(config, target), "quant": target.quant,
+                "torch_row": config.bench.torch_row, "score_rows": config.bench.score_rows,
                 "student_system": config.student.system_prompt or extraction.STUDENT_SYSTEM_PROMPT,
                 "student_template": extraction.STUDENT_USER_TEMPLATE}
 

@@ -1,0 +1,101 @@
+"""Benchmark one artifact in this (fresh) process: answers, latency, peak RSS, scores.
+
+The bench stage starts this module once per artifact, so load time and peak memory belong
+to that artifact alone. A warm-up generation runs first and is not counted. Peak memory is
+read before the teacher-forced scoring pass (its full-vocabulary logits are a measuring
+cost, not a serving one).
+
+Example:
+    python -m benchmarks.child spec.json result.json
+    # spec.json: {"runtime": "llama_cpp", "model": "m.gguf", "n_ctx": 1024, "threads": 2,
+    #             "max_tokens": 96, "warmup": 1, "system": "...", "user_template": "{prompt}",
+    #             "prompts": ["Hi, this is Ann Lee ..."],
+    #             "synthetic": {"pp": 128, "tg": 64, "repeats": 5},          # optional
+    #             "score": {"texts": [{"tokens": [1, 2, 3], "start": 2}],     # optional
+    #                       "reference": null, "save_reference": "ref.npy"}}
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.runtimes import Runtime, open_runtime
+
+
+def run(spec: dict[str, Any]) -> dict[str, Any]:
+    """Generate for every prompt; return per-prompt timings, answers and scores."""
+    start = time.perf_counter()
+    rt = open_runtime(spec["runtime"], spec["model"], spec["n_ctx"], spec["threads"])
+    load_s = time.perf_counter() - start
+    system, template = spec["system"], spec["user_template"]
+    for prompt in spec["prompts"][: spec["warmup"]]:
+        rt.chat(system, template.format(prompt=prompt), spec["max_tokens"])
+    results = []
+    for prompt in spec["prompts"]:
+        gen = rt.chat(system, template.format(prompt=prompt), spec["max_tokens"])
+        results.append({"response": gen.text, "prompt_tokens": gen.prompt_tokens,
+                        "prefill_tokens": gen.prefill_tokens,
+                        "completion_tokens": gen.completion_tokens, "ttft_s": gen.ttft_s,
+                        "decode_s": gen.decode_s, "total_s": gen.total_s})
+    synthetic = rt.synthetic(**spec["synthetic"]) if spec.get("synthetic") else None
+    peak = peak_rss_mb()
+    scores = score(rt, **spec["score"]) if spec.get("score") else None
+    return {"runtime": spec["runtime"], "load_s": load_s, "peak_rss_mb": peak,
+            "results": results, "synthetic": synthetic, "scores": scores}
+
+
+def score(rt: Runtime, texts: list[dict[str, Any]], reference: str | None = None,
+          save_reference: str | None = None) -> dict[str, Any]:
+    """Perplexity of the texts' tokens after `start`; with a reference's saved log-probs,
+    mean KL(reference ‖ this) and top-1 agreement per position (llama-perplexity's
+    --kl-divergence idea). Same token ids everywhere: only artifacts of one vocabulary."""
+    rows = [rt.logprobs(t["tokens"], t["start"]) for t in texts]
+    targets = np.concatenate([np.asarray(t["tokens"][t["start"]:]) for t in texts])
+    mine = np.concatenate(rows)
+    nll = -mine[np.arange(len(targets)), targets]
+    out: dict[str, Any] = {"perplexity": float(np.exp(nll.mean())), "scored_tokens": len(targets)}
+    if save_reference:
+        np.save(save_reference, mine.astype(np.float16))  # half the bytes; KL error ~1e-4
+    if reference:
+        ref = np.load(reference).astype(np.float32)
+        if ref.shape != mine.shape:
+            out["kl_error"] = f"vocabulary or text mismatch: {ref.shape} vs {mine.shape}"
+            return out
+        kl = (np.exp(ref) * (ref - mine)).sum(axis=1)
+        out["kl_vs_reference"] = float(kl.mean())
+        out["kl_p99"] = float(np.quantile(kl, 0.99))
+        out["top1_agreement"] = float((ref.argmax(axis=1) == mine.argmax(axis=1)).mean())
+    return out
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB.
+
+    VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec, so a child started by
+    a parent holding a 2.7 GB model reported 2.7 GB (seen here). VmHWM belongs to the
+    address space exec created.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # non-Linux: KiB there too
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(Path(argv[0]).read_text())
+    Path(argv[1]).write_text(json.dumps(run(spec)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,79 @@
+"""Runtime adapters, one per artifact format, each used inside a fresh benchmark process.
+
+Every adapter loads one artifact and offers the same four things, so the harness
+(`benchmarks.child`) times every format the same way:
+- `chat(system, user, max_tokens) -> Generation`: greedy, timed per token;
+- `synthetic(pp, tg, repeats) -> dict`: llama-bench-style fixed-length prefill/decode tests;
+- `logprobs(tokens, start) -> ndarray`: log-softmax rows predicting tokens[start:];
+- `n_vocab`.
+
+Example:
+    >>> from benchmarks.runtimes import runtime_for
+    >>> runtime_for("student.Q4_K_M.gguf"), runtime_for("distill-out/")
+    ('llama_cpp', 'torch')
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from pipeline.llm import Generation
+
+
+class Runtime(Protocol):
+    n_vocab: int
+
+    def chat(self, system: str, user: str, max_tokens: int) -> Generation: ...
+
+    def synthetic(self, pp: int, tg: int, repeats: int) -> dict[str, Any]: ...
+
+    def logprobs(self, tokens: list[int], start: int) -> np.ndarray: ...
+
+
+def runtime_for(model: str | Path) -> str:
+    """Which adapter runs a file: a GGUF file -> llama.cpp, an HF folder -> torch."""
+    return "llama_cpp" if str(model).endswith(".gguf") else "torch"
+
+
+def open_runtime(name: str, model: str, n_ctx: int, threads: int) -> Runtime:
+    """The registry, written once (imports are lazy: each pulls in a heavy library)."""
+    if name == "llama_cpp":
+        from benchmarks.runtimes.gguf import GgufRuntime
+
+        return GgufRuntime(model, n_ctx, threads)
+    if name == "torch":
+        from benchmarks.runtimes.torch_hf import TorchRuntime
+
+        return TorchRuntime(model, threads)
+    raise ValueError(f"unknown runtime {name!r}")
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    """Median and p90 of repeated measurements."""
+    import statistics
+
+    ordered = sorted(values)
+    return {"median": statistics.median(ordered),
+            "p90": ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]}
+
+
+def run_interleaved(tests: dict[str, Any], repeats: int) -> dict[str, Any]:
+    """One warm-up of each test, then `repeats` rounds interleaved (so drift in machine
+    load hits all tests alike); median and p90 of each."""
+    for fn in tests.values():
+        fn()
+    samples: dict[str, list[float]] = {name: [] for name in tests}
+    for _ in range(repeats):
+        for name, fn in tests.items():
+            samples[name].append(fn())
+    return {name: stats(values) for name, values in samples.items()}
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax in float32 (numerically stable)."""
+    logits = logits.astype(np.float32, copy=False)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))

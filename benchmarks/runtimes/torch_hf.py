@@ -1,0 +1,91 @@
+"""Torch runtime adapter: an HF safetensors folder in fp32 with transformers, on the CPU.
+
+This is the student as training left it (and the base as its package ships it), before any
+export: the reference the exported and quantized artifacts are compared against. Greedy
+decoding is a plain loop over the model with its KV cache — what `generate` does, without
+its per-step processors — timed per token. No prefix cache between prompts (the HF way).
+
+Example:
+    python -c "from benchmarks.runtimes.torch_hf import TorchRuntime; \
+        r = TorchRuntime('build/cache/distill/<key>', 2); \
+        print(r.chat('You extract orders.', 'Ann Lee wants 2 lamps', 32).text)"
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.runtimes import log_softmax, run_interleaved
+from pipeline.llm import Generation
+
+
+class TorchRuntime:
+    def __init__(self, model: str, threads: int) -> None:
+        import torch
+
+        from pipeline.models.hf import load_causal_lm, load_tokenizer
+
+        torch.set_num_threads(threads)
+        self.torch = torch
+        self.tok = load_tokenizer(Path(model))
+        self.model = load_causal_lm(Path(model)).eval()
+        self.n_vocab = int(self.model.config.vocab_size)
+        eos = self.model.generation_config.eos_token_id
+        self.eos = set(eos if isinstance(eos, list) else [eos]) | {self.tok.eos_token_id}
+
+    def _step(self, ids: list[int], past: Any) -> tuple[int, Any]:
+        """Run `ids` through the model after `past`; the greedy next token and the new cache."""
+        out = self.model(input_ids=self.torch.tensor([ids]), cache=past, use_cache=True,
+                         logits_to_keep=1)  # only the last position's logits are needed
+        return int(out.logits[0, -1].argmax()), out.cache
+
+    def chat(self, system: str, user: str, max_tokens: int) -> Generation:
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        prompt = [int(i) for i in self.tok.apply_chat_template(
+            messages, tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"]]
+        out: list[int] = []
+        start = time.perf_counter()
+        with self.torch.inference_mode():
+            token, past = self._step(prompt, None)
+            first = last = time.perf_counter()
+            while token not in self.eos and len(out) < max_tokens:
+                out.append(token)
+                last = time.perf_counter()
+                if len(out) == max_tokens:
+                    break
+                token, past = self._step([token], past)
+        text = self.tok.decode(out, skip_special_tokens=True)
+        return Generation(text=text.strip(), prompt_tokens=len(prompt), prefill_tokens=len(prompt),
+                          completion_tokens=len(out), ttft_s=first - start, decode_s=last - first,
+                          total_s=time.perf_counter() - start)
+
+    def logprobs(self, tokens: list[int], start: int) -> np.ndarray:
+        """Teacher-forced log-probs of tokens[start:] (rows predict the next token)."""
+        with self.torch.inference_mode():
+            logits = self.model(input_ids=self.torch.tensor([tokens])).logits[0]
+        return log_softmax(logits[start - 1:len(tokens) - 1].float().numpy())
+
+    def synthetic(self, pp: int, tg: int, repeats: int) -> dict[str, Any]:
+        """Fixed-length prefill (`pp` tokens, no cache) and greedy decode (`tg` tokens) tests."""
+        filler = (self.tok("The quick brown fox jumps over the lazy dog. ")["input_ids"] * pp)[:pp]
+
+        def prefill() -> float:
+            with self.torch.inference_mode():
+                begin = time.perf_counter()
+                self._step(filler, None)
+                return pp / (time.perf_counter() - begin)
+
+        def decode() -> float:
+            with self.torch.inference_mode():
+                token, past = self._step(filler[:1], None)
+                begin = time.perf_counter()
+                for _ in range(tg):
+                    token, past = self._step([token], past)
+                return tg / (time.perf_counter() - begin)
+
+        out = run_interleaved({"pp_tok_s": prefill, "tg_harness_tok_s": decode}, repeats)
+        return {"pp": pp, "tg": tg, "repeats": repeats, **out}
