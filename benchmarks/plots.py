@@ -59,13 +59,20 @@ def decode_speed(rows: list[dict[str, Any]]) -> str:
 
 
 def loss_curve(curve: list[dict[str, Any]]) -> str:
-    """Training loss per optimizer step."""
+    """Training loss per optimizer step, and the held-out (eval split) loss per epoch."""
     fig, ax = _figure()
-    ax.plot([p["step"] for p in curve], [p["loss"] for p in curve], color="#f58518")
+    train = [p for p in curve if "loss" in p]
+    held_out = [p for p in curve if "eval_loss" in p]
+    ax.plot([p["step"] for p in train], [p["loss"] for p in train], color="#f58518",
+            label="train")
+    if held_out:
+        ax.plot([p["step"] for p in held_out], [p["eval_loss"] for p in held_out], "o-",
+                color="#4c78a8", label="eval (reference answers)")
+        ax.legend()
     ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("train loss (log scale)")
-    ax.set_title("Distillation training loss")
+    ax.set_ylabel("loss per reply token (log scale)")
+    ax.set_title("Distillation: train and eval loss")
     return _data_uri(fig)
 
 

@@ -95,7 +95,9 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
     if train := report.get("training"):
         out.append(("Training", [
             f"{train['examples']} examples, {train['steps']} steps, loss {train['first_loss']} → "
-            f"{train['final_loss']}, {train['train_tokens_per_s']} tokens/s."]))
+            f"{train['final_loss']}, {train['train_tokens_per_s']} tokens/s."
+            + (f" Held-out loss (eval split reference answers) {train['first_eval_loss']} → "
+               f"{train['final_eval_loss']}." if "final_eval_loss" in train else "")]))
     walls = report.get("stage_wall_s", {})
     out.append(("Stage wall times (when computed)",
                 [", ".join(f"{k} {v:.0f} s" for k, v in walls.items()) or "none"]))

@@ -105,3 +105,28 @@ def test_score_perplexity_kl_and_top1_by_hand(tmp_path: Path) -> None:
     assert math.isclose(vs_uniform["kl_vs_reference"], expected_kl, rel_tol=1e-2)
     # uniform's argmax is token 0 on both rows; the reference's is 1, then 0
     assert vs_uniform["top1_agreement"] == 0.5
+
+
+def test_onnx_runtime_matches_torch(tiny_hf: Path, tmp_path: Path) -> None:
+    """The onnxruntime-genai builder's fp32 export of the tiny model runs through the ONNX
+    adapter and is numerically the torch model (tiny KL, same perplexity)."""
+    import subprocess
+    import sys
+
+    onnx_dir = tmp_path / "onnx"
+    build = subprocess.run([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i",
+                            str(tiny_hf), "-o", str(onnx_dir), "-p", "fp32", "-e", "cpu",
+                            "-c", str(tmp_path / "cache")], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-2000:]
+    texts, ref = _texts(tiny_hf), tmp_path / "ref.npy"
+    torch_row = summarize_latency(bench_artifact(
+        tiny_hf, "You extract orders.", "{prompt}", PROMPTS, threads=1, max_tokens=8,
+        score={"texts": texts, "save_reference": str(ref)}))
+    raw = bench_artifact(onnx_dir, "You extract orders.", "{prompt}", PROMPTS, threads=1,
+                         max_tokens=8, synthetic={"pp": 16, "tg": 8, "repeats": 2},
+                         score={"texts": texts, "reference": str(ref)})
+    assert raw["runtime"] == "onnxruntime" and len(raw["results"]) == 2
+    stats = summarize_latency(raw)
+    assert stats["decode_tok_s"] > 0 and stats["pp_tok_s"] > 0 and stats["tg_tok_s"] > 0
+    assert stats["kl_vs_reference"] < 1e-3 and stats["top1_agreement"] >= 0.9, stats
+    assert math.isclose(stats["perplexity"], torch_row["perplexity"], rel_tol=0.01)

@@ -39,3 +39,23 @@ def test_a_few_steps_reduce_the_loss(tiny_hf: Path, tmp_path: Path) -> None:
     log = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 13))
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_held_out_loss_logged_per_epoch(tiny_hf: Path, tmp_path: Path) -> None:
+    """The eval loss is logged before training and after every epoch, and it falls when the
+    held-out answers are like the training ones (here: the same reply to other orders)."""
+    from pipeline.stages.distill import eval_loss
+
+    tok = load_tokenizer(tiny_hf)
+    model = load_causal_lm(tiny_hf)
+    examples = [encode_example(tok, SYSTEM, f"order {i}", REPLY) for i in range(4)]
+    held_out = [encode_example(tok, SYSTEM, f"another order {i}", REPLY) for i in range(3)]
+    settings = {"seed": 0, "batch_size": 2, "epochs": 3, "learning_rate": 2e-2,
+                "weight_decay": 0.0, "warmup_ratio": 0.0, "bf16": False}
+    first = eval_loss(model, held_out, settings, tok.pad_token_id)
+    summary = train(model, examples, settings, tok.pad_token_id, tmp_path / "log.jsonl", held_out)
+    log = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    evals = [r for r in log if "eval_loss" in r]
+    assert [r["step"] for r in evals] == [0, 2, 4, 6]  # before training, then each epoch
+    assert abs(evals[0]["eval_loss"] - first) < 1e-4 and summary["first_eval_loss"] == round(first, 4)
+    assert summary["final_eval_loss"] < 0.7 * summary["first_eval_loss"]

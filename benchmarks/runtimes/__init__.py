@@ -1,4 +1,5 @@
-"""Runtime adapters, one per artifact format, each used inside a fresh benchmark process.
+"""Runtime adapters, one per artifact format, each used inside a fresh benchmark process:
+llama.cpp for GGUF, onnxruntime-genai for ONNX, torch for HF safetensors folders.
 
 Every adapter loads one artifact and offers the same four things, so the harness
 (`benchmarks.child`) times every format the same way:
@@ -34,8 +35,11 @@ class Runtime(Protocol):
 
 
 def runtime_for(model: str | Path) -> str:
-    """Which adapter runs a file: a GGUF file -> llama.cpp, an HF folder -> torch."""
-    return "llama_cpp" if str(model).endswith(".gguf") else "torch"
+    """Which adapter runs an artifact: a GGUF file -> llama.cpp, an onnxruntime-genai folder
+    (genai_config.json) -> onnxruntime, any other (HF) folder -> torch."""
+    if str(model).endswith(".gguf"):
+        return "llama_cpp"
+    return "onnxruntime" if (Path(model) / "genai_config.json").is_file() else "torch"
 
 
 def open_runtime(name: str, model: str, n_ctx: int, threads: int) -> Runtime:
@@ -44,6 +48,10 @@ def open_runtime(name: str, model: str, n_ctx: int, threads: int) -> Runtime:
         from benchmarks.runtimes.gguf import GgufRuntime
 
         return GgufRuntime(model, n_ctx, threads)
+    if name == "onnxruntime":
+        from benchmarks.runtimes.onnx_genai import OnnxGenaiRuntime
+
+        return OnnxGenaiRuntime(model, threads)
     if name == "torch":
         from benchmarks.runtimes.torch_hf import TorchRuntime
 

@@ -62,9 +62,27 @@ def _batches(examples: list[tuple[list[int], list[int]]], batch_size: int, pad_i
     return batches
 
 
+def eval_loss(model: Any, examples: list[tuple[list[int], list[int]]], s: dict[str, Any],
+              pad_id: int) -> float:
+    """Mean loss per reply token on held-out examples (the eval split's reference answers)."""
+    import torch
+
+    was_training, total, count = model.training, 0.0, 0
+    model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=s["bf16"]):
+        for batch in _batches(examples, s["batch_size"], pad_id, list(range(len(examples)))):
+            n = int((batch["labels"][:, 1:] != IGNORE).sum())  # tokens the loss averages over
+            total += float(model(**batch).loss) * n
+            count += n
+    model.train(was_training)
+    return total / max(count, 1)
+
+
 def train(model: Any, examples: list[tuple[list[int], list[int]]], s: dict[str, Any],
-          pad_id: int, log_path: Path) -> dict[str, Any]:
-    """The SFT loop; returns loss summary. Writes one JSON line per step to log_path."""
+          pad_id: int, log_path: Path,
+          held_out: list[tuple[list[int], list[int]]] | None = None) -> dict[str, Any]:
+    """The SFT loop; returns loss summary. Writes one JSON line per step to log_path, and
+    the held-out loss before training and after every epoch."""
     import torch
     from tqdm import tqdm
     from transformers import get_scheduler
@@ -81,7 +99,15 @@ def train(model: Any, examples: list[tuple[list[int], list[int]]], s: dict[str, 
     losses: list[float] = []
     start = time.perf_counter()
     tokens = 0
+    evals: list[float] = []
+
+    def log_eval(log: Any) -> None:
+        if held_out:
+            evals.append(eval_loss(model, held_out, s, pad_id))
+            log.write(json.dumps({"step": len(losses), "eval_loss": round(evals[-1], 5)}) + "\n")
+
     with log_path.open("w") as log, tqdm(total=total, desc="distill", unit="step") as bar:
+        log_eval(log)
         while len(losses) < total:
             order = torch.randperm(len(examples), generator=gen).tolist()
             for batch in _batches(examples, s["batch_size"], pad_id, order):
@@ -99,25 +125,39 @@ def train(model: Any, examples: list[tuple[list[int], list[int]]], s: dict[str, 
                                       "lr": sched.get_last_lr()[0], "elapsed_s": round(elapsed, 2)}) + "\n")
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.3f}", tok_s=f"{tokens / elapsed:.0f}")
+                if len(losses) % per_epoch == 0 or len(losses) >= total:
+                    log_eval(log)
                 if len(losses) >= total:
                     break
     wall = time.perf_counter() - start
     tail = losses[-max(1, per_epoch):]
     return {"steps": total, "first_loss": round(losses[0], 4),
             "final_loss": round(sum(tail) / len(tail), 4), "train_tokens": tokens,
+            **({"first_eval_loss": round(evals[0], 4), "final_eval_loss": round(evals[-1], 4)}
+               if evals else {}),
             "train_tokens_per_s": round(tokens / wall, 1), "train_wall_s": round(wall, 1)}
+
+
+def _held_out(tok: Any, s: dict[str, Any], eval_path: Path) -> list[tuple[list[int], list[int]]]:
+    """The eval split's reference answers as examples: a loss to watch, never to select on."""
+    from pipeline.tasks import load_rows
+    from pipeline.tasks.extraction import canonical
+
+    rows = load_rows(eval_path, "eval data", need_reference=True)[: s["eval_rows"] or None]
+    return [encode_example(tok, s["system_prompt"], s["user_template"].format(prompt=r["prompt"]),
+                           canonical(r["reference"])) for r in rows]
 
 
 class DistillStage:
     name = "distill"
-    version = "1"
+    version = "2"
     libraries = ("torch", "transformers", "safetensors", "tokenizers")
     resumable = False
 
     def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         from pipeline.tasks import extraction
 
-        return {**config.distill.model_dump(),
+        return {**config.distill.model_dump(), "eval_rows": config.task.max_eval_rows,
                 "system_prompt": config.student.system_prompt or extraction.STUDENT_SYSTEM_PROMPT,
                 "user_template": extraction.STUDENT_USER_TEMPLATE}
 
@@ -145,7 +185,9 @@ class DistillStage:
         if not examples:
             raise UserError(f"no training example fits distill.max_seq_len={s['max_seq_len']}")
         ctx.log(f"{len(examples)} examples ({skipped} over max_seq_len skipped)")
-        summary = train(model, examples, s, tok.pad_token_id, ctx.out_dir / "train_log.jsonl")
+        held_out = _held_out(tok, s, ctx.inputs["eval_data"])
+        summary = train(model, examples, s, tok.pad_token_id, ctx.out_dir / "train_log.jsonl",
+                        held_out)
         model.eval()
         model.save_pretrained(ctx.out_dir, safe_serialization=True)
         tok.save_pretrained(ctx.out_dir)

@@ -28,8 +28,10 @@ def _curve(log_path: Any, max_points: int = 300) -> list[dict[str, Any]]:
     if not log_path.is_file():
         return []
     points = [json.loads(x) for x in log_path.read_text().splitlines() if x.strip()]
-    stride = max(1, len(points) // max_points)
-    return [{"step": p["step"], "loss": p["loss"]} for p in points[::stride]]
+    train = [p for p in points if "loss" in p]
+    stride = max(1, len(train) // max_points)
+    return [{"step": p["step"], "loss": p["loss"]} for p in train[::stride]] + [
+        {"step": p["step"], "eval_loss": p["eval_loss"]} for p in points if "eval_loss" in p]
 
 
 def _jsonl(path: Any) -> list[dict[str, Any]]:
@@ -77,7 +79,7 @@ def build_report(ctx: StageContext) -> dict[str, Any]:
 
 class ReportStage:
     name = "report"
-    version = "3"
+    version = "4"
     libraries = REPORT_LIBRARIES + ("matplotlib",)
     resumable = False
 

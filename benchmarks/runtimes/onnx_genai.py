@@ -1,0 +1,106 @@
+"""ONNX runtime adapter: an onnxruntime-genai model folder (model.onnx + genai_config.json).
+
+The folder is what `python -m onnxruntime_genai.models.builder` writes (and what an ONNX
+target ships). Prompts are formatted with the folder's own HF tokenizer files (the same chat
+template the student was trained with); generation is onnxruntime-genai's greedy loop, its KV
+cache managed by the library, threads set through the session options.
+
+Example:
+    python -c "from benchmarks.runtimes.onnx_genai import OnnxGenaiRuntime; \
+        r = OnnxGenaiRuntime('build/onnx-int4', 2); \
+        print(r.chat('You extract orders.', 'Ann Lee wants 2 lamps', 32).text)"
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.runtimes import log_softmax, run_interleaved
+from pipeline.llm import Generation
+
+
+class OnnxGenaiRuntime:
+    def __init__(self, model: str, threads: int) -> None:
+        import onnxruntime_genai as og
+
+        from pipeline.models.hf import load_tokenizer
+
+        self.og = og
+        config = og.Config(str(model))
+        # Threads like every other row: ORT would otherwise take every core it sees.
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": {
+            "intra_op_num_threads": threads, "inter_op_num_threads": 1}}}}))
+        self.model = og.Model(config)
+        self.tok = load_tokenizer(Path(model))
+        genai = json.loads((Path(model) / "genai_config.json").read_text())
+        self.n_vocab = int(genai["model"]["vocab_size"])
+        self.context = int(genai["model"]["context_length"])
+
+    def _generator(self, max_length: int, min_length: int = 0) -> Any:
+        params = self.og.GeneratorParams(self.model)
+        params.set_search_options(max_length=min(max_length, self.context), do_sample=False,
+                                  min_length=min_length)
+        return self.og.Generator(self.model, params)
+
+    def chat(self, system: str, user: str, max_tokens: int) -> Generation:
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        prompt = [int(i) for i in self.tok.apply_chat_template(
+            messages, tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"]]
+        out: list[int] = []
+        start = time.perf_counter()
+        gen = self._generator(len(prompt) + max_tokens)
+        gen.append_tokens(np.asarray([prompt], dtype=np.int32))
+        first = last = start
+        while not gen.is_done() and len(out) < max_tokens:
+            gen.generate_next_token()
+            token = int(gen.get_next_tokens()[0])
+            if token in self._eos():
+                break
+            last = time.perf_counter()
+            first = first if out else last
+            out.append(token)
+        text = self.tok.decode(out, skip_special_tokens=True)
+        return Generation(text=text.strip(), prompt_tokens=len(prompt), prefill_tokens=len(prompt),
+                          completion_tokens=len(out), ttft_s=first - start, decode_s=last - first,
+                          total_s=time.perf_counter() - start)
+
+    def _eos(self) -> set[int]:
+        eos = self.tok.eos_token_id
+        return {eos} if isinstance(eos, int) else set(eos or [])
+
+    def logprobs(self, tokens: list[int], start: int) -> np.ndarray:
+        """Teacher-forced log-probs of tokens[start:], from the prompt step's logits."""
+        gen = self._generator(len(tokens) + 1)
+        gen.append_tokens(np.asarray([tokens], dtype=np.int32))
+        logits = np.asarray(gen.get_output("logits"), dtype=np.float32)[0]
+        if logits.shape[0] != len(tokens):
+            raise ValueError(f"model returns logits for {logits.shape[0]} of {len(tokens)} "
+                             "positions: export it with all positions' logits")
+        return log_softmax(logits[start - 1:len(tokens) - 1])
+
+    def synthetic(self, pp: int, tg: int, repeats: int) -> dict[str, Any]:
+        """Fixed-length prefill (`pp` tokens) and greedy decode (`tg` tokens, EOS ignored)."""
+        filler = (self.tok("The quick brown fox jumps over the lazy dog. ")["input_ids"] * pp)[:pp]
+
+        def prefill() -> float:
+            gen = self._generator(pp + 1)
+            begin = time.perf_counter()
+            gen.append_tokens(np.asarray([filler], dtype=np.int32))
+            return pp / (time.perf_counter() - begin)
+
+        def decode() -> float:
+            gen = self._generator(tg + 2, min_length=tg + 2)
+            gen.append_tokens(np.asarray([filler[:1]], dtype=np.int32))
+            gen.generate_next_token()
+            begin = time.perf_counter()
+            for _ in range(tg):
+                gen.generate_next_token()
+            return tg / (time.perf_counter() - begin)
+
+        out = run_interleaved({"pp_tok_s": prefill, "tg_harness_tok_s": decode}, repeats)
+        return {"pp": pp, "tg": tg, "repeats": repeats, **out}
