@@ -24,6 +24,7 @@ COLUMNS = [  # (header, key, format) — the table is data, not code
     ("ppl (ref. answers)", "perplexity", "{:.3f}"),
     ("KL vs fp32", "kl_vs_reference", "{:.4f}"),
     ("top-1 vs fp32", "top1_agreement", "{:.3f}"),
+    ("same answer as fp32", "greedy_agreement", "{:.3f}"),
     ("prompt tok", "mean_prompt_tokens", "{:.0f}"),
     ("TTFT ms", "ttft_mean_s", "{:.0f}"),
     ("prefill tok/s", "prefill_tok_s", "{:.0f}"),

@@ -89,7 +89,8 @@ def decide(rows: list[dict[str, Any]], min_quality: float, requests_per_day: int
 
 
 def quality_gate(rows: list[dict[str, Any]], min_field_accuracy: float | None,
-                 max_quant_loss: float | None) -> dict[str, Any]:
+                 max_quant_loss: float | None, max_kl: float | None = None,
+                 min_greedy_agreement: float | None = None) -> dict[str, Any]:
     """The target's quality gate on the shipped (distilled, quantized) artifact; its loss is
     measured against the fp32 student (torch) when benchmarked, else its F16 export."""
     by_role = {r["role"]: r for r in rows}
@@ -107,4 +108,26 @@ def quality_gate(rows: list[dict[str, Any]], min_field_accuracy: float | None,
                        "passed": loss <= max_quant_loss,
                        "text": f"{shipped['label']} vs {fp['label']}: {METRIC} loss {loss:+.3f} "
                                f"(maximum {max_quant_loss}; negative = a gain)"})
+    if shipped:
+        checks += _parity_checks(shipped, max_kl, min_greedy_agreement)
     return {"passed": all(c["passed"] for c in checks), "checks": checks}
+
+
+def _parity_checks(shipped: dict[str, Any], max_kl: float | None,
+                   min_agreement: float | None) -> list[dict[str, Any]]:
+    """The parity gate: the shipped artifact's next-token KL and greedy-answer agreement vs
+    the fp32 student. A parity number that was not measured fails its check (say why)."""
+    checks = []
+    for check, limit, key, ok, unit in (
+            ("max_kl", max_kl, "kl_vs_reference", lambda v, lim: v <= lim, "mean KL"),
+            ("min_greedy_agreement", min_agreement, "greedy_agreement", lambda v, lim: v >= lim,
+             "answers identical to the fp32 student's")):
+        if limit is None:
+            continue
+        value = shipped.get(key)
+        passed = value is not None and ok(value, limit)
+        shown = "not measured" if value is None else f"{value:.4g}"
+        checks.append({"check": check, "value": value, "limit": limit, "passed": passed,
+                       "text": f"{shipped['label']} {unit} vs fp32 student: {shown} "
+                               f"({'maximum' if check == 'max_kl' else 'minimum'} {limit})"})
+    return checks

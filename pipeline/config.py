@@ -171,6 +171,7 @@ def validation_line(err: ValidationError, source: str) -> str:
     first = errors[0]
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
     msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+    msg = msg.removeprefix("Value error, ")  # our own validators' messages stand alone
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{source}: {key}: {msg}{more}"
 

@@ -43,9 +43,15 @@ from pipeline.tasks import load_rows, shipped_split
 @dataclass(frozen=True)
 class Step:
     id: str
-    stage: str
+    stage: str | dict[str, str]  # a stage name, or one per target format
     inputs: dict[str, str]  # role -> step id, or "@name" of an external input
-    publish: tuple[str, ...] = ()  # file names ("{quant}" is filled from the target)
+    publish: tuple[str, ...] = ()  # file or folder names ("{artifact}": the target's export)
+
+    def stage_for(self, target: Target) -> str:
+        return self.stage if isinstance(self.stage, str) else self.stage[target.format]
+
+
+EXPORT = {"gguf": "export", "onnx": "export_onnx"}  # the export stage of each format
 
 
 PLAN: tuple[Step, ...] = (
@@ -54,9 +60,8 @@ PLAN: tuple[Step, ...] = (
     Step("student_base", "student_base", {"student_model": "@student_model"}),
     Step("distill", "distill", {"base": "student_base", "data": "filter",
                                 "eval_data": "@eval_data"}),
-    Step("export_base", "export", {"model": "student_base"}),
-    Step("export", "export", {"model": "distill"},
-         publish=("model.{quant}.gguf", "prompt_format.json")),
+    Step("export_base", EXPORT, {"model": "student_base"}),
+    Step("export", EXPORT, {"model": "distill"}, publish=("{artifact}", "prompt_format.json")),
     Step("bench_teacher", "bench_teacher", {"teacher_model": "@teacher_model",
                                             "eval_data": "@eval_data"}),
     Step("bench", "bench", {"base_export": "export_base", "student_export": "export",
@@ -139,7 +144,7 @@ def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None 
     paths: dict[str, Path] = {}
     entries = []
     for step in PLAN:
-        stage = REGISTRY[step.stage]
+        stage = REGISTRY[step.stage_for(target)]
         settings = stage.settings(config, target)
         input_keys, inputs = {}, {}
         for role, ref in step.inputs.items():
@@ -179,6 +184,13 @@ def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None 
     return manifest
 
 
+def _link_or_copy(src: Path | str, dest: Path | str) -> None:
+    try:  # a hard link costs no space; fall back to a copy across filesystems
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
 def publish(out_dir: Path, paths: dict[str, Path], target: Target, manifest: dict[str, Any]) -> None:
     """Copy published files + manifest into out_dir via a temp dir and renames."""
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
@@ -186,12 +198,11 @@ def publish(out_dir: Path, paths: dict[str, Path], target: Target, manifest: dic
     tmp.mkdir(parents=True)
     for step in PLAN:
         for pattern in step.publish:
-            src = paths[step.id] / pattern.format(quant=target.quant)
-            if src.is_file():
-                try:  # a hard link costs no space; fall back to a copy across filesystems
-                    os.link(src, tmp / src.name)
-                except OSError:
-                    shutil.copy2(src, tmp / src.name)
+            src = paths[step.id] / pattern.format(artifact=target.artifact())
+            if src.is_dir():
+                shutil.copytree(src, tmp / src.name, copy_function=_link_or_copy)
+            elif src.is_file():
+                _link_or_copy(src, tmp / src.name)
     write_json_atomic(tmp / "manifest.json", manifest)
     old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
     if out_dir.exists():

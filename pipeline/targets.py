@@ -8,8 +8,8 @@ Example:
     >>> from pipeline.targets import load_target, list_targets
     >>> "cpu-int4" in list_targets()
     True
-    >>> load_target("cpu-int4").quant
-    'Q4_0'
+    >>> t = load_target("cpu-int4-onnx"); t.quant, t.artifact(), t.artifact(fp=True)
+    ('int4', 'onnx-int4', 'onnx-fp32')
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from pipeline.config import parse_toml, validation_line
 from pipeline.errors import UserError
@@ -38,7 +38,19 @@ GGUF_FTYPES: dict[str, str] = {
     "Q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0",
 }
 
-QuantName = Literal["F16", "Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q4_1", "Q4_0"]
+# onnxruntime-genai model builder precisions (its -p flag) -> the ONNX weights they give.
+ONNX_PRECISIONS: dict[str, str] = {
+    "int4": "MatMulNBits 4-bit weights (block-wise), fp32 activations or int8 (accuracy_level 4)",
+    "int8": "MatMulNBits 8-bit weights",
+    "fp16": "float16 (for GPU execution providers)",
+    "fp32": "float32 (the exported reference)",
+}
+
+# Per format: which runtime runs it, and its unquantized export (the parity reference row).
+FORMATS: dict[str, dict[str, str]] = {
+    "gguf": {"runtime": "llama.cpp", "fp": "F16"},
+    "onnx": {"runtime": "onnxruntime", "fp": "fp32"},
+}
 
 
 class Target(BaseModel):
@@ -48,15 +60,44 @@ class Target(BaseModel):
 
     name: str
     description: str
-    format: Literal["gguf"]
-    quant: QuantName
-    runtime: Literal["llama.cpp"]
+    format: Literal["gguf", "onnx"]
+    quant: str  # a GGUF type (GGUF_FTYPES) or an ONNX precision (ONNX_PRECISIONS)
+    runtime: Literal["llama.cpp", "onnxruntime"]
+    execution_provider: Literal["cpu", "cuda"] = "cpu"  # ONNX only
+    block_size: int = Field(32, ge=16, le=256)  # ONNX int4/int8 (MatMulNBits) only
+    accuracy_level: int = Field(4, ge=0, le=4)  # ONNX int4/int8: 4 = int8 activations (CPU)
     threads: int = Field(ge=1, le=256)
     n_ctx: int = Field(1024, ge=128)
     bench_warmup: int = Field(1, ge=0)
     # Quality gate: a build that misses it exits 3 after writing the report.
     min_field_accuracy: float | None = Field(None, ge=0, le=1)  # of the shipped artifact
-    max_quant_loss: float | None = Field(None, ge=0, le=1)  # shipped vs distilled F16 GGUF
+    max_quant_loss: float | None = Field(None, ge=0, le=1)  # shipped vs the fp32 student
+    # Parity gate, shipped artifact vs the fp32 student: mean next-token KL on the scored
+    # reference answers, and the share of eval prompts with an identical greedy answer.
+    max_kl: float | None = Field(None, ge=0)
+    min_greedy_agreement: float | None = Field(None, ge=0, le=1)
+
+    @field_validator("quant")
+    @classmethod
+    def _quant_for_format(cls, quant: str, info: ValidationInfo) -> str:
+        table = GGUF_FTYPES if info.data.get("format") == "gguf" else ONNX_PRECISIONS
+        if quant not in table:
+            raise ValueError(f"'{quant}' is not a {info.data.get('format')} quantization; "
+                             f"use one of {', '.join(table)}")
+        return quant
+
+    @field_validator("runtime")
+    @classmethod
+    def _runtime_for_format(cls, runtime: str, info: ValidationInfo) -> str:
+        fmt = info.data.get("format")
+        if fmt in FORMATS and FORMATS[fmt]["runtime"] != runtime:
+            raise ValueError(f"format {fmt} runs on runtime = \"{FORMATS[fmt]['runtime']}\"")
+        return runtime
+
+    def artifact(self, fp: bool = False) -> str:
+        """File (GGUF) or folder (ONNX) name of the export: quantized, or its fp reference."""
+        quant = FORMATS[self.format]["fp"] if fp else self.quant
+        return f"model.{quant}.gguf" if self.format == "gguf" else f"onnx-{quant}"
 
 
 def list_targets(targets_dir: Path | None = None) -> list[str]:

@@ -54,16 +54,22 @@ def test_child_process_numbers(tiny_gguf: Path) -> None:
     assert stats["pp_tok_s_p90"] > 0 and -100 < stats["harness_overhead_pct"] < 100
 
 
+def _torch_reference(tiny_hf: Path, texts: list[dict[str, Any]], ref: Path,
+                     synthetic: dict[str, int] | None = None) -> dict[str, Any]:
+    """Bench the HF folder on torch, leaving its log-probs in `ref` for the others."""
+    raw = bench_artifact(tiny_hf, "You extract orders.", "{prompt}", PROMPTS, threads=1,
+                         max_tokens=8, synthetic=synthetic,
+                         score={"texts": texts, "save_reference": str(ref)})
+    assert raw["runtime"] == "torch" and len(raw["results"]) == 2
+    return summarize_latency(raw)
+
+
 def test_torch_runtime_and_export_parity(tiny_hf: Path, tiny_gguf: Path, tmp_path: Path) -> None:
     """The HF folder runs on torch; its F16 GGUF export, scored on the same token ids against
     the torch fp32 log-probs, is numerically the same model (tiny KL, same top-1)."""
     ref = tmp_path / "ref.npy"
     texts = _texts(tiny_hf)
-    raw = bench_artifact(tiny_hf, "You extract orders.", "{prompt}", PROMPTS, threads=1,
-                         max_tokens=8, synthetic={"pp": 16, "tg": 8, "repeats": 2},
-                         score={"texts": texts, "save_reference": str(ref)})
-    assert raw["runtime"] == "torch" and len(raw["results"]) == 2
-    stats = summarize_latency(raw)
+    stats = _torch_reference(tiny_hf, texts, ref, synthetic={"pp": 16, "tg": 8, "repeats": 2})
     assert stats["decode_tok_s"] > 0 and stats["pp_tok_s"] > 0 and stats["tg_tok_s"] > 0
     assert "tg_bare_tok_s" not in stats  # no bare loop to compare against on torch
     n_scored = sum(len(t["tokens"]) - t["start"] for t in texts)
@@ -119,9 +125,7 @@ def test_onnx_runtime_matches_torch(tiny_hf: Path, tmp_path: Path) -> None:
                             "-c", str(tmp_path / "cache")], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-2000:]
     texts, ref = _texts(tiny_hf), tmp_path / "ref.npy"
-    torch_row = summarize_latency(bench_artifact(
-        tiny_hf, "You extract orders.", "{prompt}", PROMPTS, threads=1, max_tokens=8,
-        score={"texts": texts, "save_reference": str(ref)}))
+    torch_row = _torch_reference(tiny_hf, texts, ref)
     raw = bench_artifact(onnx_dir, "You extract orders.", "{prompt}", PROMPTS, threads=1,
                          max_tokens=8, synthetic={"pp": 16, "tg": 8, "repeats": 2},
                          score={"texts": texts, "reference": str(ref)})

@@ -40,9 +40,9 @@ score_rows = 2
 """
 PROFILE = """name = "{name}"
 description = "e2e test profile"
-format = "gguf"
+format = "{format}"
 quant = "{quant}"
-runtime = "llama.cpp"
+runtime = "{runtime}"
 threads = 2
 n_ctx = 1024
 {extra}
@@ -55,8 +55,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     targets = root / "targets"
     targets.mkdir()
     for name, quant, extra in (("t-int4", "Q4_K_M", ""), ("t-int8", "Q8_0", ""),
-                               ("t-gate", "Q4_K_M", "min_field_accuracy = 1.0")):
-        (targets / f"{name}.toml").write_text(PROFILE.format(name=name, quant=quant, extra=extra))
+                               ("t-gate", "Q4_K_M", "min_field_accuracy = 1.0"),
+                               ("t-onnx", "int4", "")):
+        fmt, runtime = ("onnx", "onnxruntime") if name == "t-onnx" else ("gguf", "llama.cpp")
+        (targets / f"{name}.toml").write_text(PROFILE.format(
+            name=name, quant=quant, extra=extra, format=fmt, runtime=runtime))
     cfg = root / "tiny.toml"
     cfg.write_text(TINY_CONFIG)
     ctx = {"cfg": cfg, "build": root / "build", "env": {"DISTILL_EDGE_TARGETS": str(targets)}}
@@ -138,6 +141,25 @@ def test_second_target_reuses_the_student(built: dict) -> None:
     assert all(hits[s] for s in ("teacher", "filter", "student_base", "distill", "bench_teacher"))
     assert not any(hits[s] for s in ("export_base", "export", "bench", "report"))
     assert (built["build"] / "t-int8" / "model.Q8_0.gguf").is_file()
+
+
+def test_onnx_target_reuses_the_student_and_checks_parity(built: dict) -> None:
+    """An ONNX profile: same student, exported by the onnxruntime-genai builder, benchmarked
+    on onnxruntime, held to the fp32 student; the folder is published and loads alone."""
+    proc = _build(built, "t-onnx")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    hits = _steps(built["build"], "t-onnx")
+    assert all(hits[s] for s in ("teacher", "filter", "distill", "bench_teacher"))
+    out = built["build"] / "t-onnx"
+    assert (out / "onnx-int4" / "genai_config.json").is_file()
+    rows = {r["role"]: r for r in json.loads((out / "report.json").read_text())["bench"]["rows"]}
+    assert rows["distilled"]["label"] == "distilled int4 ONNX"
+    assert rows["distilled"]["runtime"] == rows["distilled_fp"]["runtime"] == "onnxruntime"
+    assert rows["distilled_fp"]["kl_vs_reference"] < 0.01  # fp32 ONNX = the torch student
+    assert rows["distilled"]["kl_vs_reference"] < 1.0 and rows["distilled"]["decode_tok_s"] > 0
+    import onnxruntime_genai as og
+
+    og.Model(str(out / "onnx-int4"))
 
 
 def test_failing_gate_exits_3_with_the_report_written(built: dict) -> None:

@@ -7,16 +7,35 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import UserError
-from pipeline.targets import GGUF_FTYPES, TARGETS_DIR, list_targets, load_target
+from pipeline.targets import (
+    GGUF_FTYPES,
+    ONNX_PRECISIONS,
+    TARGETS_DIR,
+    list_targets,
+    load_target,
+)
 
 
 def test_every_target_file_validates() -> None:
     names = list_targets()
-    assert {"cpu-int4", "cpu-int8"} <= set(names)
+    assert {"cpu-int4", "cpu-int8", "cpu-int4-onnx", "cpu-int8-onnx"} <= set(names)
     for name in names:
         target = load_target(name)
         assert target.name == name
-        assert target.quant in GGUF_FTYPES
+        assert target.quant in (GGUF_FTYPES if target.format == "gguf" else ONNX_PRECISIONS)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (('quant = "int4"', 'quant = "Q4_K_M"'), "quant: 'Q4_K_M' is not a onnx quantization"),
+    (('runtime = "onnxruntime"', 'runtime = "llama.cpp"'),
+     'runtime: .*format onnx runs on runtime = "onnxruntime"'),
+])
+def test_quant_and_runtime_must_fit_the_format(tmp_path: Path, edit: tuple[str, str],
+                                               message: str) -> None:
+    text = (TARGETS_DIR / "cpu-int4-onnx.toml").read_text().replace("cpu-int4-onnx", "mine")
+    (tmp_path / "mine.toml").write_text(text.replace(*edit))
+    with pytest.raises(UserError, match=message):
+        load_target("mine", tmp_path)
 
 
 def test_ftype_table_matches_llama_cpp() -> None:

@@ -70,3 +70,28 @@ def test_attribution_export_step_and_gate_vs_fp32() -> None:
     assert steps == {"distill": round(0.92 - 0.1, 4), "export": -0.01, "quantize": -0.02}
     gate = quality_gate(rows, min_field_accuracy=None, max_quant_loss=0.025)
     assert gate["checks"][0]["value"] == 0.03 and not gate["passed"]
+
+
+def test_parity_gate_names_the_artifact_and_numbers() -> None:
+    from benchmarks.verdict import quality_gate
+
+    rows = [*_rows(), _row("distilled_torch", 0.93, 0.3, 14.0)]
+    shipped = next(r for r in rows if r["role"] == "distilled")
+    shipped |= {"kl_vs_reference": 0.05, "greedy_agreement": 0.8}
+    ok = quality_gate(rows, None, None, max_kl=0.1, min_greedy_agreement=0.75)
+    assert ok["passed"] and [c["check"] for c in ok["checks"]] == ["max_kl", "min_greedy_agreement"]
+    bad = quality_gate(rows, None, None, max_kl=0.01, min_greedy_agreement=0.9)
+    assert not bad["passed"] and not any(c["passed"] for c in bad["checks"])
+    assert bad["checks"][0]["text"] == "distilled mean KL vs fp32 student: 0.05 (maximum 0.01)"
+    del shipped["kl_vs_reference"]  # not measured: the check cannot pass
+    missing = quality_gate(rows, None, None, max_kl=1.0)
+    assert not missing["passed"] and "not measured" in missing["checks"][0]["text"]
+
+
+def test_greedy_agreement_counts_identical_answers() -> None:
+    from benchmarks.quality import greedy_agreement
+
+    answers = [{"distilled_torch": "a", "distilled": "a", "distilled_fp": "a", "base": "b"},
+               {"distilled_torch": "c", "distilled": "d", "distilled_fp": "c", "base": "e"}]
+    assert greedy_agreement(answers, "distilled_torch") == {"base": 0.0, "distilled_fp": 1.0,
+                                                           "distilled": 0.5}

@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -85,3 +87,30 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     logits = logits.astype(np.float32, copy=False)
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def chat_prompt(tok: Any, system: str, user: str) -> list[int]:
+    """Token ids of a system+user chat with the HF tokenizer's template, ready to answer."""
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return [int(i) for i in tok.apply_chat_template(
+        messages, tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"]]
+
+
+def timed_generation(tok: Any, prompt: list[int], tokens: Iterable[int], eos: set[int],
+                     max_tokens: int, start: float) -> Generation:
+    """Drain a greedy token stream (stop at EOS or max_tokens), timing the first and last
+    token from `start` (just before the prompt went in): TTFT and decode time."""
+    out: list[int] = []
+    first = last = start
+    for token in tokens:
+        if token in eos:
+            break
+        last = time.perf_counter()
+        first = first if out else last
+        out.append(token)
+        if len(out) >= max_tokens:
+            break
+    return Generation(text=tok.decode(out, skip_special_tokens=True).strip(),
+                      prompt_tokens=len(prompt), prefill_tokens=len(prompt),
+                      completion_tokens=len(out), ttft_s=first - start, decode_s=last - first,
+                      total_s=time.perf_counter() - start)

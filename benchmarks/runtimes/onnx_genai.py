@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.runtimes import log_softmax, run_interleaved
+from benchmarks.runtimes import chat_prompt, log_softmax, run_interleaved, timed_generation
 from pipeline.llm import Generation
 
 
@@ -40,6 +41,8 @@ class OnnxGenaiRuntime:
         genai = json.loads((Path(model) / "genai_config.json").read_text())
         self.n_vocab = int(genai["model"]["vocab_size"])
         self.context = int(genai["model"]["context_length"])
+        eos = self.tok.eos_token_id
+        self.eos = {eos} if isinstance(eos, int) else set(eos or [])
 
     def _generator(self, max_length: int, min_length: int = 0) -> Any:
         params = self.og.GeneratorParams(self.model)
@@ -48,30 +51,17 @@ class OnnxGenaiRuntime:
         return self.og.Generator(self.model, params)
 
     def chat(self, system: str, user: str, max_tokens: int) -> Generation:
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-        prompt = [int(i) for i in self.tok.apply_chat_template(
-            messages, tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"]]
-        out: list[int] = []
+        prompt = chat_prompt(self.tok, system, user)
         start = time.perf_counter()
         gen = self._generator(len(prompt) + max_tokens)
         gen.append_tokens(np.asarray([prompt], dtype=np.int32))
-        first = last = start
-        while not gen.is_done() and len(out) < max_tokens:
-            gen.generate_next_token()
-            token = int(gen.get_next_tokens()[0])
-            if token in self._eos():
-                break
-            last = time.perf_counter()
-            first = first if out else last
-            out.append(token)
-        text = self.tok.decode(out, skip_special_tokens=True)
-        return Generation(text=text.strip(), prompt_tokens=len(prompt), prefill_tokens=len(prompt),
-                          completion_tokens=len(out), ttft_s=first - start, decode_s=last - first,
-                          total_s=time.perf_counter() - start)
 
-    def _eos(self) -> set[int]:
-        eos = self.tok.eos_token_id
-        return {eos} if isinstance(eos, int) else set(eos or [])
+        def stream() -> Iterator[int]:
+            while not gen.is_done():
+                gen.generate_next_token()
+                yield int(gen.get_next_tokens()[0])
+
+        return timed_generation(self.tok, prompt, stream(), self.eos, max_tokens, start)
 
     def logprobs(self, tokens: list[int], start: int) -> np.ndarray:
         """Teacher-forced log-probs of tokens[start:], from the prompt step's logits."""

@@ -14,12 +14,13 @@ Example:
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.runtimes import log_softmax, run_interleaved
+from benchmarks.runtimes import chat_prompt, log_softmax, run_interleaved, timed_generation
 from pipeline.llm import Generation
 
 
@@ -44,24 +45,17 @@ class TorchRuntime:
         return int(out.logits[0, -1].argmax()), out.cache
 
     def chat(self, system: str, user: str, max_tokens: int) -> Generation:
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-        prompt = [int(i) for i in self.tok.apply_chat_template(
-            messages, tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"]]
-        out: list[int] = []
+        prompt = chat_prompt(self.tok, system, user)
+
+        def stream() -> Iterator[int]:
+            token, past = self._step(prompt, None)
+            while True:
+                yield token
+                token, past = self._step([token], past)
+
         start = time.perf_counter()
         with self.torch.inference_mode():
-            token, past = self._step(prompt, None)
-            first = last = time.perf_counter()
-            while token not in self.eos and len(out) < max_tokens:
-                out.append(token)
-                last = time.perf_counter()
-                if len(out) == max_tokens:
-                    break
-                token, past = self._step([token], past)
-        text = self.tok.decode(out, skip_special_tokens=True)
-        return Generation(text=text.strip(), prompt_tokens=len(prompt), prefill_tokens=len(prompt),
-                          completion_tokens=len(out), ttft_s=first - start, decode_s=last - first,
-                          total_s=time.perf_counter() - start)
+            return timed_generation(self.tok, prompt, stream(), self.eos, max_tokens, start)
 
     def logprobs(self, tokens: list[int], start: int) -> np.ndarray:
         """Teacher-forced log-probs of tokens[start:] (rows predict the next token)."""

@@ -12,6 +12,7 @@ from pipeline.stage import Stage
 from pipeline.stages.bench import BenchStage, BenchTeacherStage
 from pipeline.stages.distill import DistillStage
 from pipeline.stages.export_gguf import ExportGgufStage
+from pipeline.stages.export_onnx import ExportOnnxStage
 from pipeline.stages.filter import FilterStage
 from pipeline.stages.report import ReportStage
 from pipeline.stages.student_base import StudentBaseStage
@@ -20,5 +21,5 @@ from pipeline.stages.teacher import TeacherStage
 REGISTRY: dict[str, Stage] = {
     stage.name: stage
     for stage in (TeacherStage(), FilterStage(), StudentBaseStage(), DistillStage(),
-                  ExportGgufStage(), BenchTeacherStage(), BenchStage(), ReportStage())
+                  ExportGgufStage(), ExportOnnxStage(), BenchTeacherStage(), BenchStage(), ReportStage())
 }

@@ -25,24 +25,25 @@ from typing import Any
 
 from pipeline.config import BuildConfig
 from pipeline.stage import StageContext
-from pipeline.targets import Target
+from pipeline.targets import FORMATS, Target
 from pipeline.tasks import load_rows
 
 
 def _student_rows(ctx: StageContext) -> list[dict[str, Any]]:
     """Every student row of the table, in report order; `score` marks the rows scored
     teacher-forced (student prompt and vocabulary), `reference` the fp32 one they are held to."""
-    s, quant = ctx.settings, ctx.settings["quant"]
+    s = ctx.settings
     teacher_p = (s["teacher_system"], s["teacher_template"])
     student_p = (s["student_system"], s["student_template"])
     base, student = ctx.inputs["base_export"], ctx.inputs["student_export"]
+    fp, quant = s["fp_label"], s["quant_label"]
     rows = [
-        ("base F16", "base_fp", base / "model.F16.gguf", student_p),
-        (f"base {quant}", "base", base / f"model.{quant}.gguf", student_p),
-        (f"base {quant} + few-shot prompt", "base_fewshot", base / f"model.{quant}.gguf", teacher_p),
+        (f"base {fp}", "base_fp", base / s["fp_artifact"], student_p),
+        (f"base {quant}", "base", base / s["artifact"], student_p),
+        (f"base {quant} + few-shot prompt", "base_fewshot", base / s["artifact"], teacher_p),
         ("distilled fp32 (torch)", "distilled_torch", ctx.inputs["student"], student_p),
-        ("distilled F16", "distilled_fp", student / "model.F16.gguf", student_p),
-        (f"distilled {quant}", "distilled", student / f"model.{quant}.gguf", student_p),
+        (f"distilled {fp}", "distilled_fp", student / s["fp_artifact"], student_p),
+        (f"distilled {quant}", "distilled", student / s["artifact"], student_p),
     ]
     if not s["torch_row"]:
         rows = [r for r in rows if r[1] != "distilled_torch"]
@@ -161,14 +162,18 @@ class BenchTeacherStage:
 
 class BenchStage:
     name = "bench"
-    version = "5"
-    libraries = ("llama-cpp-python", "torch", "transformers")
+    version = "6"
+    libraries = ("llama-cpp-python", "torch", "transformers", "onnxruntime-genai")
     resumable = False
 
     def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         from pipeline.tasks import extraction
 
-        return {**_common_settings(config, target), "quant": target.quant,
+        onnx = " ONNX" if target.format == "onnx" else ""
+        return {**_common_settings(config, target), "artifact": target.artifact(),
+                "fp_artifact": target.artifact(fp=True),
+                "quant_label": target.quant + onnx,
+                "fp_label": FORMATS[target.format]["fp"] + onnx,
                 "torch_row": config.bench.torch_row, "score_rows": config.bench.score_rows,
                 "student_system": config.student.system_prompt or extraction.STUDENT_SYSTEM_PROMPT,
                 "student_template": extraction.STUDENT_USER_TEMPLATE}

@@ -20,7 +20,8 @@ from pipeline.config import BuildConfig
 from pipeline.stage import StageContext
 from pipeline.targets import Target
 
-REPORT_LIBRARIES = ("torch", "transformers", "llama-cpp-python", "gguf", "tokenizers")
+REPORT_LIBRARIES = ("torch", "transformers", "llama-cpp-python", "gguf", "tokenizers",
+                    "onnxruntime", "onnxruntime-genai")
 
 
 def _curve(log_path: Any, max_points: int = 300) -> list[dict[str, Any]]:
@@ -40,7 +41,7 @@ def _jsonl(path: Any) -> list[dict[str, Any]]:
 
 def build_report(ctx: StageContext) -> dict[str, Any]:
     """The report dict (report.json) from the stage inputs."""
-    from benchmarks.quality import teacher_agreement
+    from benchmarks.quality import greedy_agreement, teacher_agreement
     from benchmarks.report import environment
     from benchmarks.verdict import attribution, decide, quality_gate
 
@@ -51,8 +52,11 @@ def build_report(ctx: StageContext) -> dict[str, Any]:
     answers = [{**t, **a} for t, a in zip(_jsonl(ctx.inputs["bench_teacher"] / "answers.jsonl"),
                                           _jsonl(ctx.inputs["bench"] / "answers.jsonl"), strict=True)]
     agreement = teacher_agreement(answers)
+    same = greedy_agreement(answers, "distilled_torch")
     for row in bench["rows"]:
         row["teacher_agreement"] = agreement.get(row["role"])
+        if row["role"] in same:
+            row["greedy_agreement"] = same[row["role"]]
     walls = {role: meta["wall_s"] for role, folder in ctx.inputs.items()
              if folder.is_dir() and (meta := read_meta(folder))}
     distill_meta = read_meta(ctx.inputs["distill"]) or {}
@@ -62,7 +66,8 @@ def build_report(ctx: StageContext) -> dict[str, Any]:
         "verdict": decide(bench["rows"], s["min_field_accuracy"], s["requests_per_day"],
                           s["latency_budget_s"]),
         "attribution": attribution(bench["rows"]),
-        "gate": quality_gate(bench["rows"], s["gate_min_field_accuracy"], s["gate_max_quant_loss"]),
+        "gate": quality_gate(bench["rows"], s["gate_min_field_accuracy"], s["gate_max_quant_loss"],
+                             s["gate_max_kl"], s["gate_min_greedy_agreement"]),
         "data": json.loads((ctx.inputs["filter"] / "drops.json").read_text()),
         "teacher": json.loads((ctx.inputs["teacher"] / "stats.json").read_text()),
         "training": distill_meta.get("summary"),
@@ -79,14 +84,15 @@ def build_report(ctx: StageContext) -> dict[str, Any]:
 
 class ReportStage:
     name = "report"
-    version = "4"
+    version = "5"
     libraries = REPORT_LIBRARIES + ("matplotlib",)
     resumable = False
 
     def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {"target": target.name, **config.goal.model_dump(),
                 "gate_min_field_accuracy": target.min_field_accuracy,
-                "gate_max_quant_loss": target.max_quant_loss}
+                "gate_max_quant_loss": target.max_quant_loss, "gate_max_kl": target.max_kl,
+                "gate_min_greedy_agreement": target.min_greedy_agreement}
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {}

@@ -1,0 +1,88 @@
+"""Export stage (ONNX): HF folder -> onnxruntime-genai model folders, fp32 and quantized.
+
+setup: the onnxruntime-genai model builder (`python -m onnxruntime_genai.models.builder`),
+       run as a child process from the local HF folder only (no hub).
+run:   build `onnx-fp32/` (the format's unquantized reference, like the GGUF path's F16) and
+       `onnx-<precision>/` for the target: int4/int8 are weight-only MatMulNBits with the
+       profile's block size and accuracy level (4 = int8 activations on CPU), fp16 for GPU
+       providers. Each folder holds model.onnx(+data), genai_config.json and the tokenizer
+       with its chat template — what onnxruntime-genai loads — and is opened once to prove it.
+Why the builder, not optimum + onnxruntime.quantization: optimum-onnx pins transformers<4.58,
+which mis-reads this student's GGUF tokenizer (shared/MODELS.md); the builder writes the KV-
+cache graph, genai_config.json and MatMulNBits int4/int8 in one maintained step.
+
+Example:
+    distill-edge build --target cpu-int4-onnx
+    ls build/cache/export_onnx/*/onnx-int4/
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import BuildConfig
+from pipeline.stage import StageContext
+from pipeline.targets import Target
+
+
+def build_onnx(hf_dir: Path, out_dir: Path, precision: str, provider: str,
+               extra: dict[str, Any], cache_dir: Path) -> None:
+    """Run the onnxruntime-genai model builder in a child process (it is a CLI)."""
+    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir),
+           "-o", str(out_dir), "-p", precision, "-e", provider, "-c", str(cache_dir)]
+    if extra:
+        cmd += ["--extra_options", *(f"{k}={v}" for k, v in extra.items())]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if proc.returncode != 0 or not (out_dir / "genai_config.json").is_file():
+        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"onnxruntime-genai builder ({precision}) failed: {last[0]}")
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+class ExportOnnxStage:
+    name = "export_onnx"
+    version = "1"
+    libraries = ("onnxruntime-genai", "onnxruntime", "onnx", "transformers")
+    resumable = False
+
+    def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+        keyed: dict[str, Any] = {"format": target.format, "quant": target.quant,
+                                 "execution_provider": target.execution_provider}
+        if target.quant in ("int4", "int8"):
+            keyed |= {"block_size": target.block_size, "accuracy_level": target.accuracy_level}
+        return keyed
+
+    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+        return {}
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        import onnxruntime_genai as og
+
+        s, hf_dir = ctx.settings, ctx.inputs["model"]
+        scratch = ctx.out_dir / "_builder_cache"  # the builder's temp files, removed below
+        fp32 = ctx.out_dir / "onnx-fp32"
+        build_onnx(hf_dir, fp32, "fp32", "cpu", {}, scratch)
+        out = ctx.out_dir / f"onnx-{s['quant']}"
+        if s["quant"] != "fp32":
+            extra = ({"block_size": s["block_size"], "accuracy_level": s["accuracy_level"]}
+                     if "block_size" in s else {})
+            build_onnx(hf_dir, out, s["quant"], s["execution_provider"], extra, scratch)
+        shutil.rmtree(scratch, ignore_errors=True)
+        fmt = hf_dir / "prompt_format.json"
+        if fmt.is_file():  # the messages the student was trained with travel with the model
+            shutil.copyfile(fmt, ctx.out_dir / "prompt_format.json")
+        if s["execution_provider"] == "cpu":
+            og.Model(str(out))  # proves the folder opens in the runtime (GPU ones: on a GPU)
+        size = _folder_bytes(out)
+        ctx.log(f"wrote {out.name}/ ({size / 1e6:.1f} MB)")
+        return {"artifact": out.name, "quant": s["quant"], "bytes": size,
+                "fp32_bytes": _folder_bytes(fp32)}
