@@ -66,6 +66,10 @@ class Target(BaseModel):
     execution_provider: Literal["cpu", "cuda"] = "cpu"  # ONNX only
     block_size: int = Field(32, ge=16, le=256)  # ONNX int4/int8 (MatMulNBits) only
     accuracy_level: int = Field(4, ge=0, le=4)  # ONNX int4/int8: 4 = int8 activations (CPU)
+    # ONNX int4/int8: the builder's weight quantizer; k_quant_mixed keeps the most sensitive
+    # matmuls (lm_head, first/last layers, every third qkv/v/down) in int8, like Q4_K_M.
+    algo_config: Literal["default", "rtn", "k_quant", "rtn_last", "k_quant_last",
+                         "k_quant_mixed"] = "default"
     threads: int = Field(ge=1, le=256)
     n_ctx: int = Field(1024, ge=128)
     bench_warmup: int = Field(1, ge=0)

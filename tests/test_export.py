@@ -54,7 +54,7 @@ def test_onnx_export_stage_writes_loadable_folders(tiny_hf: Path, tmp_path: Path
     out = tmp_path / "out"
     out.mkdir()
     settings = {"format": "onnx", "quant": quant, "execution_provider": "cpu",
-                "block_size": 32, "accuracy_level": 4}
+                "block_size": 32, "accuracy_level": 4, "algo_config": "default"}
     summary = ExportOnnxStage().run(StageContext(name="export", settings=settings,
                                                  inputs={"model": tiny_hf}, out_dir=out))
     assert sorted(p.name for p in out.iterdir()) == ["onnx-fp32", f"onnx-{quant}"]

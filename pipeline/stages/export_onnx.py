@@ -58,7 +58,8 @@ class ExportOnnxStage:
         keyed: dict[str, Any] = {"format": target.format, "quant": target.quant,
                                  "execution_provider": target.execution_provider}
         if target.quant in ("int4", "int8"):
-            keyed |= {"block_size": target.block_size, "accuracy_level": target.accuracy_level}
+            keyed |= {"block_size": target.block_size, "accuracy_level": target.accuracy_level,
+                      "algo_config": target.algo_config}
         return keyed
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
@@ -73,7 +74,7 @@ class ExportOnnxStage:
         build_onnx(hf_dir, fp32, "fp32", "cpu", {}, scratch)
         out = ctx.out_dir / f"onnx-{s['quant']}"
         if s["quant"] != "fp32":
-            extra = ({"block_size": s["block_size"], "accuracy_level": s["accuracy_level"]}
+            extra = ({k: s[k] for k in ("block_size", "accuracy_level", "algo_config")}
                      if "block_size" in s else {})
             build_onnx(hf_dir, out, s["quant"], s["execution_provider"], extra, scratch)
         shutil.rmtree(scratch, ignore_errors=True)
