@@ -119,15 +119,16 @@ def _parity_checks(shipped: dict[str, Any], max_kl: float | None,
     the fp32 student. A parity number that was not measured fails its check (say why)."""
     checks = []
     for check, limit, key, ok, unit in (
-            ("max_kl", max_kl, "kl_vs_reference", lambda v, lim: v <= lim, "mean KL"),
+            ("max_kl", max_kl, "kl_vs_reference", lambda v, lim: v <= lim,
+             "mean KL vs the fp32 student"),
             ("min_greedy_agreement", min_agreement, "greedy_agreement", lambda v, lim: v >= lim,
-             "answers identical to the fp32 student's")):
+             "share of answers identical to the fp32 student's")):
         if limit is None:
             continue
         value = shipped.get(key)
         passed = value is not None and ok(value, limit)
         shown = "not measured" if value is None else f"{value:.4g}"
         checks.append({"check": check, "value": value, "limit": limit, "passed": passed,
-                       "text": f"{shipped['label']} {unit} vs fp32 student: {shown} "
+                       "text": f"{shipped['label']} {unit}: {shown} "
                                f"({'maximum' if check == 'max_kl' else 'minimum'} {limit})"})
     return checks

@@ -82,7 +82,7 @@ def test_parity_gate_names_the_artifact_and_numbers() -> None:
     assert ok["passed"] and [c["check"] for c in ok["checks"]] == ["max_kl", "min_greedy_agreement"]
     bad = quality_gate(rows, None, None, max_kl=0.01, min_greedy_agreement=0.9)
     assert not bad["passed"] and not any(c["passed"] for c in bad["checks"])
-    assert bad["checks"][0]["text"] == "distilled mean KL vs fp32 student: 0.05 (maximum 0.01)"
+    assert bad["checks"][0]["text"] == "distilled mean KL vs the fp32 student: 0.05 (maximum 0.01)"
     del shipped["kl_vs_reference"]  # not measured: the check cannot pass
     missing = quality_gate(rows, None, None, max_kl=1.0)
     assert not missing["passed"] and "not measured" in missing["checks"][0]["text"]

@@ -84,7 +84,7 @@ def build_report(ctx: StageContext) -> dict[str, Any]:
 
 class ReportStage:
     name = "report"
-    version = "5"
+    version = "6"
     libraries = REPORT_LIBRARIES + ("matplotlib",)
     resumable = False
 
