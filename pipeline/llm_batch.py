@@ -58,7 +58,8 @@ class BatchedChat:
     """Greedy (or seeded sampling) chat completion of many prompts, `parallel` at a time."""
 
     def __init__(self, runner: ChatRunner, parallel: int, threads: int) -> None:
-        self.runner, self.parallel, self.threads = runner, parallel, threads
+        self.runner, self.requested, self.threads = runner, parallel, threads
+        self.parallel = parallel  # per call: no more slots than prompts or llama.cpp allows
         self.llm = runner.llm
         self._prefix_charge = 0
 
@@ -88,6 +89,8 @@ class BatchedChat:
             raise UserError(f"prompt of {longest} tokens + {max_tokens} new tokens exceeds the "
                             f"context of {self.llm.n_ctx()}: raise n_ctx or shorten prompts")
         shared = common_prefix(prompts)
+        self.parallel = max(1, min(self.requested, len(prompts),
+                                   llama_cpp.llama_max_parallel_sequences() - 1))
         # Cells: the prefix once, then each slot's own suffix and answer.
         n_ctx = shared + self.parallel * (longest - shared + max_tokens) + 16
         ctx = self._context(n_ctx)
