@@ -58,6 +58,13 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def artifact_bytes(path: Path) -> int:
+    """Size of an artifact: a file (GGUF), or a folder's files (HF, ONNX) summed."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
 def describe_files(folder: Path) -> list[dict[str, Any]]:
     """sha256 and size of every file in a committed output folder (for the manifest)."""
     files = []

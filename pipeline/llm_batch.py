@@ -58,19 +58,18 @@ class BatchedChat:
     """Greedy (or seeded sampling) chat completion of many prompts, `parallel` at a time."""
 
     def __init__(self, runner: ChatRunner, parallel: int, threads: int) -> None:
-        self.runner, self.requested, self.threads = runner, parallel, threads
-        self.parallel = parallel  # per call: no more slots than prompts or llama.cpp allows
+        self.runner, self.parallel, self.threads = runner, parallel, threads
         self.llm = runner.llm
         self._prefix_charge = 0
 
-    def _context(self, n_ctx: int) -> Any:
+    def _context(self, n_ctx: int, slots: int) -> Any:
         import llama_cpp
         from llama_cpp._internals import LlamaContext
 
         # The Llama's own settings (flash attention, KV types, rope...) so answers match its own.
         params = llama_cpp.llama_context_params.from_buffer_copy(self.llm.context_params)
         params.n_ctx, params.n_batch, params.n_ubatch = n_ctx, n_ctx, min(n_ctx, 512)
-        params.n_seq_max = self.parallel + 1  # +1: the sequence that holds the shared prefix
+        params.n_seq_max = slots + 1  # +1: the sequence that holds the shared prefix
         params.kv_unified = True  # slots share the prefix's KV cells instead of copying them
         params.n_threads = params.n_threads_batch = self.threads
         return LlamaContext(model=self.llm._model, params=params, verbose=False)
@@ -89,14 +88,15 @@ class BatchedChat:
             raise UserError(f"prompt of {longest} tokens + {max_tokens} new tokens exceeds the "
                             f"context of {self.llm.n_ctx()}: raise n_ctx or shorten prompts")
         shared = common_prefix(prompts)
-        self.parallel = max(1, min(self.requested, len(prompts),
-                                   llama_cpp.llama_max_parallel_sequences() - 1))
+        # No more slots than prompts, or than llama.cpp's sequence limit allows.
+        slots = max(1, min(self.parallel, len(prompts),
+                           llama_cpp.llama_max_parallel_sequences() - 1))
         # Cells: the prefix once, then each slot's own suffix and answer.
-        n_ctx = shared + self.parallel * (longest - shared + max_tokens) + 16
-        ctx = self._context(n_ctx)
-        batch = llama_cpp.llama_batch_init(n_ctx, 0, self.parallel + 1)
+        n_ctx = shared + slots * (longest - shared + max_tokens) + 16
+        ctx = self._context(n_ctx, slots)
+        batch = llama_cpp.llama_batch_init(n_ctx, 0, slots + 1)
         try:
-            holder = self.parallel
+            holder = slots  # the sequence id after the slots' own
             self._prefill_prefix(ctx, batch, prompts[0][:shared], holder)
             yield from self._loop(ctx, batch, prompts, shared, holder, max_tokens,
                                   temperature, seeds or [0] * len(prompts))
@@ -128,7 +128,7 @@ class BatchedChat:
         import llama_cpp
 
         vocab, n_vocab = self.llm._model.vocab, self.llm.n_vocab()
-        slots = [_Slot() for _ in range(self.parallel)]
+        slots = [_Slot() for _ in range(holder)]  # sequences 0..holder-1; holder has the prefix
         queue = list(range(len(prompts)))[::-1]
         rngs: dict[int, np.random.Generator] = {}
         while queue or any(s.index >= 0 for s in slots):

@@ -23,6 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pipeline.cache import artifact_bytes
 from pipeline.config import BuildConfig
 from pipeline.stage import StageContext
 from pipeline.targets import FORMATS, Target
@@ -87,12 +88,6 @@ def _common_settings(config: BuildConfig, target: Target) -> dict[str, Any]:
     }
 
 
-def _size_mb(model: Path) -> float:
-    """File size, or a folder's total (an HF folder: its weights and tokenizer)."""
-    files = [model] if model.is_file() else [f for f in model.rglob("*") if f.is_file()]
-    return round(sum(f.stat().st_size for f in files) / 1e6, 1)
-
-
 def run_rows(ctx: StageContext, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Benchmark each row in its own process; write bench.json and answers.jsonl."""
     from benchmarks.latency import bench_artifact, summarize_latency
@@ -117,8 +112,9 @@ def run_rows(ctx: StageContext, rows: list[dict[str, Any]]) -> dict[str, Any]:
         scores = [score(parse_answer(r["response"])[0], ref["reference"])
                   for r, ref in zip(raw["results"], eval_rows, strict=True)]
         quality = {k: round(v, 4) for k, v in aggregate(scores).items()}
-        table.append({"label": row["label"], "role": row["role"], "file": Path(row["model"]).name,
-                      "runtime": raw["runtime"], "file_mb": _size_mb(Path(row["model"])),
+        model = Path(row["model"])
+        table.append({"label": row["label"], "role": row["role"], "file": model.name,
+                      "runtime": raw["runtime"], "file_mb": round(artifact_bytes(model) / 1e6, 1),
                       **quality, **summarize_latency(raw)})
         answers[row["role"]] = [r["response"] for r in raw["results"]]
         ctx.log(f"{row['label']}: field accuracy {quality['field_accuracy']:.3f}, "

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipeline.cache import artifact_bytes
 from pipeline.config import BuildConfig
 from pipeline.stage import StageContext
 from pipeline.targets import Target
@@ -42,10 +43,6 @@ def build_onnx(hf_dir: Path, out_dir: Path, precision: str, provider: str,
     if proc.returncode != 0 or not (out_dir / "genai_config.json").is_file():
         last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"onnxruntime-genai builder ({precision}) failed: {last[0]}")
-
-
-def _folder_bytes(folder: Path) -> int:
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
 class ExportOnnxStage:
@@ -83,7 +80,7 @@ class ExportOnnxStage:
             shutil.copyfile(fmt, ctx.out_dir / "prompt_format.json")
         if s["execution_provider"] == "cpu":
             og.Model(str(out))  # proves the folder opens in the runtime (GPU ones: on a GPU)
-        size = _folder_bytes(out)
+        size = artifact_bytes(out)
         ctx.log(f"wrote {out.name}/ ({size / 1e6:.1f} MB)")
         return {"artifact": out.name, "quant": s["quant"], "bytes": size,
-                "fp32_bytes": _folder_bytes(fp32)}
+                "fp32_bytes": artifact_bytes(fp32)}
