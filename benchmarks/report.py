@@ -118,6 +118,8 @@ def _caption(report: dict[str, Any]) -> str:
             "of the 5 fields (name, item, quantity, city, date) equal to the reference. "
             "TTFT, prefill and decode tok/s are measured on the task's own prompts (each row with "
             "the prompt it needs: the teacher its few-shot prompt, the student a short one).")
+    if (where := report.get("benchmarked_on")) and where != "this build machine":
+        text += f" Speed measured on {where}: not the hardware this profile targets."
     if syn := bench.get("synthetic"):
         text += (f" Fixed-length tests (llama-bench style, medians of {syn['repeats']}): prefill "
                  f"{syn['pp']} tokens, decode {syn['tg']} tokens through the harness and through a "

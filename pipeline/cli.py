@@ -10,6 +10,7 @@ Example:
     distill-edge targets list
     distill-edge report build/cpu-int4
     distill-edge compare build/cpu-int4 build/cpu-int8
+    distill-edge run build/cpu-int4/bundle "Ann Lee wants 2 lamps in Oslo on 2025-03-04"
 
 Exit codes: 0 ok, 2 bad input, 3 the target's quality gate failed (report still written).
 """
@@ -98,6 +99,21 @@ def compare(a: Path, b: Path) -> None:
     from benchmarks.compare import compare_reports
 
     typer.echo(compare_reports(_load_report(a), _load_report(b), str(a), str(b)))
+
+
+@app.command()
+def run(
+    bundle: Annotated[Path, typer.Argument(help="a build/<target>/bundle folder")],
+    prompt: Annotated[str, typer.Argument(help="the task prompt to answer")],
+    max_tokens: Annotated[Optional[int], typer.Option(min=1, help="default: the bundle's")] = None,
+) -> None:
+    """Answer PROMPT with a bundle, as its own run.py would (greedy, trained prompt format)."""
+    from pipeline.run_bundle import BundleError, answer
+
+    try:
+        typer.echo(answer(bundle, prompt, max_tokens))
+    except BundleError as exc:
+        raise UserError(str(exc)) from None
 
 
 @targets_app.command("list")

@@ -60,17 +60,24 @@ PLAN: tuple[Step, ...] = (
     Step("student_base", "student_base", {"student_model": "@student_model"}),
     Step("distill", "distill", {"base": "student_base", "data": "filter",
                                 "eval_data": "@eval_data"}),
-    Step("export_base", EXPORT, {"model": "student_base"}),
-    Step("export", EXPORT, {"model": "distill"}, publish=("{artifact}", "prompt_format.json")),
+    # "calibration": the task's kept teacher rows, for profiles that quantize data-aware
+    Step("export_base", EXPORT, {"model": "student_base", "calibration": "filter"}),
+    Step("export", EXPORT, {"model": "distill", "calibration": "filter"},
+         publish=("{artifact}", "prompt_format.json")),
     Step("bench_teacher", "bench_teacher", {"teacher_model": "@teacher_model",
                                             "eval_data": "@eval_data"}),
+    Step("bench_student", "bench_student", {"student": "distill", "eval_data": "@eval_data"}),
     Step("bench", "bench", {"base_export": "export_base", "student_export": "export",
-                            "student": "distill", "eval_data": "@eval_data"}),
+                            "student": "distill", "student_bench": "bench_student",
+                            "eval_data": "@eval_data"}),
     Step("report", "report", {"teacher": "teacher", "filter": "filter", "distill": "distill",
                               "export": "export", "bench_teacher": "bench_teacher",
+                              "bench_student": "bench_student",
                               "bench": "bench", "train_data": "@train_data",
                               "eval_data": "@eval_data"},
          publish=("report.md", "report.json", "report.html")),
+    Step("bundle", "bundle", {"export": "export", "distill": "distill", "report": "report"},
+         publish=("bundle",)),
 )
 
 

@@ -70,9 +70,16 @@ class Target(BaseModel):
     # matmuls (lm_head, first/last layers, every third qkv/v/down) in int8, like Q4_K_M.
     algo_config: Literal["default", "rtn", "k_quant", "rtn_last", "k_quant_last",
                          "k_quant_mixed"] = "default"
+    # GGUF only: "imatrix" quantizes with an importance matrix of the student on the task's
+    # own kept teacher rows (llama.cpp's imatrix, computed in-process; see models/imatrix.py).
+    calibration: Literal["none", "imatrix"] = "none"
+    calibration_rows: int = Field(64, ge=1, le=4096)
     threads: int = Field(ge=1, le=256)
     n_ctx: int = Field(1024, ge=128)
     bench_warmup: int = Field(1, ge=0)
+    # Where this profile's speed numbers come from, when that is not the hardware it names
+    # (arm64-q4 is benchmarked on x86 here; gpu-fp16 on the CPU provider without a GPU).
+    benchmarked_on: str = "this build machine"
     # Quality gate: a build that misses it exits 3 after writing the report.
     min_field_accuracy: float | None = Field(None, ge=0, le=1)  # of the shipped artifact
     max_quant_loss: float | None = Field(None, ge=0, le=1)  # shipped vs the fp32 student
@@ -97,6 +104,14 @@ class Target(BaseModel):
         if fmt in FORMATS and FORMATS[fmt]["runtime"] != runtime:
             raise ValueError(f"format {fmt} runs on runtime = \"{FORMATS[fmt]['runtime']}\"")
         return runtime
+
+    @field_validator("calibration")
+    @classmethod
+    def _calibration_for_format(cls, calibration: str, info: ValidationInfo) -> str:
+        if calibration != "none" and info.data.get("format") != "gguf":
+            raise ValueError("calibration = \"imatrix\" is for format = \"gguf\" (ONNX int4 "
+                             "here is weight-only, data-free)")
+        return calibration
 
     def artifact(self, fp: bool = False) -> str:
         """File (GGUF) or folder (ONNX) name of the export: quantized, or its fp reference."""

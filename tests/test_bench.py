@@ -134,3 +134,41 @@ def test_onnx_runtime_matches_torch(tiny_hf: Path, tmp_path: Path) -> None:
     assert stats["decode_tok_s"] > 0 and stats["pp_tok_s"] > 0 and stats["tg_tok_s"] > 0
     assert stats["kl_vs_reference"] < 1e-3 and stats["top1_agreement"] >= 0.9, stats
     assert math.isclose(stats["perplexity"], torch_row["perplexity"], rel_tol=0.01)
+
+
+def _corrupt_copy(gguf: Path, dest: Path) -> Path:
+    """A copy of the GGUF whose token embeddings (tied: also the output head) are scaled 8×,
+    as a converter that mis-scales one tensor would leave them: it loads and generates."""
+    import shutil
+
+    from gguf import GGUFReader
+
+    shutil.copyfile(gguf, dest)
+    reader = GGUFReader(dest, "r+")
+    embd = next(t for t in reader.tensors if t.name == "token_embd.weight")
+    embd.data[...] = embd.data * 8
+    del reader  # flushes the memory map
+    return dest
+
+
+def test_parity_gate_passes_a_faithful_export_and_fails_a_corrupted_one(
+        tiny_hf: Path, tiny_gguf: Path, tmp_path: Path) -> None:
+    """The parity gate, on real numbers: the faithful F16 export passes, the corrupted copy
+    fails with a message naming the artifact and its KL."""
+    from benchmarks.verdict import quality_gate
+
+    texts, ref = _texts(tiny_hf), tmp_path / "ref.npy"
+    reference = {"role": "distilled_torch", "label": "distilled fp32 (torch)", "field_accuracy": 1.0,
+                 **_torch_reference(tiny_hf, texts, ref)}
+    gates = {}
+    for name, gguf in (("faithful", tiny_gguf),
+                       ("corrupted", _corrupt_copy(tiny_gguf, tmp_path / "bad.gguf"))):
+        stats = summarize_latency(bench_artifact(
+            gguf, "You extract orders.", "{prompt}", PROMPTS, threads=1, n_ctx=256,
+            max_tokens=8, score={"texts": texts, "reference": str(ref)}))
+        shipped = {"role": "distilled", "label": f"{name} F16", "field_accuracy": 1.0, **stats}
+        gates[name] = quality_gate([reference, shipped], None, None, max_kl=0.01)
+    assert gates["faithful"]["passed"], gates["faithful"]
+    bad = gates["corrupted"]
+    assert not bad["passed"] and bad["checks"][0]["value"] > 0.1, bad
+    assert bad["checks"][0]["text"].startswith("corrupted F16 mean KL vs the fp32 student: ")

@@ -82,7 +82,7 @@ def test_first_build_publishes_everything(built: dict) -> None:
     out = built["build"] / "t-int4"
     names = {p.name for p in out.iterdir()}
     assert {"model.Q4_K_M.gguf", "prompt_format.json", "report.md", "report.json", "report.html",
-            "manifest.json"} <= names
+            "manifest.json", "bundle"} <= names
     assert not any(_steps(built["build"], "t-int4").values())
     report = json.loads((out / "report.json").read_text())
     roles = [r["role"] for r in report["bench"]["rows"]]
@@ -138,8 +138,9 @@ def test_second_target_reuses_the_student(built: dict) -> None:
     proc = _build(built, "t-int8")
     assert proc.returncode == 0, proc.stderr[-2000:]
     hits = _steps(built["build"], "t-int8")
-    assert all(hits[s] for s in ("teacher", "filter", "student_base", "distill", "bench_teacher"))
-    assert not any(hits[s] for s in ("export_base", "export", "bench", "report"))
+    assert all(hits[s] for s in ("teacher", "filter", "student_base", "distill", "bench_teacher",
+                                 "bench_student"))
+    assert not any(hits[s] for s in ("export_base", "export", "bench", "report", "bundle"))
     assert (built["build"] / "t-int8" / "model.Q8_0.gguf").is_file()
 
 
@@ -149,7 +150,7 @@ def test_onnx_target_reuses_the_student_and_checks_parity(built: dict) -> None:
     proc = _build(built, "t-onnx")
     assert proc.returncode == 0, proc.stderr[-2000:]
     hits = _steps(built["build"], "t-onnx")
-    assert all(hits[s] for s in ("teacher", "filter", "distill", "bench_teacher"))
+    assert all(hits[s] for s in ("teacher", "filter", "distill", "bench_teacher", "bench_student"))
     out = built["build"] / "t-onnx"
     assert (out / "onnx-int4" / "genai_config.json").is_file()
     rows = {r["role"]: r for r in json.loads((out / "report.json").read_text())["bench"]["rows"]}
@@ -169,6 +170,53 @@ def test_failing_gate_exits_3_with_the_report_written(built: dict) -> None:
     report = json.loads((built["build"] / "t-gate" / "report.json").read_text())
     assert report["gate"]["passed"] is False
     assert (built["build"] / "t-gate" / "report.html").is_file()
+    assert not (built["build"] / "t-gate" / "bundle").exists()  # nothing deployable
+
+
+def _bench_answer(build: Path, target: str) -> tuple[str, str]:
+    """The first eval prompt and the shipped artifact's answer to it in the bench."""
+    manifest = json.loads((build / target / "manifest.json").read_text())
+    bench = Path(next(s["path"] for s in manifest["steps"] if s["step"] == "bench"))
+    first = json.loads((bench / "answers.jsonl").read_text().splitlines()[0])
+    evals = Path(manifest["externals"]["eval_data"]["path"])
+    prompt = next(json.loads(x)["prompt"] for x in evals.read_text().splitlines()
+                  if json.loads(x)["id"] == first["id"])
+    return prompt, first["distilled"]
+
+
+@pytest.mark.parametrize("target", ["t-int4", "t-onnx"])
+def test_bundle_answers_alone_from_a_fresh_process(built: dict, target: str,
+                                                   tmp_path: Path) -> None:
+    """The bundle, copied away from the build, answers from a fresh `python run.py` with only
+    its own folder — the same answer the bench measured for that artifact."""
+    import shutil
+    import subprocess
+    import sys
+
+    if not (built["build"] / target / "bundle").is_dir():  # t-onnx is built by the test above
+        assert _build(built, target).returncode == 0
+    bundle = shutil.copytree(built["build"] / target / "bundle", tmp_path / "moved")
+    names = {p.name for p in bundle.iterdir()}
+    assert {"run.py", "generation.json", "README.md", "tokenizer.json"} <= names
+    expected = ({"model.Q4_K_M.gguf", "Modelfile"} if target == "t-int4"
+                else {"genai_config.json", "model.onnx"})
+    assert expected <= names, names
+    prompt, bench_answer = _bench_answer(built["build"], target)
+    proc = subprocess.run([sys.executable, "-I", "run.py", prompt], cwd=bundle,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == bench_answer.strip()
+    via_cli = run_cli("run", str(bundle), prompt)
+    assert via_cli.returncode == 0 and via_cli.stdout.strip() == bench_answer.strip()
+    card = (bundle / "README.md").read_text()
+    assert "## Lineage" in card and "| distilled " in card and "Quality gate: PASS" in card
+
+
+def test_run_rejects_a_folder_that_is_not_a_bundle(tmp_path: Path) -> None:
+    proc = run_cli("run", str(tmp_path), "hello")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"distill-edge: error: {tmp_path} is not a distill-edge bundle: "
+                                   "no generation.json (give a build/<target>/bundle folder)")
 
 
 def test_report_and_compare_commands(built: dict) -> None:

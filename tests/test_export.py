@@ -29,6 +29,34 @@ def test_tiny_export_loads_and_generates(tiny_f16: Path, tmp_path: Path, quant: 
     assert gen.ttft_s > 0
 
 
+def test_imatrix_quantization_uses_the_task_activations(tiny_hf: Path, tiny_f16: Path,
+                                                        tmp_path: Path) -> None:
+    """The importance matrix covers every matmul weight under its GGUF name (the tied head
+    under token_embd), has llama-imatrix's shape (one value per input column), and changes
+    what llama.cpp's quantizer writes; the result loads and generates."""
+    from gguf import GGUFReader
+
+    from pipeline.models import imatrix
+    from pipeline.models.hf import load_tokenizer
+    from pipeline.stages.distill import encode_example
+
+    tok = load_tokenizer(tiny_hf)
+    texts = [encode_example(tok, "You extract orders.", p, r)[0]
+             for p, r in [("Ann Lee wants 2 lamps", '{"name":"Ann Lee"}'), ("hi", "hello")]]
+    stats = imatrix.for_gguf(imatrix.collect(tiny_hf, texts, threads=1), tiny_f16)
+    matmuls = {t.name for t in GGUFReader(tiny_f16).tensors if t.name.startswith("blk.")
+               and len(t.shape) == 2}
+    assert set(stats) == matmuls | {"token_embd.weight"}
+    assert stats["blk.0.ffn_down.weight"].shape == (128,) and stats["blk.0.attn_q.weight"].shape == (64,)
+    assert all((v >= 0).all() and v.sum() > 0 for v in stats.values())
+    plain, calibrated = tmp_path / "plain.Q4_0.gguf", tmp_path / "imatrix.Q4_0.gguf"
+    quantize(tiny_f16, plain, "Q4_0", threads=1)
+    quantize(tiny_f16, calibrated, "Q4_0", threads=1, imatrix=stats)
+    assert plain.read_bytes() != calibrated.read_bytes()
+    gen = ChatRunner(open_gguf(calibrated, n_ctx=256, threads=1)).chat("Hi.", "Ann Lee", 4)
+    assert gen.completion_tokens >= 1
+
+
 def test_unreadable_gguf_is_a_user_error(tmp_path: Path) -> None:
     from pipeline.errors import UserError
 

@@ -30,13 +30,10 @@ class OnnxGenaiRuntime:
         import onnxruntime_genai as og
 
         from pipeline.models.hf import load_tokenizer
+        from pipeline.run_bundle import open_onnx
 
         self.og = og
-        config = og.Config(str(model))
-        # Threads like every other row: ORT would otherwise take every core it sees.
-        config.overlay(json.dumps({"model": {"decoder": {"session_options": {
-            "intra_op_num_threads": threads, "inter_op_num_threads": 1}}}}))
-        self.model = og.Model(config)
+        self.model = open_onnx(Path(model), threads)  # a CUDA export runs on CPU without a GPU
         self.tok = load_tokenizer(Path(model))
         genai = json.loads((Path(model) / "genai_config.json").read_text())
         self.n_vocab = int(genai["model"]["vocab_size"])

@@ -9,7 +9,8 @@ Example:
 from __future__ import annotations
 
 from pipeline.stage import Stage
-from pipeline.stages.bench import BenchStage, BenchTeacherStage
+from pipeline.stages.bench import BenchStage, BenchStudentStage, BenchTeacherStage
+from pipeline.stages.bundle import BundleStage
 from pipeline.stages.distill import DistillStage
 from pipeline.stages.export_gguf import ExportGgufStage
 from pipeline.stages.export_onnx import ExportOnnxStage
@@ -21,5 +22,6 @@ from pipeline.stages.teacher import TeacherStage
 REGISTRY: dict[str, Stage] = {
     stage.name: stage
     for stage in (TeacherStage(), FilterStage(), StudentBaseStage(), DistillStage(),
-                  ExportGgufStage(), ExportOnnxStage(), BenchTeacherStage(), BenchStage(), ReportStage())
+                  ExportGgufStage(), ExportOnnxStage(), BenchTeacherStage(), BenchStudentStage(),
+                  BenchStage(), ReportStage(), BundleStage())
 }

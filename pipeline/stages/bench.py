@@ -1,16 +1,17 @@
 """Bench stage: quality and latency of the teacher, the undistilled base and the student.
 
 Rows, all on the same eval prompts, threads and context, each in its own fresh process
-with a warm-up generation first (the teacher's row is its own cached step, `bench_teacher`):
-  teacher (its few-shot prompt) · base as F16 GGUF and through the same quantization
-  (the student's short prompt) · the same base given the teacher's few-shot prompt (the small model
-  used directly, at its best) · distilled fp32 on torch (the HF folder training wrote) ·
-  distilled F16 GGUF · distilled quantized GGUF.
+with a warm-up generation first. Two rows depend on no target and are cached steps of their
+own, run once for every target: the teacher (`bench_teacher`, its few-shot prompt) and the
+distilled fp32 student on torch (`bench_student`, the HF folder training wrote). Per target:
+  base as F16 GGUF and through the same quantization (the student's short prompt) · the same
+  base given the teacher's few-shot prompt (the small model used directly, at its best) ·
+  distilled F16 GGUF · distilled quantized GGUF (ONNX targets: fp32 and quantized ONNX).
 Quality is the task metric against the eval references; latency is TTFT, prefill and
 decode tokens/s, load time and peak RSS of the child process; size is the file size.
 Scores: the first `score_rows` eval answers, teacher-forced after the student's prompt, give
 each student-vocabulary row a perplexity, and its mean KL and top-1 agreement vs the fp32
-student's log-probs (the torch row runs first and leaves them in a scratch file).
+student's log-probs (`bench_student` leaves them in its output).
 
 Example:
     distill-edge build --target cpu-int4
@@ -29,10 +30,13 @@ from pipeline.stage import StageContext
 from pipeline.targets import FORMATS, Target
 from pipeline.tasks import load_rows
 
+REFERENCE_FILE = "reference_logprobs.npy"  # the fp32 student's log-probs (float16)
 
-def _student_rows(ctx: StageContext) -> list[dict[str, Any]]:
-    """Every student row of the table, in report order; `score` marks the rows scored
-    teacher-forced (student prompt and vocabulary), `reference` the fp32 one they are held to."""
+
+def _student_rows(ctx: StageContext, reference: str | None) -> list[dict[str, Any]]:
+    """The target's student rows, in report order; `score` marks the rows scored
+    teacher-forced (student prompt and vocabulary), `reference` the one the others are held
+    to when no fp32 torch reference exists (`reference` = that role, or None)."""
     s = ctx.settings
     teacher_p = (s["teacher_system"], s["teacher_template"])
     student_p = (s["student_system"], s["student_template"])
@@ -42,13 +46,9 @@ def _student_rows(ctx: StageContext) -> list[dict[str, Any]]:
         (f"base {fp}", "base_fp", base / s["fp_artifact"], student_p),
         (f"base {quant}", "base", base / s["artifact"], student_p),
         (f"base {quant} + few-shot prompt", "base_fewshot", base / s["artifact"], teacher_p),
-        ("distilled fp32 (torch)", "distilled_torch", ctx.inputs["student"], student_p),
         (f"distilled {fp}", "distilled_fp", student / s["fp_artifact"], student_p),
         (f"distilled {quant}", "distilled", student / s["artifact"], student_p),
     ]
-    if not s["torch_row"]:
-        rows = [r for r in rows if r[1] != "distilled_torch"]
-    reference = "distilled_torch" if s["torch_row"] else "distilled_fp"
     return [{"label": label, "role": role, "model": path, "system": p[0], "template": p[1],
              "score": bool(s["score_rows"]) and p is student_p,
              "reference": bool(s["score_rows"]) and role == reference}
@@ -88,8 +88,13 @@ def _common_settings(config: BuildConfig, target: Target) -> dict[str, Any]:
     }
 
 
-def run_rows(ctx: StageContext, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Benchmark each row in its own process; write bench.json and answers.jsonl."""
+def run_rows(ctx: StageContext, rows: list[dict[str, Any]], reference: Path | None = None,
+             keep_reference: bool = False) -> dict[str, Any]:
+    """Benchmark each row in its own process; write bench.json and answers.jsonl.
+
+    Scored rows are held to `reference` (log-probs an upstream step saved) or, without it, to
+    the row marked `reference`, whose log-probs are saved here (kept with `keep_reference`).
+    """
     from benchmarks.latency import bench_artifact, summarize_latency
     from pipeline.tasks.extraction import aggregate, parse_answer, score
 
@@ -98,7 +103,7 @@ def run_rows(ctx: StageContext, rows: list[dict[str, Any]]) -> dict[str, Any]:
     eval_rows = eval_rows[: s["max_eval_rows"] or None]
     prompts = [r["prompt"] for r in eval_rows]
     texts = score_texts(ctx, eval_rows) if any(r.get("score") for r in rows) else []
-    ref_file = ctx.out_dir / "reference_logprobs.npy"  # scratch: removed below
+    ref_file = reference or ctx.out_dir / REFERENCE_FILE
     table, answers = [], {}
     # The reference row first, so every other row can be held to its log-probs.
     for row in sorted(rows, key=lambda r: not r.get("reference")):
@@ -119,7 +124,8 @@ def run_rows(ctx: StageContext, rows: list[dict[str, Any]]) -> dict[str, Any]:
         answers[row["role"]] = [r["response"] for r in raw["results"]]
         ctx.log(f"{row['label']}: field accuracy {quality['field_accuracy']:.3f}, "
                 f"decode {table[-1]['decode_tok_s']} tok/s")
-    ref_file.unlink(missing_ok=True)
+    if reference is None and not keep_reference:
+        ref_file.unlink(missing_ok=True)  # scratch
     order = [r["role"] for r in rows]
     table.sort(key=lambda r: order.index(r["role"]))
     result = {"eval_rows": len(eval_rows), "threads": s["threads"], "synthetic": s["synthetic"],
@@ -156,26 +162,57 @@ class BenchTeacherStage:
         return run_rows(ctx, rows if s["include_teacher"] else [])
 
 
-class BenchStage:
-    name = "bench"
-    version = "6"
-    libraries = ("llama-cpp-python", "torch", "transformers", "onnxruntime-genai")
+def _student_settings(config: BuildConfig, target: Target) -> dict[str, Any]:
+    from pipeline.tasks import extraction
+
+    return {**_common_settings(config, target), "score_rows": config.bench.score_rows,
+            "student_system": config.student.system_prompt or extraction.STUDENT_SYSTEM_PROMPT,
+            "student_template": extraction.STUDENT_USER_TEMPLATE}
+
+
+class BenchStudentStage:
+    """The fp32 student on torch (the HF folder training wrote): the reference every export
+    is held to. Like the teacher's row it depends on no target, so one run serves them all;
+    its log-probs stay in its output (float16) for the targets' bench steps."""
+
+    name = "bench_student"
+    version = "1"
+    libraries = ("torch", "transformers")
     resumable = False
 
     def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        from pipeline.tasks import extraction
-
-        onnx = " ONNX" if target.format == "onnx" else ""
-        return {**_common_settings(config, target), "artifact": target.artifact(),
-                "fp_artifact": target.artifact(fp=True),
-                "quant_label": target.quant + onnx,
-                "fp_label": FORMATS[target.format]["fp"] + onnx,
-                "torch_row": config.bench.torch_row, "score_rows": config.bench.score_rows,
-                "student_system": config.student.system_prompt or extraction.STUDENT_SYSTEM_PROMPT,
-                "student_template": extraction.STUDENT_USER_TEMPLATE}
+        return {**_student_settings(config, target), "torch_row": config.bench.torch_row}
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        return run_rows(ctx, _student_rows(ctx))
+        s = ctx.settings
+        row = {"label": "distilled fp32 (torch)", "role": "distilled_torch",
+               "model": ctx.inputs["student"], "system": s["student_system"],
+               "template": s["student_template"], "score": bool(s["score_rows"]),
+               "reference": bool(s["score_rows"])}
+        return run_rows(ctx, [row] if s["torch_row"] else [], keep_reference=True)
+
+
+class BenchStage:
+    name = "bench"
+    version = "7"
+    libraries = ("llama-cpp-python", "torch", "transformers", "onnxruntime-genai")
+    resumable = False
+
+    def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+        onnx = " ONNX" if target.format == "onnx" else ""
+        return {**_student_settings(config, target), "artifact": target.artifact(),
+                "fp_artifact": target.artifact(fp=True), "quant_label": target.quant + onnx,
+                "fp_label": FORMATS[target.format]["fp"] + onnx}
+
+    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+        return {}
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        # Held to the fp32 torch student when bench_student measured it, else to the F16/fp32 export.
+        ref = ctx.inputs["student_bench"] / REFERENCE_FILE
+        if ref.is_file():
+            return run_rows(ctx, _student_rows(ctx, None), reference=ref)
+        return run_rows(ctx, _student_rows(ctx, "distilled_fp"))

@@ -4,8 +4,10 @@ setup: find llama.cpp's `convert_hf_to_gguf.py`, which `make setup` unpacks from
        llama-cpp-python sdist the runtime was built from (with that sdist's own gguf-py:
        pip's gguf is older than the converter expects).
 run:   convert to f16 (keeps tokenizer + chat template), then `llama_model_quantize` to
-       the target's type (byte-identical to the llama-quantize binary), then load the
-       result in llama-cpp-python once to prove it opens.
+       the target's type (byte-identical to the llama-quantize binary) — with an importance
+       matrix from the task's own kept teacher rows when the profile asks (calibration =
+       "imatrix", see pipeline.models.imatrix) — then load the result in llama-cpp-python once
+       to prove it opens.
 Keyed only on the target fields it reads (format, quant), so profiles that agree share it.
 
 Example:
@@ -48,9 +50,13 @@ def convert_to_f16(hf_dir: Path, out_file: Path) -> None:
         raise RuntimeError(f"convert_hf_to_gguf failed ({proc.returncode}): {last[0]}")
 
 
-def quantize(src: Path, dest: Path, quant: str, threads: int) -> None:
-    """llama.cpp's own quantizer through the library the runtime uses."""
+def quantize(src: Path, dest: Path, quant: str, threads: int,
+             imatrix: dict[str, Any] | None = None) -> None:
+    """llama.cpp's own quantizer through the library the runtime uses (`imatrix`: GGUF tensor
+    name -> mean squared input activation per column, as llama-imatrix writes)."""
     import llama_cpp
+
+    from pipeline.models.imatrix import as_ctypes
 
     if quant == "F16":
         shutil.copyfile(src, dest)
@@ -58,9 +64,34 @@ def quantize(src: Path, dest: Path, quant: str, threads: int) -> None:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, GGUF_FTYPES[quant])
     params.nthread = threads
+    if imatrix:
+        params.imatrix, _keep_alive = as_ctypes(imatrix)
     rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dest).encode(), ctypes.byref(params))
     if rc != 0 or not dest.is_file():
         raise RuntimeError(f"llama_model_quantize to {quant} failed with code {rc}")
+
+
+def _imatrix(ctx: StageContext, f16: Path) -> dict[str, Any]:
+    """The importance matrix of the model on the task's own kept teacher rows (prompt and
+    answer in the student's trained format), saved beside the GGUF for inspection."""
+    import json
+
+    from pipeline.models import imatrix
+    from pipeline.models.hf import load_tokenizer
+    from pipeline.stages.distill import encode_example
+
+    s, hf_dir = ctx.settings, ctx.inputs["model"]
+    tok = load_tokenizer(hf_dir)
+    lines = (ctx.inputs["calibration"] / "kept.jsonl").read_text().splitlines()
+    rows = [json.loads(x) for x in lines[: s["calibration_rows"]]]
+    texts = [encode_example(tok, s["system_prompt"], s["user_template"].format(prompt=r["prompt"]),
+                            r["response"])[0] for r in rows]
+    stats = imatrix.for_gguf(imatrix.collect(hf_dir, texts, threads=os.cpu_count() or 1), f16)
+    (ctx.out_dir / "imatrix.json").write_text(json.dumps(
+        {"rows": len(rows), "tokens": sum(map(len, texts)),
+         "tensors": {k: round(float(v.mean()), 6) for k, v in sorted(stats.items())}}, indent=1))
+    ctx.log(f"imatrix: {len(stats)} tensors from {len(rows)} task rows")
+    return stats
 
 
 class ExportGgufStage:
@@ -70,7 +101,15 @@ class ExportGgufStage:
     resumable = False
 
     def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {"format": target.format, "quant": target.quant}
+        from pipeline.tasks import extraction
+
+        keyed: dict[str, Any] = {"format": target.format, "quant": target.quant}
+        if target.calibration == "imatrix" and target.quant != "F16":
+            keyed |= {"calibration": "imatrix", "calibration_rows": target.calibration_rows,
+                      "system_prompt": config.student.system_prompt
+                      or extraction.STUDENT_SYSTEM_PROMPT,
+                      "user_template": extraction.STUDENT_USER_TEMPLATE}
+        return keyed
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {}
@@ -84,7 +123,8 @@ class ExportGgufStage:
         convert_to_f16(hf_dir, f16)
         out = ctx.out_dir / f"model.{quant}.gguf"
         if quant != "F16":
-            quantize(f16, out, quant, threads=os.cpu_count() or 1)
+            matrix = _imatrix(ctx, f16) if ctx.settings.get("calibration") == "imatrix" else None
+            quantize(f16, out, quant, threads=os.cpu_count() or 1, imatrix=matrix)
         fmt = hf_dir / "prompt_format.json"
         if fmt.is_file():  # the messages the student was trained with travel with the GGUF
             shutil.copyfile(fmt, ctx.out_dir / "prompt_format.json")

@@ -5,7 +5,8 @@ setup: the onnxruntime-genai model builder (`python -m onnxruntime_genai.models.
 run:   build `onnx-fp32/` (the format's unquantized reference, like the GGUF path's F16) and
        `onnx-<precision>/` for the target: int4/int8 are weight-only MatMulNBits with the
        profile's block size and accuracy level (4 = int8 activations on CPU), fp16 for GPU
-       providers. Each folder holds model.onnx(+data), genai_config.json and the tokenizer
+       providers (the CUDA graph also runs on the CPU provider: parity is checked without a
+       GPU). Each folder holds model.onnx(+data), genai_config.json and the tokenizer
        with its chat template — what onnxruntime-genai loads — and is opened once to prove it.
 Why the builder, not optimum + onnxruntime.quantization: optimum-onnx pins transformers<4.58,
 which mis-reads this student's GGUF tokenizer (shared/MODELS.md); the builder writes the KV-
@@ -63,7 +64,7 @@ class ExportOnnxStage:
         return {}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        import onnxruntime_genai as og
+        from pipeline.run_bundle import open_onnx
 
         s, hf_dir = ctx.settings, ctx.inputs["model"]
         scratch = ctx.out_dir / "_builder_cache"  # the builder's temp files, removed below
@@ -78,8 +79,9 @@ class ExportOnnxStage:
         fmt = hf_dir / "prompt_format.json"
         if fmt.is_file():  # the messages the student was trained with travel with the model
             shutil.copyfile(fmt, ctx.out_dir / "prompt_format.json")
-        if s["execution_provider"] == "cpu":
-            og.Model(str(out))  # proves the folder opens in the runtime (GPU ones: on a GPU)
+        # Proves the folder opens in the runtime (a CUDA export: on the CPU provider when
+        # there is no GPU here — the same graph, which the bench then parity-checks on CPU).
+        open_onnx(out, threads=1)
         size = artifact_bytes(out)
         ctx.log(f"wrote {out.name}/ ({size / 1e6:.1f} MB)")
         return {"artifact": out.name, "quant": s["quant"], "bytes": size,

@@ -20,6 +20,9 @@ from pipeline.config import BuildConfig
 from pipeline.stage import StageContext
 from pipeline.targets import Target
 
+# The rows of the table, in order: teacher, the small model used directly, the student.
+ROLE_ORDER = ("teacher", "base_fp", "base", "base_fewshot", "distilled_torch", "distilled_fp",
+              "distilled")
 REPORT_LIBRARIES = ("torch", "transformers", "llama-cpp-python", "gguf", "tokenizers",
                     "onnxruntime", "onnxruntime-genai")
 
@@ -46,11 +49,13 @@ def build_report(ctx: StageContext) -> dict[str, Any]:
     from benchmarks.verdict import attribution, decide, quality_gate
 
     s = ctx.settings
-    teacher_bench = json.loads((ctx.inputs["bench_teacher"] / "bench.json").read_text())
+    steps = ("bench_teacher", "bench_student", "bench")  # the bench rows' three steps
     bench = json.loads((ctx.inputs["bench"] / "bench.json").read_text())
-    bench["rows"] = teacher_bench["rows"] + bench["rows"]  # teacher first, then the students
-    answers = [{**t, **a} for t, a in zip(_jsonl(ctx.inputs["bench_teacher"] / "answers.jsonl"),
-                                          _jsonl(ctx.inputs["bench"] / "answers.jsonl"), strict=True)]
+    bench["rows"] = sorted((r for step in steps
+                            for r in json.loads((ctx.inputs[step] / "bench.json").read_text())["rows"]),
+                           key=lambda r: ROLE_ORDER.index(r["role"]))
+    answers = [{**t, **st, **a} for t, st, a in zip(
+        *(_jsonl(ctx.inputs[step] / "answers.jsonl") for step in steps), strict=True)]
     agreement = teacher_agreement(answers)
     same = greedy_agreement(answers, "distilled_torch")
     for row in bench["rows"]:
@@ -62,6 +67,7 @@ def build_report(ctx: StageContext) -> dict[str, Any]:
     distill_meta = read_meta(ctx.inputs["distill"]) or {}
     return {
         "target": s["target"],
+        "benchmarked_on": s["benchmarked_on"],
         "bench": bench,
         "verdict": decide(bench["rows"], s["min_field_accuracy"], s["requests_per_day"],
                           s["latency_budget_s"]),
@@ -84,12 +90,13 @@ def build_report(ctx: StageContext) -> dict[str, Any]:
 
 class ReportStage:
     name = "report"
-    version = "6"
+    version = "7"
     libraries = REPORT_LIBRARIES + ("matplotlib",)
     resumable = False
 
     def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {"target": target.name, **config.goal.model_dump(),
+        return {"target": target.name, "benchmarked_on": target.benchmarked_on,
+                **config.goal.model_dump(),
                 "gate_min_field_accuracy": target.min_field_accuracy,
                 "gate_max_quant_loss": target.max_quant_loss, "gate_max_kl": target.max_kl,
                 "gate_min_greedy_agreement": target.min_greedy_agreement}

@@ -1,0 +1,134 @@
+"""One table across target profiles: each profile's shipped artifact, measured in one run.
+
+For each named profile the runner builds (or takes from the cache) every step up to the
+fp32 student's benchmark — one config, so one student for all — then each profile's artifact
+runs in its own fresh process on the same eval prompts, one after another (nothing else
+running), held to the fp32 student's log-probs and answers cached by `bench_student`: size,
+decode tokens/s, task metric, mean KL, top-1, share of answers identical to the fp32
+student's, and the profile's own quality gate.
+
+Example:
+    .venv/bin/python -m benchmarks.profiles cpu-int4 cpu-int8 arm64-q4 cpu-int4-onnx \
+        --out build/profiles
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pipeline.stage import StageContext
+
+COLUMNS = (("profile", "profile", "{}"), ("artifact", "label", "{}"), ("size MB", "file_mb", "{:.1f}"),
+           ("decode tok/s", "decode_tok_s", "{:.1f}"), ("field acc", "field_accuracy", "{:.3f}"),
+           ("KL vs fp32", "kl_vs_reference", "{:.4f}"), ("top-1 vs fp32", "top1_agreement", "{:.3f}"),
+           ("same answer as fp32", "greedy_agreement", "{:.3f}"), ("gate", "gate", "{}"),
+           ("speed measured on", "benchmarked_on", "{}"))
+UNTIL = "bench_student"  # every step the table needs: the exports and the fp32 reference
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def prepare(names: list[str], config: Path | None, root: Path) -> list[dict[str, Any]]:
+    """Build or reuse each profile's steps up to UNTIL; its target, artifact and step paths."""
+    from pipeline.config import load_config
+    from pipeline.runner import run_plan
+    from pipeline.targets import load_target
+
+    cfg = load_config(config, {})
+    builds = []
+    for name in names:
+        target = load_target(name)
+        manifest = run_plan(cfg, target, root, until=UNTIL)
+        paths = {s["step"]: Path(s["path"]) for s in manifest["steps"]}
+        builds.append({"target": target, "paths": paths, "config": cfg, "root": root,
+                       "artifact": paths["export"] / target.artifact()})
+    return builds
+
+
+def measure(builds: list[dict[str, Any]], out_dir: Path) -> tuple[list[dict[str, Any]],
+                                                                  list[dict[str, Any]]]:
+    """Every profile's artifact, held to the cached fp32 reference: (rows, answers per eval
+    prompt, the fp32 student's included)."""
+    from pipeline.runner import resolve_externals
+    from pipeline.stages import REGISTRY
+    from pipeline.stages.bench import REFERENCE_FILE, run_rows
+
+    first = builds[0]
+    reference = first["paths"][UNTIL]
+    if not (reference / REFERENCE_FILE).is_file():
+        raise SystemExit("no fp32 torch reference was benchmarked: set [bench] torch_row = true")
+    settings = REGISTRY["bench"].settings(first["config"], first["target"])
+    common = {"system": settings["student_system"], "template": settings["student_template"],
+              "score": True, "reference": False}
+    rows = [{"label": f"{b['target'].quant}{' ONNX' if b['target'].format == 'onnx' else ''}",
+             "role": b["target"].name, "model": b["artifact"], **common} for b in builds]
+    evals = resolve_externals(first["config"], first["root"] / "cache")["eval_data"][0]
+    ctx = StageContext(name="profiles", settings=settings, out_dir=out_dir,
+                       inputs={"student": first["paths"]["distill"], "eval_data": evals})
+    run_rows(ctx, rows, reference=reference / REFERENCE_FILE)
+    torch_rows = json.loads((reference / "bench.json").read_text())["rows"]
+    answers = [{**a, **b} for a, b in zip(_jsonl(reference / "answers.jsonl"),
+                                          _jsonl(out_dir / "answers.jsonl"), strict=True)]
+    return torch_rows + json.loads((out_dir / "bench.json").read_text())["rows"], answers
+
+
+def with_parity(rows: list[dict[str, Any]], answers: list[dict[str, Any]],
+                builds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Adds the greedy-answer agreement with the fp32 student and each profile's gate."""
+    from benchmarks.verdict import quality_gate
+
+    reference = next(r for r in rows if r["role"] == "distilled_torch")
+    targets = {b["target"].name: b["target"] for b in builds}
+    out = [{**reference, "profile": "(fp32 reference, cached)",
+            "benchmarked_on": "this build machine"}]
+    for row in rows:
+        target = targets.get(row["role"])
+        if target is None:
+            continue
+        same = [a[row["role"]] == a["distilled_torch"] for a in answers]
+        row = {**row, "greedy_agreement": round(sum(same) / len(same), 4), "profile": target.name,
+               "benchmarked_on": target.benchmarked_on}
+        gate = quality_gate([reference, {**row, "role": "distilled"}], target.min_field_accuracy,
+                            target.max_quant_loss, target.max_kl, target.min_greedy_agreement)
+        row["gate"] = "PASS" if gate["passed"] else "FAIL: " + "; ".join(
+            c["check"] for c in gate["checks"] if not c["passed"])
+        out.append(row)
+    return out
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    def cell(row: dict[str, Any], key: str, fmt: str) -> str:
+        value = row.get(key)
+        return "–" if value is None else fmt.format(value)
+
+    lines = ["| " + " | ".join(h for h, _, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cell(r, k, f) for _, k, f in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("targets", nargs="+", help="profile names (see `distill-edge targets list`)")
+    parser.add_argument("--config", type=Path, help="build config TOML (default: embedded)")
+    parser.add_argument("--build-dir", type=Path, default=Path("build"))
+    parser.add_argument("--out", type=Path, help="also write profiles.md and profiles.json here")
+    args = parser.parse_args()
+    builds = prepare(args.targets, args.config, args.build_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows, answers = measure(builds, Path(tmp))
+    table = with_parity(rows, answers, builds)
+    print(markdown(table))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "profiles.md").write_text(markdown(table))
+        (args.out / "profiles.json").write_text(json.dumps(table, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

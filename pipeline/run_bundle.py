@@ -1,0 +1,131 @@
+"""Answer a prompt with a distill-edge bundle, using nothing but the bundle folder.
+
+This file ships verbatim in every bundle as `run.py`, and `distill-edge run` calls it: so it
+imports only the standard library and the artifact's runtime (llama-cpp-python for GGUF,
+onnxruntime-genai for ONNX), never distill-edge itself. `generation.json` in the bundle says
+which file to load, the system prompt and user template the student was trained with, and the
+generation defaults (greedy, max_tokens, context, threads) it was benchmarked with.
+
+Example:
+    python build/cpu-int4/bundle/run.py "Ann Lee wants 2 lamps delivered to Oslo on 2025-03-04"
+    distill-edge run build/cpu-int4/bundle "Ann Lee wants 2 lamps delivered to Oslo on 2025-03-04"
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+SETTINGS_FILE = "generation.json"
+
+
+class BundleError(ValueError):
+    """The folder is not a usable bundle (named in the message)."""
+
+
+def load_settings(bundle: Path) -> dict[str, Any]:
+    """The bundle's generation.json; a missing or unreadable one is a BundleError."""
+    path = bundle / SETTINGS_FILE
+    if not path.is_file():
+        raise BundleError(f"{bundle} is not a distill-edge bundle: no {SETTINGS_FILE} "
+                          "(give a build/<target>/bundle folder)")
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path} is not valid JSON: {exc}") from None
+    missing = {"format", "model", "system", "user_template", "max_tokens"} - set(settings)
+    if missing:
+        raise BundleError(f"{path} lacks {', '.join(sorted(missing))}: rebuild the bundle")
+    return settings
+
+
+def messages(settings: dict[str, Any], prompt: str) -> list[dict[str, str]]:
+    """The exact messages the student was trained with, around the user's prompt."""
+    return [{"role": "system", "content": settings["system"]},
+            {"role": "user", "content": settings["user_template"].format(prompt=prompt)}]
+
+
+def answer_gguf(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens: int) -> str:
+    """Greedy chat completion with llama-cpp-python (the GGUF's own chat template)."""
+    from llama_cpp import Llama
+
+    threads = int(settings.get("threads", 2))
+    try:
+        llm = Llama(model_path=str(bundle / settings["model"]), n_ctx=int(settings.get("n_ctx", 1024)),
+                    n_threads=threads, n_threads_batch=threads, verbose=False)
+    except (ValueError, RuntimeError) as exc:
+        raise BundleError(f"cannot load {bundle / settings['model']}: {exc}") from None
+    out = llm.create_chat_completion(messages(settings, prompt), max_tokens=max_tokens,
+                                     temperature=0.0, top_k=1, repeat_penalty=1.0)
+    return str(out["choices"][0]["message"]["content"] or "").strip()
+
+
+def open_onnx(bundle: Path, threads: int) -> Any:
+    """The model on its configured provider, or on CPU when that provider (CUDA) is absent;
+    `threads` intra-op threads (ORT would otherwise take every core it sees)."""
+    import onnxruntime_genai as og
+
+    config = og.Config(str(bundle))
+    config.overlay(json.dumps({"model": {"decoder": {"session_options": {
+        "intra_op_num_threads": threads, "inter_op_num_threads": 1}}}}))
+    try:
+        return og.Model(config)
+    except Exception as exc:  # onnxruntime-genai raises plain RuntimeError/OrtException
+        if "cuda" not in str(exc).lower():
+            raise BundleError(f"cannot load {bundle}: {exc}") from None
+    print(f"no CUDA here: running {bundle.name} on the CPU provider", file=sys.stderr)
+    config.clear_providers()
+    return og.Model(config)
+
+
+def answer_onnx(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens: int) -> str:
+    """Greedy generation with onnxruntime-genai (the folder's own tokenizer and chat template)."""
+    import numpy as np
+    import onnxruntime_genai as og
+
+    model = open_onnx(bundle, int(settings.get("threads", 2)))
+    tok = og.Tokenizer(model)
+    text = tok.apply_chat_template(json.dumps(messages(settings, prompt)),
+                                   add_generation_prompt=True)
+    ids = tok.encode(text)
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(ids) + max_tokens, do_sample=False)
+    gen = og.Generator(model, params)
+    gen.append_tokens(np.asarray([ids], dtype=np.int32))
+    eos = json.loads((bundle / "genai_config.json").read_text())["model"]["eos_token_id"]
+    eos = set(eos) if isinstance(eos, list) else {eos}
+    out: list[int] = []
+    while not gen.is_done() and len(out) < max_tokens:
+        gen.generate_next_token()
+        token = int(gen.get_next_tokens()[0])
+        if token in eos:
+            break
+        out.append(token)
+    return str(tok.decode(np.asarray(out, dtype=np.int32))).strip()
+
+
+def answer(bundle: Path | str, prompt: str, max_tokens: int | None = None) -> str:
+    """The bundle's answer to one prompt, with the generation defaults it ships."""
+    bundle = Path(bundle)
+    settings = load_settings(bundle)
+    if not (bundle / settings["model"]).exists():
+        raise BundleError(f"{bundle / settings['model']} is missing: the bundle is incomplete")
+    limit = int(max_tokens or settings["max_tokens"])
+    if settings["format"] == "gguf":
+        return answer_gguf(bundle, settings, prompt, limit)
+    if settings["format"] == "onnx":
+        return answer_onnx(bundle, settings, prompt, limit)
+    raise BundleError(f"{bundle / SETTINGS_FILE}: unknown format {settings['format']!r}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print(f"usage: python {sys.argv[0]} \"your prompt\"", file=sys.stderr)
+        sys.exit(2)
+    try:
+        print(answer(Path(__file__).resolve().parent, sys.argv[1]))
+    except BundleError as exc:
+        print(f"run.py: error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,180 @@
+"""Bundle stage: everything needed to run the shipped student, in one folder per target.
+
+setup: the target's export (GGUF file or onnxruntime-genai folder), the student's HF folder
+       (tokenizer + chat template) and the build's report.json (the numbers for the card).
+run:   write `bundle/` with
+         the artifact (GGUF: the file; ONNX: the builder's folder layout — model.onnx(+data),
+           genai_config.json, tokenizer files — at the bundle's top level, as
+           onnxruntime-genai loads it),
+         tokenizer files and chat template, generation.json (system prompt and user template
+           the student was trained with, greedy decoding, max_tokens, context, threads),
+         run.py (the runnable snippet: `pipeline/run_bundle.py`, copied verbatim — it needs
+           only the bundle and its runtime), README.md (model card: lineage, data card summary,
+           quality and speed numbers, quality gate, how to run it), and for GGUF an Ollama
+           Modelfile.
+The runner publishes it as build/<target>/bundle/.
+
+Example:
+    distill-edge build --target cpu-int4
+    distill-edge run build/cpu-int4/bundle "Ann Lee wants 2 lamps delivered to Oslo on 2025-03-04"
+    python build/cpu-int4/bundle/run.py "Ann Lee wants 2 lamps delivered to Oslo on 2025-03-04"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pipeline import run_bundle
+from pipeline.config import BuildConfig
+from pipeline.stage import StageContext
+from pipeline.targets import Target
+
+# Tokenizer files a runtime or a user may need beside the artifact (those that exist are copied).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "chat_template.jinja", "vocab.json", "merges.txt", "generation_config.json")
+
+# Ollama TEMPLATEs per chat-template family, found by a marker in the HF chat template
+# (data: add a row for another family). Unknown families get no TEMPLATE line: Ollama then
+# reads the GGUF's own tokenizer.chat_template.
+OLLAMA_TEMPLATES: dict[str, tuple[str, str]] = {
+    "<|im_start|>": (  # ChatML (SmolLM2, Qwen2.5)
+        "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
+        "{{ if .Prompt }}<|im_start|>user\n{{ .Prompt }}<|im_end|>\n{{ end }}"
+        "<|im_start|>assistant\n{{ .Response }}<|im_end|>\n",
+        "<|im_end|>"),
+}
+
+
+def _link(src: Path, dest: Path) -> None:
+    try:  # a hard link into the cache costs no space
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
+def modelfile(artifact: str, gen: dict[str, Any], chat_template: str) -> str:
+    """An Ollama Modelfile: the GGUF, the trained system prompt, greedy defaults."""
+    lines = ["# Ollama: ollama create my-student -f Modelfile && ollama run my-student \"prompt\"",
+             f"FROM ./{artifact}"]
+    family = next((v for k, v in OLLAMA_TEMPLATES.items() if k in (chat_template or "")), None)
+    if family:
+        lines.append(f'TEMPLATE """{family[0]}"""')
+        lines.append(f'PARAMETER stop "{family[1]}"')
+    if gen["user_template"] != "{prompt}":
+        lines.append(f"# the student was trained with user messages of the form {gen['user_template']!r}")
+    lines += [f'SYSTEM """{gen["system"]}"""', "PARAMETER temperature 0",
+              f"PARAMETER num_ctx {gen['n_ctx']}", f"PARAMETER num_predict {gen['max_tokens']}"]
+    return "\n".join(lines) + "\n"
+
+
+def _row_line(row: dict[str, Any]) -> str:
+    cells = [row["label"], f"{row.get('file_mb', 0):.1f}", f"{row.get('field_accuracy', 0):.3f}",
+             f"{row.get('decode_tok_s') or 0:.1f}"]
+    kl, same = row.get("kl_vs_reference"), row.get("greedy_agreement")
+    cells += ["–" if kl is None else f"{kl:.4f}", "–" if same is None else f"{same:.2f}"]
+    return "| " + " | ".join(cells) + " |"
+
+
+def model_card(s: dict[str, Any], report: dict[str, Any], gen: dict[str, Any]) -> str:
+    """README.md of the bundle: what it is, where it came from, how good and fast, how to run."""
+    rows = report["bench"]["rows"]
+    data, training = report.get("data") or {}, report.get("training") or {}
+    gate = report["gate"]
+    lines = [
+        f"# {s['task']} student — target `{s['target']}` ({s['format']} {s['quant']})", "",
+        f"Built by distill-edge. Runtime: {s['runtime']}"
+        + (f" ({s['execution_provider']} execution provider)" if s["format"] == "onnx" else "")
+        + f". Numbers measured on {s['benchmarked_on']}, {report['bench'].get('threads')} threads.",
+        "", "## Lineage", "",
+        f"- teacher: `{s['teacher']}` answered {data.get('rows_in', '?')} task prompts",
+        f"- filter: kept {data.get('kept', '?')}, dropped {data.get('dropped', '?')} "
+        f"({json.dumps(data.get('drops_by_reason', {}))})",
+        f"- student: `{s['student']}` fine-tuned on the kept answers "
+        f"({training.get('examples', '?')} examples, {training.get('steps', '?')} steps; held-out "
+        f"loss {training.get('first_eval_loss', '?')} → {training.get('final_eval_loss', '?')})",
+        f"- export: {s['format']} {s['quant']} (`{s['artifact']}`)", "",
+        "## Quality and speed (held-out eval prompts)", "",
+        "| artifact | size MB | field accuracy | decode tok/s | KL vs fp32 student | same answer as fp32 |",
+        "|---|---|---|---|---|---|",
+        *[_row_line(r) for r in rows if r["role"] in ("teacher", "base", "distilled_torch", "distilled")],
+        "", f"Verdict: {report['verdict']['text']}", "",
+        f"Quality gate: {'PASS' if gate['passed'] else 'FAIL'}"
+        + "".join(f"\n- {c['text']}: {'pass' if c['passed'] else 'FAIL'}" for c in gate["checks"]),
+        "", "## Run it", "", "```sh", "python run.py \"your prompt\"          # needs only this folder",
+        "distill-edge run . \"your prompt\"", "```"]
+    if s["format"] == "gguf":
+        lines += ["", "Ollama: `ollama create my-student -f Modelfile`.",
+                  "llama.cpp: `llama-cli -m " + gen["model"] + " -sys \"$(jq -r .system generation.json)\"`."]
+    else:
+        lines += ["", "onnxruntime-genai loads this folder as is (`og.Model(\".\")`)."]
+    lines += ["", "## Prompt format", "", "System prompt (the student was trained with it; keep it):",
+              "", "```", gen["system"], "```", "",
+              f"User message: `{gen['user_template']}`. Decoding: greedy, at most "
+              f"{gen['max_tokens']} new tokens."]
+    return "\n".join(lines) + "\n"
+
+
+def _copy_artifact(export: Path, artifact: str, bundle: Path) -> str:
+    """The artifact into the bundle; returns its name relative to the bundle."""
+    src = export / artifact
+    if src.is_dir():  # onnxruntime-genai folder: its files are the bundle's top level
+        for f in src.iterdir():
+            _link(f, bundle / f.name)
+        return "genai_config.json"
+    _link(src, bundle / artifact)
+    return artifact
+
+
+class BundleStage:
+    name = "bundle"
+    version = "1"
+    libraries = ()
+    resumable = False
+
+    def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+        def who(src: Any) -> str:  # a catalog name, a path, or an endpoint's model
+            return (src.model or src.path
+                    or f"{getattr(src, 'model_name', '')} at {getattr(src, 'base_url', '')}")
+
+        return {"target": target.name, "format": target.format, "quant": target.quant,
+                "artifact": target.artifact(), "runtime": target.runtime,
+                "execution_provider": target.execution_provider, "threads": target.threads,
+                "n_ctx": target.n_ctx, "benchmarked_on": target.benchmarked_on,
+                "max_tokens": config.bench.max_tokens, "task": config.task.name,
+                "teacher": who(config.teacher), "student": who(config.student),
+                # run.py is part of the output: a change to it re-bundles
+                "runner_sha256": hashlib.sha256(Path(run_bundle.__file__).read_bytes()).hexdigest()}
+
+    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+        return {}
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        s, export = ctx.settings, ctx.inputs["export"]
+        report = json.loads((ctx.inputs["report"] / "report.json").read_text())
+        if not report["gate"]["passed"]:  # nothing deployable from an artifact that failed
+            ctx.log("no bundle: the target's quality gate failed (see the report)")
+            return {"files": [], "skipped": "quality gate failed"}
+        bundle = ctx.out_dir / "bundle"
+        bundle.mkdir()
+        model = _copy_artifact(export, s["artifact"], bundle)
+        fmt = json.loads((export / "prompt_format.json").read_text())
+        for name in TOKENIZER_FILES:
+            if (ctx.inputs["distill"] / name).is_file() and not (bundle / name).exists():
+                shutil.copyfile(ctx.inputs["distill"] / name, bundle / name)
+        gen = {"format": s["format"], "model": model if s["format"] == "gguf" else ".",
+               "system": fmt["system"], "user_template": fmt["user_template"],
+               "max_tokens": s["max_tokens"], "temperature": 0.0, "n_ctx": s["n_ctx"],
+               "threads": s["threads"], "execution_provider": s["execution_provider"]}
+        (bundle / run_bundle.SETTINGS_FILE).write_text(json.dumps(gen, indent=2) + "\n")
+        shutil.copyfile(run_bundle.__file__, bundle / "run.py")
+        (bundle / "README.md").write_text(model_card(s, report, gen))
+        if s["format"] == "gguf":
+            (bundle / "Modelfile").write_text(modelfile(model, gen, fmt.get("chat_template") or ""))
+        files = sorted(p.name for p in bundle.iterdir())
+        ctx.log(f"bundle: {', '.join(files)}")
+        return {"files": files}
