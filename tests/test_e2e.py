@@ -54,7 +54,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("e2e")
     targets = root / "targets"
     targets.mkdir()
-    for name, quant, extra in (("t-int4", "Q4_K_M", ""), ("t-int8", "Q8_0", ""),
+    for name, quant, extra in (("t-int4", "Q4_K_M", 'calibration = "imatrix"'), ("t-int8", "Q8_0", ""),
                                ("t-gate", "Q4_K_M", "min_field_accuracy = 1.0"),
                                ("t-onnx", "int4", "")):
         fmt, runtime = ("onnx", "onnxruntime") if name == "t-onnx" else ("gguf", "llama.cpp")
@@ -105,6 +105,9 @@ def test_first_build_publishes_everything(built: dict) -> None:
     export = next(s for s in manifest["steps"] if s["step"] == "export")
     gguf = next(f for f in export["files"] if f["path"] == "model.Q4_K_M.gguf")
     assert len(gguf["sha256"]) == 64 and gguf["bytes"] == (out / "model.Q4_K_M.gguf").stat().st_size
+    # calibrated on the task's kept rows: every matmul of the 30-layer student has its column stats
+    imatrix = json.loads((Path(export["path"]) / "imatrix.json").read_text())
+    assert imatrix["rows"] >= 1 and len(imatrix["tensors"]) == 30 * 7 + 1
     assert "| distilled Q4_K_M |" in (out / "report.md").read_text()
 
 

@@ -95,3 +95,12 @@ def test_greedy_agreement_counts_identical_answers() -> None:
                {"distilled_torch": "c", "distilled": "d", "distilled_fp": "c", "base": "e"}]
     assert greedy_agreement(answers, "distilled_torch") == {"base": 0.0, "distilled_fp": 1.0,
                                                            "distilled": 0.5}
+
+
+def test_quant_loss_exactly_at_the_limit_passes() -> None:
+    """0.900 - 0.880 is 0.020000000000000018 in floats: "at most 2 points" must still hold."""
+    from benchmarks.verdict import quality_gate
+
+    rows = [_row("distilled_torch", 0.9, 0.3, 14.0), _row("distilled", 0.88, 0.1, 80.0)]
+    gate = quality_gate(rows, min_field_accuracy=None, max_quant_loss=0.02)
+    assert gate["passed"] and gate["checks"][0]["value"] == 0.02

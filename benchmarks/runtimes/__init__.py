@@ -38,10 +38,13 @@ class Runtime(Protocol):
 
 def runtime_for(model: str | Path) -> str:
     """Which adapter runs an artifact: a GGUF file -> llama.cpp, an onnxruntime-genai folder
-    (genai_config.json) -> onnxruntime, any other (HF) folder -> torch."""
+    (genai_config.json) -> onnxruntime, a bare model.onnx folder -> plain onnxruntime, any
+    other (HF) folder -> torch."""
     if str(model).endswith(".gguf"):
         return "llama_cpp"
-    return "onnxruntime" if (Path(model) / "genai_config.json").is_file() else "torch"
+    if (Path(model) / "genai_config.json").is_file():
+        return "onnxruntime"
+    return "onnxruntime_plain" if (Path(model) / "model.onnx").is_file() else "torch"
 
 
 def open_runtime(name: str, model: str, n_ctx: int, threads: int) -> Runtime:
@@ -54,6 +57,10 @@ def open_runtime(name: str, model: str, n_ctx: int, threads: int) -> Runtime:
         from benchmarks.runtimes.onnx_genai import OnnxGenaiRuntime
 
         return OnnxGenaiRuntime(model, threads)
+    if name == "onnxruntime_plain":  # optimum-style KV-cache export (benchmarks.onnx_paths)
+        from benchmarks.runtimes.onnx_plain import OrtRuntime
+
+        return OrtRuntime(model, threads)
     if name == "torch":
         from benchmarks.runtimes.torch_hf import TorchRuntime
 

@@ -90,7 +90,7 @@ def build_report(ctx: StageContext) -> dict[str, Any]:
 
 class ReportStage:
     name = "report"
-    version = "7"
+    version = "8"
     libraries = REPORT_LIBRARIES + ("matplotlib",)
     resumable = False
 
