@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pipeline.cache import read_jsonl
 from pipeline.stage import StageContext
 
 COLUMNS = (("profile", "profile", "{}"), ("artifact", "label", "{}"), ("size MB", "file_mb", "{:.1f}"),
@@ -28,10 +29,6 @@ COLUMNS = (("profile", "profile", "{}"), ("artifact", "label", "{}"), ("size MB"
            ("same answer as fp32", "greedy_agreement", "{:.3f}"), ("gate", "gate", "{}"),
            ("speed measured on", "benchmarked_on", "{}"))
 UNTIL = "bench_student"  # every step the table needs: the exports and the fp32 reference
-
-
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
 def prepare(names: list[str], config: Path | None, root: Path) -> list[dict[str, Any]]:
@@ -73,8 +70,8 @@ def measure(builds: list[dict[str, Any]], out_dir: Path) -> tuple[list[dict[str,
                        inputs={"student": first["paths"]["distill"], "eval_data": evals})
     run_rows(ctx, rows, reference=reference / REFERENCE_FILE)
     torch_rows = json.loads((reference / "bench.json").read_text())["rows"]
-    answers = [{**a, **b} for a, b in zip(_jsonl(reference / "answers.jsonl"),
-                                          _jsonl(out_dir / "answers.jsonl"), strict=True)]
+    answers = [{**a, **b} for a, b in zip(read_jsonl(reference / "answers.jsonl"),
+                                          read_jsonl(out_dir / "answers.jsonl"), strict=True)]
     return torch_rows + json.loads((out_dir / "bench.json").read_text())["rows"], answers
 
 

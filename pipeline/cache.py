@@ -74,6 +74,19 @@ def describe_files(folder: Path) -> list[dict[str, Any]]:
     return files
 
 
+def link_or_copy(src: Path | str, dest: Path | str) -> None:
+    """Hard-link a cached file into a published place (no space), else copy it."""
+    try:
+        os.link(src, dest)
+    except OSError:  # another filesystem
+        shutil.copy2(src, dest)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSONL file a stage wrote (blank lines skipped)."""
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON via a temp file + rename: a reader never sees half a file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

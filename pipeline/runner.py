@@ -27,6 +27,7 @@ from pipeline.cache import (
     commit_dir,
     describe_files,
     library_versions,
+    link_or_copy,
     read_meta,
     stage_key,
     write_json_atomic,
@@ -191,13 +192,6 @@ def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None 
     return manifest
 
 
-def _link_or_copy(src: Path | str, dest: Path | str) -> None:
-    try:  # a hard link costs no space; fall back to a copy across filesystems
-        os.link(src, dest)
-    except OSError:
-        shutil.copy2(src, dest)
-
-
 def publish(out_dir: Path, paths: dict[str, Path], target: Target, manifest: dict[str, Any]) -> None:
     """Copy published files + manifest into out_dir via a temp dir and renames."""
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
@@ -207,9 +201,9 @@ def publish(out_dir: Path, paths: dict[str, Path], target: Target, manifest: dic
         for pattern in step.publish:
             src = paths[step.id] / pattern.format(artifact=target.artifact())
             if src.is_dir():
-                shutil.copytree(src, tmp / src.name, copy_function=_link_or_copy)
+                shutil.copytree(src, tmp / src.name, copy_function=link_or_copy)
             elif src.is_file():
-                _link_or_copy(src, tmp / src.name)
+                link_or_copy(src, tmp / src.name)
     write_json_atomic(tmp / "manifest.json", manifest)
     old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
     if out_dir.exists():

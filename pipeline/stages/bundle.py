@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from pipeline import run_bundle
+from pipeline.cache import link_or_copy
 from pipeline.config import BuildConfig
 from pipeline.stage import StageContext
 from pipeline.targets import Target
@@ -48,13 +48,6 @@ OLLAMA_TEMPLATES: dict[str, tuple[str, str]] = {
         "<|im_start|>assistant\n{{ .Response }}<|im_end|>\n",
         "<|im_end|>"),
 }
-
-
-def _link(src: Path, dest: Path) -> None:
-    try:  # a hard link into the cache costs no space
-        os.link(src, dest)
-    except OSError:
-        shutil.copy2(src, dest)
 
 
 def modelfile(artifact: str, gen: dict[str, Any], chat_template: str) -> str:
@@ -124,9 +117,9 @@ def _copy_artifact(export: Path, artifact: str, bundle: Path) -> str:
     src = export / artifact
     if src.is_dir():  # onnxruntime-genai folder: its files are the bundle's top level
         for f in src.iterdir():
-            _link(f, bundle / f.name)
+            link_or_copy(f, bundle / f.name)
         return "genai_config.json"
-    _link(src, bundle / artifact)
+    link_or_copy(src, bundle / artifact)
     return artifact
 
 

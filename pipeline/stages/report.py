@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pipeline.cache import file_sha256, library_versions, read_meta
+from pipeline.cache import file_sha256, library_versions, read_jsonl, read_meta
 from pipeline.config import BuildConfig
 from pipeline.stage import StageContext
 from pipeline.targets import Target
@@ -38,10 +38,6 @@ def _curve(log_path: Any, max_points: int = 300) -> list[dict[str, Any]]:
         {"step": p["step"], "eval_loss": p["eval_loss"]} for p in points if "eval_loss" in p]
 
 
-def _jsonl(path: Any) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-
-
 def build_report(ctx: StageContext) -> dict[str, Any]:
     """The report dict (report.json) from the stage inputs."""
     from benchmarks.quality import greedy_agreement, teacher_agreement
@@ -55,7 +51,7 @@ def build_report(ctx: StageContext) -> dict[str, Any]:
                             for r in json.loads((ctx.inputs[step] / "bench.json").read_text())["rows"]),
                            key=lambda r: ROLE_ORDER.index(r["role"]))
     answers = [{**t, **st, **a} for t, st, a in zip(
-        *(_jsonl(ctx.inputs[step] / "answers.jsonl") for step in steps), strict=True)]
+        *(read_jsonl(ctx.inputs[step] / "answers.jsonl") for step in steps), strict=True)]
     agreement = teacher_agreement(answers)
     same = greedy_agreement(answers, "distilled_torch")
     for row in bench["rows"]:
