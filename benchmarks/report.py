@@ -95,10 +95,14 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
             f"{t.get('decode_tok_s')} tok/s overall."]))
     if train := report.get("training"):
         out.append(("Training", [
-            f"{train['examples']} examples, {train['steps']} steps, loss {train['first_loss']} → "
+            f"{train.get('mode', 'sequence')}-level KD"
+            + (f", LoRA rank {train['lora_rank']} (merged)" if train.get("lora_rank") else "")
+            + f": {train['examples']} examples, {train['steps']} steps, loss {train['first_loss']} → "
             f"{train['final_loss']}, {train['train_tokens_per_s']} tokens/s."
             + (f" Held-out loss (eval split reference answers) {train['first_eval_loss']} → "
-               f"{train['final_eval_loss']}." if "final_eval_loss" in train else "")]))
+               f"{train['final_eval_loss']}." if "final_eval_loss" in train else "")
+            + (f" Held-out KL to the teacher {train['first_eval_kl']} → {train['final_eval_kl']}."
+               if "final_eval_kl" in train else "")]))
     walls = report.get("stage_wall_s", {})
     out.append(("Stage wall times (when computed)",
                 [", ".join(f"{k} {v:.0f} s" for k, v in walls.items()) or "none"]))

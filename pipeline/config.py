@@ -122,6 +122,27 @@ class FilterConfig(_Strict):
 
 
 class DistillConfig(_Strict):
+    # sequence: fine-tune on the teacher's text (any pair). logits: also match the teacher's
+    # next-token distribution (needs one vocabulary). auto: logits when the two tokenizers'
+    # token->id maps are identical, else sequence, with the reason logged.
+    mode: Literal["sequence", "logits", "auto"] = "sequence"
+    kd_loss: Literal["forward_kl", "reverse_kl", "jsd"] = "forward_kl"
+    kd_weight: float = Field(0.5, ge=0, le=1)  # loss = (1-w)*CE + w*KD
+    temperature: float = Field(1.0, gt=0)
+    beta: float = Field(0.5, gt=0, lt=1)  # jsd's interpolation
+    # cached: the teacher's top-k per reply token, computed once (teacher_logits stage; GGUF or
+    # HF teacher). on_the_fly: full logits from an HF teacher inside the training loop.
+    teacher_logits: Literal["cached", "on_the_fly"] = "cached"
+    top_k: int = Field(64, ge=1, le=1024)
+    on_policy: float = Field(0.0, ge=0, le=1)  # GKD's lambda: fraction of steps on student samples
+    lora_rank: int = Field(0, ge=0)  # 0: full fine-tune; > 0: LoRA (peft), merged before export
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    checkpoint_every: int = Field(25, ge=0)  # steps; 0 = no checkpoints (no resume)
+    eval_every: int = Field(0, ge=0)  # steps; 0 = every epoch
+    eval_rows: int = Field(0, ge=0)  # held-out rows evaluated; 0 = task.max_eval_rows
+    # how to start training: "" in this process, or e.g. "accelerate launch --num_processes 2"
+    launcher: str = ""
     epochs: float = Field(3.0, gt=0)
     learning_rate: float = Field(2e-4, gt=0)
     batch_size: int = Field(8, ge=1)
@@ -163,6 +184,20 @@ class BuildConfig(_Strict):
     distill: DistillConfig = DistillConfig()
     bench: BenchConfig = BenchConfig()
     goal: GoalConfig = GoalConfig()
+
+    @model_validator(mode="after")
+    def _kd_needs(self) -> BuildConfig:
+        d, backend = self.distill, self.teacher.backend
+        if d.mode == "logits" and backend == "openai":
+            raise ValueError("distill.mode = 'logits' needs a local teacher: an HTTP endpoint "
+                             "gives no logits (use mode = 'sequence' or 'auto')")
+        if d.mode != "sequence" and d.teacher_logits == "on_the_fly" and backend != "transformers":
+            raise ValueError("distill.teacher_logits = 'on_the_fly' needs teacher.backend = "
+                             "'transformers' (an HF folder); use 'cached' for a GGUF teacher")
+        if d.on_policy > 0 and (d.mode == "sequence" or d.teacher_logits != "on_the_fly"):
+            raise ValueError("distill.on_policy > 0 needs mode = 'logits' or 'auto' and "
+                             "teacher_logits = 'on_the_fly' (the teacher scores student samples)")
+        return self
 
 
 def validation_line(err: ValidationError, source: str) -> str:

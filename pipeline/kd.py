@@ -14,8 +14,11 @@ distributions softened, the loss scaled by τ² so its gradients keep their size
   jsd         β·KL(p_T ‖ m) + (1−β)·KL(p_S ‖ m), m = β·p_T + (1−β)·p_S
               (GKD's generalized Jensen-Shannon divergence; TRL's convention, 0 < β < 1)
 The teacher's logits are detached: gradients reach only the student.
-Status: the losses and the mode decision (issue 4, items 1-2); the distill stage does not call
-them yet — sequence-level KD is what it trains today.
+
+`kd_loss_topk` is the same on a teacher cached as its top-k log-probs per token (the
+`teacher_logits` stage): the teacher is renormalised over its k ids; forward KL scores the
+student's full-vocabulary log-probs at those ids (mass it puts elsewhere is still penalised),
+reverse KL and JSD renormalise the student over the same k ids (they need a distribution).
 
 Example:
     >>> import torch
@@ -28,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -43,6 +47,17 @@ class ModeDecision:
     shared_vocab: int | None = None  # logit rows both models agree on (the rest is padding)
 
 
+# Filler entries GGUF converters add to pad a vocabulary up to the logit rows ("[PAD151643]"):
+# a GGUF tokenizer lists them, the same model's Hugging Face tokenizer does not.
+_FILLER = re.compile(r"\[PAD\d+\]|<\|PAD_TOKEN\|>|<pad_\d+>")
+
+
+def _real(vocab: dict[str, int], other: dict[str, int]) -> dict[str, int]:
+    """vocab without padding fillers past the other map's last id (trimmed rows anyway)."""
+    top = max(other.values(), default=-1)
+    return {t: i for t, i in vocab.items() if not (i > top and _FILLER.fullmatch(t))}
+
+
 def _differences(a: dict[str, int], b: dict[str, int]) -> int:
     return sum(1 for tok, i in a.items() if b.get(tok) != i) + sum(1 for tok in b if tok not in a)
 
@@ -54,7 +69,8 @@ def choose_mode(requested: str, student_tok: Any, teacher_tok: Any, student_rows
     `*_rows` are the models' logit rows (their config.vocab_size, padding included)."""
     if requested == "sequence":
         return ModeDecision("sequence", "requested")
-    s_map, t_map = student_tok.get_vocab(), teacher_tok.get_vocab()
+    s_raw, t_raw = student_tok.get_vocab(), teacher_tok.get_vocab()
+    s_map, t_map = _real(s_raw, t_raw), _real(t_raw, s_raw)
     differ = _differences(s_map, t_map)
     if differ:
         reason = (f"the tokenizers differ: {differ:,} tokens are missing from one or map to "
@@ -83,16 +99,47 @@ def _kl(log_p: Any, log_q: Any) -> Any:
     return (log_p.exp() * (log_p - log_q)).sum(-1)
 
 
+def _check(temperature: float) -> None:
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0")
+
+
 def kd_loss(student_logits: Any, teacher_logits: Any, mask: Any, loss: Loss = "forward_kl",
             temperature: float = 1.0, beta: float = 0.5) -> Any:
     """Mean divergence over the masked (response) positions; logits [batch, seq, vocab]."""
+    import torch.nn.functional as F
+
+    _check(temperature)
+    log_s = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    log_t = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)
+    return _masked_mean(divergence(log_s, log_t, loss, beta), mask) * temperature**2
+
+
+def kd_loss_topk(student_logits: Any, teacher_ids: Any, teacher_logprobs: Any,
+                 loss: Loss = "forward_kl", temperature: float = 1.0, beta: float = 0.5) -> Any:
+    """Mean divergence over positions [n, vocab] against a cached teacher top-k ([n, k] each)."""
     import torch
     import torch.nn.functional as F
 
-    if temperature <= 0:
-        raise ValueError("temperature must be > 0")
-    log_s = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    log_t = F.log_softmax(teacher_logits.detach().float() / temperature, dim=-1)
+    _check(temperature)
+    log_t = F.log_softmax(teacher_logprobs.detach().float() / temperature, dim=-1)
+    log_s = F.log_softmax(student_logits.float() / temperature, dim=-1).gather(
+        -1, teacher_ids.long())
+    if loss != "forward_kl":  # reverse KL / JSD need the student as a distribution on the k ids
+        log_s = log_s - torch.logsumexp(log_s, dim=-1, keepdim=True)
+    ones = torch.ones(log_s.shape[:-1], dtype=torch.bool, device=log_s.device)
+    return _masked_mean(divergence(log_s, log_t, loss, beta), ones) * temperature**2
+
+
+def _masked_mean(per_token: Any, mask: Any) -> Any:
+    mask = mask.to(per_token.dtype)
+    return (per_token * mask).sum() / mask.sum().clamp(min=1)
+
+
+def divergence(log_s: Any, log_t: Any, loss: Loss, beta: float = 0.5) -> Any:
+    """Per-position divergence between student and teacher log-probs (last dim)."""
+    import torch
+
     if loss == "forward_kl":
         per_token = _kl(log_t, log_s)
     elif loss == "reverse_kl":
@@ -105,5 +152,13 @@ def kd_loss(student_logits: Any, teacher_logits: Any, mask: Any, loss: Loss = "f
         per_token = beta * _kl(log_t, log_m) + (1 - beta) * _kl(log_s, log_m)
     else:
         raise ValueError(f"unknown KD loss {loss!r}")
-    mask = mask.to(per_token.dtype)
-    return (per_token * mask).sum() / mask.sum().clamp(min=1) * temperature**2
+    return per_token
+
+
+def topk(logits: Any, k: int) -> tuple[Any, Any]:
+    """The teacher's k most likely ids and their log-probs (full softmax), per position."""
+    import torch
+
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    values, ids = logp.topk(min(k, logp.shape[-1]), dim=-1)
+    return ids.to(torch.int32), values

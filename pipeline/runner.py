@@ -59,8 +59,13 @@ PLAN: tuple[Step, ...] = (
     Step("teacher", "teacher", {"teacher_model": "@teacher_model", "train_data": "@train_data"}),
     Step("filter", "filter", {"teacher": "teacher"}),
     Step("student_base", "student_base", {"student_model": "@student_model"}),
+    # sequence vs logit KD, and the teacher's cached top-k per reply token when logits
+    Step("teacher_logits", "teacher_logits", {"teacher_model": "@teacher_model",
+                                              "base": "student_base", "data": "filter",
+                                              "eval_data": "@eval_data"}),
     Step("distill", "distill", {"base": "student_base", "data": "filter",
-                                "eval_data": "@eval_data"}),
+                                "eval_data": "@eval_data", "teacher_logits": "teacher_logits",
+                                "teacher_model": "@teacher_model"}),
     # "calibration": the task's kept teacher rows, for profiles that quantize data-aware
     Step("export_base", EXPORT, {"model": "student_base", "calibration": "filter"}),
     Step("export", EXPORT, {"model": "distill", "calibration": "filter"},

@@ -27,7 +27,7 @@ def tiny_gguf(tiny_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _texts(tiny_hf: Path) -> list[dict[str, Any]]:
     from pipeline.models.hf import load_tokenizer
-    from pipeline.stages.distill import IGNORE, encode_example
+    from pipeline.sft_data import IGNORE, encode_example
 
     tok = load_tokenizer(tiny_hf)
     out = []

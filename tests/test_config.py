@@ -30,12 +30,27 @@ def _write(tmp_path: Path, text: str) -> Path:
     ('[teacher]\nmodel="x"\npath="y.gguf"\n[student]\nmodel="y"\n', "exactly one of"),
     ('[student]\nmodel="y"\n', "teacher: Field required"),
     ('[teacher]\nmodel="x"\n[student]\nmodel="y"\n[distill]\nbatch_size=0\n', "distill.batch_size"),
+    ('[teacher]\nmodel="x"\n[student]\nmodel="y"\n[distill]\nmode="logit"\n', "distill.mode"),
+    ('[teacher]\nmodel="x"\n[student]\nmodel="y"\n[distill]\nmode="auto"\nteacher_logits="on_the_fly"\n',
+     "teacher_logits = 'on_the_fly' needs teacher.backend = 'transformers'"),
+    ('[teacher]\nbackend="openai"\nbase_url="http://h/v1"\nmodel_name="m"\n[student]\nmodel="y"\n'
+     '[distill]\nmode="logits"\n', "an HTTP endpoint gives no logits"),
+    ('[teacher]\nmodel="x"\n[student]\nmodel="y"\n[distill]\nmode="logits"\non_policy=0.5\n',
+     "on_policy > 0 needs"),
+    ('[teacher]\nmodel="x"\n[student]\nmodel="y"\n[distill]\nkd_weight=1.5\n', "distill.kd_weight"),
 ])
 def test_bad_config_names_the_key(tmp_path: Path, body: str, expected: str) -> None:
     with pytest.raises(UserError) as err:
         load_config(_write(tmp_path, body))
     assert expected in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_example_configs_validate() -> None:
+    from pipeline.config import BuildConfig
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.toml")):
+        assert isinstance(load_config(path), BuildConfig), path
 
 
 def test_malformed_and_missing_files(tmp_path: Path) -> None:

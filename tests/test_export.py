@@ -38,7 +38,7 @@ def test_imatrix_quantization_uses_the_task_activations(tiny_hf: Path, tiny_f16:
 
     from pipeline.models import imatrix
     from pipeline.models.hf import load_tokenizer
-    from pipeline.stages.distill import encode_example
+    from pipeline.sft_data import encode_example
 
     tok = load_tokenizer(tiny_hf)
     texts = [encode_example(tok, "You extract orders.", p, r)[0]

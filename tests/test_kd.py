@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pipeline.errors import UserError
-from pipeline.kd import choose_mode, kd_loss, trim
+from pipeline.kd import choose_mode, kd_loss, kd_loss_topk, topk, trim
 
 
 class _Tok:
@@ -37,6 +37,18 @@ def test_auto_trims_padded_rows_of_one_family() -> None:
     assert decision.mode == "logits" and decision.shared_vocab == 3
     assert "trimmed to the 3 shared ids" in decision.reason
     assert trim(torch.zeros(2, 5, 16), decision.shared_vocab).shape == (2, 5, 3)
+
+
+def test_gguf_padding_fillers_are_not_a_different_vocabulary() -> None:
+    """A GGUF teacher lists "[PAD3]".. fillers up to its logit rows; the same model's HF
+    tokenizer does not. Fillers past the other map are padding, trimmed; a filler-looking token
+    inside the other's range still counts as a difference."""
+    hf = _Tok({"a": 0, "b": 1, "c": 2})
+    gguf = _Tok({"a": 0, "b": 1, "c": 2, "[PAD3]": 3, "[PAD4]": 4})
+    decision = choose_mode("auto", hf, gguf, student_rows=5, teacher_rows=5)
+    assert decision.mode == "logits" and decision.shared_vocab == 3
+    clash = _Tok({"a": 0, "[PAD1]": 1, "c": 2})
+    assert choose_mode("auto", hf, clash, 3, 3).mode == "sequence"
 
 
 def test_auto_falls_back_to_sequence_for_different_tokenizers() -> None:
@@ -87,3 +99,29 @@ def test_gradients_reach_only_the_student() -> None:
         kd_loss(student, teacher, torch.ones(2, 3, dtype=torch.bool), loss).backward()
         assert student.grad is not None and student.grad.abs().sum() > 0
         assert teacher.grad is None
+
+
+@pytest.mark.parametrize("loss", ["forward_kl", "reverse_kl", "jsd"])
+def test_top_k_with_every_id_is_the_dense_loss(loss: str) -> None:
+    """A cache of all V ids is no approximation: the sparse loss equals the dense one."""
+    torch.manual_seed(0)
+    student, teacher = torch.randn(6, 7), torch.randn(6, 7)
+    ids, logp = topk(teacher, 7)
+    assert math.isclose(float(logp.exp().sum(-1)[0]), 1.0, rel_tol=1e-5)  # full-softmax log-probs
+    dense = kd_loss(student, teacher, torch.ones(6, dtype=torch.bool), loss, 2.0, 0.3)
+    sparse = kd_loss_topk(student, ids, logp, loss, 2.0, 0.3)
+    assert math.isclose(float(dense), float(sparse), rel_tol=1e-4)
+
+
+def test_top_k_forward_kl_by_hand() -> None:
+    """k = 2 of 3 ids: the teacher is renormalised over its two ids; the student's full
+    log-probs are scored there (its mass on the third id still costs)."""
+    student = torch.log(torch.tensor([[0.5, 0.3, 0.2]]))
+    ids = torch.tensor([[0, 1]], dtype=torch.int32)
+    logp = torch.log(torch.tensor([[0.6, 0.2]]))  # the teacher's top-2 (0.2 left elsewhere)
+    q = (0.75, 0.25)
+    expected = q[0] * math.log(q[0] / 0.5) + q[1] * math.log(q[1] / 0.3)
+    assert math.isclose(float(kd_loss_topk(student, ids, logp, "forward_kl")), expected, rel_tol=1e-5)
+    student.requires_grad_(True)
+    kd_loss_topk(student, ids, logp, "reverse_kl").backward()
+    assert student.grad is not None and student.grad.abs().sum() > 0

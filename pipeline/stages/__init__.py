@@ -18,10 +18,11 @@ from pipeline.stages.filter import FilterStage
 from pipeline.stages.report import ReportStage
 from pipeline.stages.student_base import StudentBaseStage
 from pipeline.stages.teacher import TeacherStage
+from pipeline.stages.teacher_logits import TeacherLogitsStage
 
 REGISTRY: dict[str, Stage] = {
     stage.name: stage
-    for stage in (TeacherStage(), FilterStage(), StudentBaseStage(), DistillStage(),
+    for stage in (TeacherStage(), FilterStage(), StudentBaseStage(), TeacherLogitsStage(), DistillStage(),
                   ExportGgufStage(), ExportOnnxStage(), BenchTeacherStage(), BenchStudentStage(),
                   BenchStage(), ReportStage(), BundleStage())
 }

@@ -59,7 +59,7 @@ def score_texts(ctx: StageContext, eval_rows: list[dict[str, Any]]) -> list[dict
     """Token ids of the first `score_rows` eval answers after the student's prompt, made once
     with the student's tokenizer so every artifact is scored on the same ids."""
     from pipeline.models.hf import load_tokenizer
-    from pipeline.stages.distill import IGNORE, encode_example
+    from pipeline.sft_data import IGNORE, encode_example
     from pipeline.tasks.extraction import canonical
 
     s = ctx.settings

@@ -1,199 +1,170 @@
-"""Distill stage: sequence-level KD — supervised fine-tuning of the student on kept teacher rows.
+"""Distill stage: train the student on the kept teacher rows — sequence-level KD (fine-tune on
+the teacher's text), optionally with logit-level KD against the teacher's distribution.
 
 setup:   load the student base folder and tokenizer; render every kept row with the
          student's chat template and its short system prompt (not the teacher's few-shot
-         prompt: context distillation), loss masked to the response tokens.
-run:     AdamW + cosine schedule, bf16 autocast on CPU, shuffled batches, fixed seed.
-cleanup: save an HF safetensors folder + tokenizer + chat template, the training log,
-         and prompt_format.json (the exact messages the student was trained with).
+         prompt: context distillation), loss masked to the response tokens. The mode comes
+         from the teacher_logits stage's decision.json (sequence, or logits with the shared
+         vocabulary and, when cached, the teacher's top-k per reply token); with
+         `teacher_logits = "on_the_fly"` the HF teacher is loaded here, frozen. With
+         `lora_rank > 0` the student gets LoRA adapters on every linear projection (peft).
+run:     pipeline.trainer: AdamW + cosine, bf16 autocast on CPU, checkpoints every
+         `checkpoint_every` steps in this step's partial folder (a killed build resumes
+         from the last one), held-out evals, accelerate (DDP under `distill.launcher`).
+cleanup: merge LoRA into the weights, save an HF safetensors folder + tokenizer + chat
+         template, the training log and prompt_format.json; drop the checkpoints.
 
 Example:
     distill-edge build --target cpu-int4
     tail -3 build/cache/distill/*/train_log.jsonl
+    # the same step on 2 processes (DDP; gloo on CPU, NCCL on GPUs): in the config's [distill]
+    #   launcher = "accelerate launch --num_processes 2"
 """
 
 from __future__ import annotations
 
 import json
-import math
-import time
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
-from pipeline.stage import StageContext
+from pipeline.sft_data import (
+    held_out_rows,
+    kept_rows,
+    prompt_settings,
+    teacher_prefix,
+    teacher_prompt_settings,
+)
+from pipeline.stage import StageContext, log
 from pipeline.targets import Target
+from pipeline.trainer import KD, train
 
-IGNORE = -100  # label value the loss skips (prompt and padding tokens)
-
-
-def _ids(encoded: Any) -> list[int]:
-    return [int(i) for i in encoded["input_ids"]]
+RUNTIME_ONLY = ("launcher", "checkpoint_every")  # how to train, not what: outside the cache key
 
 
-def encode_example(tok: Any, system: str, user: str, response: str) -> tuple[list[int], list[int]]:
-    """Token ids and labels for one chat example; labels cover the reply only."""
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-    prompt = _ids(tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
-                                          return_dict=True))
-    full = _ids(tok.apply_chat_template(messages + [{"role": "assistant", "content": response}],
-                                        tokenize=True, return_dict=True))
-    if full[: len(prompt)] != prompt:
-        # A template that renders history differently would silently mis-mask the loss.
-        raise UserError("the student's chat template does not extend the prompt with the reply: "
-                        "cannot mask the loss to the response")
-    return full, [IGNORE] * len(prompt) + full[len(prompt):]
+def _kd(s: dict[str, Any], inputs: dict[str, Path], decision: dict[str, Any], tok: Any,
+        prompts: dict[str, list[str]]) -> KD | None:
+    """The KD term's inputs for the decided mode (None: sequence-level KD only)."""
+    if decision["mode"] != "logits" or s["kd_weight"] == 0:
+        return None
+    kd = KD(s["kd_loss"], s["kd_weight"], s["temperature"], s["beta"], decision["shared_vocab"],
+            on_policy=s["on_policy"], max_new_tokens=s["max_new_tokens"], pad_id=tok.pad_token_id)
+    if s["teacher_logits"] == "on_the_fly":
+        from pipeline.models.hf import load_causal_lm
+
+        kd.teacher = load_causal_lm(inputs["teacher_model"]).eval().requires_grad_(False)
+        kd.prefixes = {split: [teacher_prefix(tok, s, p) for p in rows]
+                       for split, rows in prompts.items()}
+    else:
+        from pipeline.topk_cache import load_cached
+
+        kd.cached = load_cached(inputs["teacher_logits"])
+    return kd
 
 
-def _batches(examples: list[tuple[list[int], list[int]]], batch_size: int, pad_id: int,
-             order: list[int]) -> list[dict[str, Any]]:
+def with_lora(model: Any, s: dict[str, Any]) -> Any:
+    if not s["lora_rank"]:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=s["lora_rank"], lora_alpha=s["lora_alpha"], lora_dropout=s["lora_dropout"],
+                        target_modules="all-linear", task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def distill(s: dict[str, Any], inputs: dict[str, Path], out_dir: Path,
+            runtime: dict[str, Any]) -> dict[str, Any]:
+    """Setup, train and save; in every process under a launcher, rank 0 writes the outputs."""
     import torch
+    from accelerate import PartialState
 
-    batches = []
-    for start in range(0, len(order), batch_size):
-        chunk = [examples[i] for i in order[start : start + batch_size]]
-        width = max(len(ids) for ids, _ in chunk)
-        ids = [a + [pad_id] * (width - len(a)) for a, _ in chunk]
-        labels = [b + [IGNORE] * (width - len(b)) for _, b in chunk]
-        mask = [[1] * len(a) + [0] * (width - len(a)) for a, _ in chunk]
-        batches.append({"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
-                        "attention_mask": torch.tensor(mask)})
-    return batches
+    from pipeline.models.hf import load_causal_lm, load_tokenizer
 
-
-def eval_loss(model: Any, examples: list[tuple[list[int], list[int]]], s: dict[str, Any],
-              pad_id: int) -> float:
-    """Mean loss per reply token on held-out examples (the eval split's reference answers)."""
-    import torch
-
-    was_training, total, count = model.training, 0.0, 0
-    model.eval()
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=s["bf16"]):
-        for batch in _batches(examples, s["batch_size"], pad_id, list(range(len(examples)))):
-            n = int((batch["labels"][:, 1:] != IGNORE).sum())  # tokens the loss averages over
-            total += float(model(**batch).loss) * n
-            count += n
-    model.train(was_training)
-    return total / max(count, 1)
-
-
-def train(model: Any, examples: list[tuple[list[int], list[int]]], s: dict[str, Any],
-          pad_id: int, log_path: Path,
-          held_out: list[tuple[list[int], list[int]]] | None = None) -> dict[str, Any]:
-    """The SFT loop; returns loss summary. Writes one JSON line per step to log_path, and
-    the held-out loss before training and after every epoch."""
-    import torch
-    from tqdm import tqdm
-    from transformers import get_scheduler
-
-    torch.manual_seed(s["seed"])
-    gen = torch.Generator().manual_seed(s["seed"])
-    per_epoch = math.ceil(len(examples) / s["batch_size"])
-    total = max(1, math.ceil(per_epoch * s["epochs"]))
-    opt = torch.optim.AdamW(model.parameters(), lr=s["learning_rate"],
-                            weight_decay=s["weight_decay"])
-    sched = get_scheduler("cosine", opt, num_warmup_steps=int(total * s["warmup_ratio"]),
-                          num_training_steps=total)
-    model.train()
-    losses: list[float] = []
-    start = time.perf_counter()
-    tokens = 0
-    evals: list[float] = []
-
-    def log_eval(log: Any) -> None:
-        if held_out:
-            evals.append(eval_loss(model, held_out, s, pad_id))
-            log.write(json.dumps({"step": len(losses), "eval_loss": round(evals[-1], 5)}) + "\n")
-
-    with log_path.open("w") as log, tqdm(total=total, desc="distill", unit="step") as bar:
-        log_eval(log)
-        while len(losses) < total:
-            order = torch.randperm(len(examples), generator=gen).tolist()
-            for batch in _batches(examples, s["batch_size"], pad_id, order):
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=s["bf16"]):
-                    loss = model(**batch).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                sched.step()
-                opt.zero_grad(set_to_none=True)
-                losses.append(float(loss.detach()))
-                tokens += int(batch["attention_mask"].sum())
-                elapsed = time.perf_counter() - start
-                log.write(json.dumps({"step": len(losses), "loss": round(losses[-1], 5),
-                                      "lr": sched.get_last_lr()[0], "elapsed_s": round(elapsed, 2)}) + "\n")
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.3f}", tok_s=f"{tokens / elapsed:.0f}")
-                if len(losses) % per_epoch == 0 or len(losses) >= total:
-                    log_eval(log)
-                if len(losses) >= total:
-                    break
-    wall = time.perf_counter() - start
-    tail = losses[-max(1, per_epoch):]
-    return {"steps": total, "first_loss": round(losses[0], 4),
-            "final_loss": round(sum(tail) / len(tail), 4), "train_tokens": tokens,
-            **({"first_eval_loss": round(evals[0], 4), "final_eval_loss": round(evals[-1], 4)}
-               if evals else {}),
-            "train_tokens_per_s": round(tokens / wall, 1), "train_wall_s": round(wall, 1)}
+    torch.set_num_threads(s["threads"])
+    tok, model = load_tokenizer(inputs["base"]), load_causal_lm(inputs["base"])
+    examples, prompts, skipped = kept_rows(tok, s, inputs["data"] / "kept.jsonl")
+    log("distill", f"{len(examples)} examples ({skipped} over max_seq_len skipped)")
+    decision = json.loads((inputs["teacher_logits"] / "decision.json").read_text())
+    log("distill", f"mode {decision['mode']}: {decision['reason']}")
+    held_out, held_prompts = held_out_rows(tok, s, inputs["eval_data"])
+    kd = _kd(s, inputs, decision, tok, {"train": prompts, "eval": held_prompts})
+    trained, summary = train(with_lora(model, s), examples, s | runtime, tok.pad_token_id,
+                             out_dir, held_out, kd)
+    if not PartialState().is_main_process:
+        return summary
+    if s["lora_rank"]:
+        trained = trained.merge_and_unload()  # later stages see a plain HF folder
+    trained.eval()
+    trained.save_pretrained(out_dir, safe_serialization=True)
+    tok.save_pretrained(out_dir)
+    prompt_format = {"system": s["system_prompt"], "user_template": s["user_template"],
+                     "messages": [{"role": "system", "content": s["system_prompt"]},
+                                  {"role": "user", "content": s["user_template"]}],
+                     "chat_template": tok.chat_template}
+    (out_dir / "prompt_format.json").write_text(json.dumps(prompt_format, indent=2))
+    summary = {"mode": decision["mode"], "examples": len(examples), "skipped_too_long": skipped,
+               **({"lora_rank": s["lora_rank"]} if s["lora_rank"] else {}), **summary}
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
 
 
-def _held_out(tok: Any, s: dict[str, Any], eval_path: Path) -> list[tuple[list[int], list[int]]]:
-    """The eval split's reference answers as examples: a loss to watch, never to select on."""
-    from pipeline.tasks import load_rows
-    from pipeline.tasks.extraction import canonical
-
-    rows = load_rows(eval_path, "eval data", need_reference=True)[: s["eval_rows"] or None]
-    return [encode_example(tok, s["system_prompt"], s["user_template"].format(prompt=r["prompt"]),
-                           canonical(r["reference"])) for r in rows]
+def _launch(ctx: StageContext) -> dict[str, Any]:
+    """Run `distill` under the user's launcher (accelerate launch / torchrun) as a module."""
+    job = ctx.out_dir / "job.json"
+    job.write_text(json.dumps({"settings": ctx.settings, "runtime": ctx.runtime,
+                               "inputs": {k: str(v) for k, v in ctx.inputs.items()},
+                               "out_dir": str(ctx.out_dir)}))
+    cmd = [*shlex.split(ctx.runtime["launcher"]), "-m", "pipeline.stages.distill", str(job)]
+    ctx.log("launching: " + " ".join(cmd))
+    try:
+        code = subprocess.run(cmd, check=False).returncode
+    except FileNotFoundError:
+        raise UserError(f"distill.launcher: command not found: {cmd[0]}") from None
+    job.unlink()
+    if code != 0:
+        raise UserError(f"distill training under '{ctx.runtime['launcher']}' failed (exit {code})")
+    return json.loads((ctx.out_dir / "summary.json").read_text())
 
 
 class DistillStage:
     name = "distill"
-    version = "2"
-    libraries = ("torch", "transformers", "safetensors", "tokenizers")
-    resumable = False
+    version = "4"
+    libraries = ("torch", "transformers", "safetensors", "tokenizers", "peft", "accelerate")
+    resumable = True  # checkpoints in the partial folder survive a kill -9
 
     def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        from pipeline.tasks import extraction
-
-        return {**config.distill.model_dump(), "eval_rows": config.task.max_eval_rows,
-                "system_prompt": config.student.system_prompt or extraction.STUDENT_SYSTEM_PROMPT,
-                "user_template": extraction.STUDENT_USER_TEMPLATE}
+        d = config.distill
+        return {**d.model_dump(exclude=set(RUNTIME_ONLY)),
+                "eval_rows": d.eval_rows or config.task.max_eval_rows,
+                "max_new_tokens": config.teacher.max_tokens, **prompt_settings(config),
+                **teacher_prompt_settings(config)}
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {}
+        return {k: getattr(config.distill, k) for k in RUNTIME_ONLY}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        import torch
+        if ctx.runtime.get("launcher"):
+            return _launch(ctx)
+        return distill(ctx.settings, ctx.inputs, ctx.out_dir, ctx.runtime)
 
-        from pipeline.models.hf import load_causal_lm, load_tokenizer
 
-        s = ctx.settings
-        torch.set_num_threads(s["threads"])
-        base = ctx.inputs["base"]
-        tok, model = load_tokenizer(base), load_causal_lm(base)
-        rows = [json.loads(x) for x in (ctx.inputs["data"] / "kept.jsonl").read_text().splitlines()]
-        examples, skipped = [], 0
-        for row in rows:
-            ids, labels = encode_example(tok, s["system_prompt"],
-                                         s["user_template"].format(prompt=row["prompt"]), row["response"])
-            if len(ids) > s["max_seq_len"]:
-                skipped += 1  # truncating would cut the answer: skip the row instead
-                continue
-            examples.append((ids, labels))
-        if not examples:
-            raise UserError(f"no training example fits distill.max_seq_len={s['max_seq_len']}")
-        ctx.log(f"{len(examples)} examples ({skipped} over max_seq_len skipped)")
-        held_out = _held_out(tok, s, ctx.inputs["eval_data"])
-        summary = train(model, examples, s, tok.pad_token_id, ctx.out_dir / "train_log.jsonl",
-                        held_out)
-        model.eval()
-        model.save_pretrained(ctx.out_dir, safe_serialization=True)
-        tok.save_pretrained(ctx.out_dir)
-        prompt_format = {"system": s["system_prompt"], "user_template": s["user_template"],
-                         "messages": [{"role": "system", "content": s["system_prompt"]},
-                                      {"role": "user", "content": s["user_template"]}],
-                         "chat_template": tok.chat_template}
-        (ctx.out_dir / "prompt_format.json").write_text(json.dumps(prompt_format, indent=2))
-        return {"examples": len(examples), "skipped_too_long": skipped, **summary}
+def main(argv: list[str]) -> int:
+    """Entry point of one training process under a launcher: `-m pipeline.stages.distill JOB`."""
+    job = json.loads(Path(argv[0]).read_text())
+    try:
+        distill(job["settings"], {k: Path(v) for k, v in job["inputs"].items()},
+                Path(job["out_dir"]), job["runtime"])
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

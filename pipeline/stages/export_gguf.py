@@ -78,7 +78,7 @@ def _imatrix(ctx: StageContext, f16: Path) -> dict[str, Any]:
 
     from pipeline.models import imatrix
     from pipeline.models.hf import load_tokenizer
-    from pipeline.stages.distill import encode_example
+    from pipeline.sft_data import encode_example
 
     s, hf_dir = ctx.settings, ctx.inputs["model"]
     tok = load_tokenizer(hf_dir)

@@ -34,8 +34,9 @@ def _curve(log_path: Any, max_points: int = 300) -> list[dict[str, Any]]:
     points = [json.loads(x) for x in log_path.read_text().splitlines() if x.strip()]
     train = [p for p in points if "loss" in p]
     stride = max(1, len(train) // max_points)
-    return [{"step": p["step"], "loss": p["loss"]} for p in train[::stride]] + [
-        {"step": p["step"], "eval_loss": p["eval_loss"]} for p in points if "eval_loss" in p]
+    evals = [{k: p[k] for k in ("step", "eval_loss", "eval_kl") if k in p}
+             for p in points if "eval_loss" in p]
+    return [{"step": p["step"], "loss": p["loss"]} for p in train[::stride]] + evals
 
 
 def build_report(ctx: StageContext) -> dict[str, Any]:
@@ -86,7 +87,7 @@ def build_report(ctx: StageContext) -> dict[str, Any]:
 
 class ReportStage:
     name = "report"
-    version = "8"
+    version = "9"
     libraries = REPORT_LIBRARIES + ("matplotlib",)
     resumable = False
 

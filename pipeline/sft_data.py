@@ -1,0 +1,135 @@
+"""Training examples in the student's chat format: token ids, labels masked to the reply, batches.
+
+One definition for every consumer: the distill stage trains on these examples, the
+teacher_logits stage scores exactly these token ids with the teacher, the GGUF export
+calibrates on them and the bench scores held-out answers with them. Position t of a
+sequence predicts token t+1, so a reply's positions are those whose *next* label is kept.
+
+Example:
+    >>> from pipeline.sft_data import IGNORE, reply_positions
+    >>> reply_positions([IGNORE, IGNORE, 7, 8])
+    [1, 2]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import UserError
+
+IGNORE = -100  # label value the loss skips (prompt and padding tokens)
+Example = tuple[list[int], list[int]]  # (token ids, labels)
+
+
+def _ids(encoded: Any) -> list[int]:
+    return [int(i) for i in encoded["input_ids"]]
+
+
+def encode_example(tok: Any, system: str, user: str, response: str) -> Example:
+    """Token ids and labels for one chat example; labels cover the reply only."""
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    prompt = _ids(tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
+                                          return_dict=True))
+    full = _ids(tok.apply_chat_template(messages + [{"role": "assistant", "content": response}],
+                                        tokenize=True, return_dict=True))
+    if full[: len(prompt)] != prompt:
+        # A template that renders history differently would silently mis-mask the loss.
+        raise UserError("the student's chat template does not extend the prompt with the reply: "
+                        "cannot mask the loss to the response")
+    return full, [IGNORE] * len(prompt) + full[len(prompt):]
+
+
+def prompt_settings(config: Any) -> dict[str, str]:
+    """The system prompt and user template the student trains (and is served) with."""
+    from pipeline.tasks import extraction
+
+    return {"system_prompt": config.student.system_prompt or extraction.STUDENT_SYSTEM_PROMPT,
+            "user_template": extraction.STUDENT_USER_TEMPLATE}
+
+
+def teacher_prompt_settings(config: Any) -> dict[str, Any]:
+    """The context the teacher answered in (its few-shot system prompt and worked examples)."""
+    from pipeline.tasks import extraction
+
+    t = config.teacher
+    return {"teacher_system": t.system_prompt or extraction.TEACHER_SYSTEM_PROMPT,
+            "teacher_few_shot": [shot.model_dump() for shot in t.few_shot],
+            "teacher_template": extraction.TEACHER_USER_TEMPLATE}
+
+
+def teacher_prefix(tok: Any, s: dict[str, Any], prompt: str) -> list[int]:
+    """Token ids of the teacher's own prompt for a row, up to where its answer starts.
+
+    Logit KD scores the teacher's answer in the context the teacher wrote it in (context
+    distillation): under the student's short prompt the teacher's next-token distribution is
+    its zero-shot one (e.g. code fences around the JSON), which would pull the student away
+    from the very answers it is fine-tuned on. Rendered with the student's tokenizer: logit KD
+    runs only when the two token->id maps are identical."""
+    messages = [{"role": "system", "content": s["teacher_system"]}]
+    for shot in s["teacher_few_shot"]:
+        messages += [{"role": "user", "content": s["teacher_template"].format(prompt=shot["user"])},
+                     {"role": "assistant", "content": shot["assistant"]}]
+    messages.append({"role": "user", "content": s["teacher_template"].format(prompt=prompt)})
+    return _ids(tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
+                                        return_dict=True))
+
+
+def teacher_view(prefix: list[int], example: Example) -> Example:
+    """The example's reply after the teacher's prompt instead of the student's."""
+    ids, labels = example
+    n = next(i for i, label in enumerate(labels) if label != IGNORE)
+    return prefix + ids[n:], [IGNORE] * len(prefix) + labels[n:]
+
+
+def reply_positions(labels: list[int]) -> list[int]:
+    """Positions whose next-token prediction is trained (the next label is a reply token)."""
+    return [t for t in range(len(labels) - 1) if labels[t + 1] != IGNORE]
+
+
+def kept_rows(tok: Any, s: dict[str, Any], kept_jsonl: Path
+              ) -> tuple[list[Example], list[str], int]:
+    """The filter's kept rows as examples, in file order, with their prompts; rows over
+    max_seq_len are skipped (truncating would cut the answer). Returns (examples, prompts,
+    skipped)."""
+    rows = [json.loads(x) for x in kept_jsonl.read_text().splitlines()]
+    examples, prompts, skipped = [], [], 0
+    for row in rows:
+        ids, labels = encode_example(tok, s["system_prompt"],
+                                     s["user_template"].format(prompt=row["prompt"]), row["response"])
+        if len(ids) > s["max_seq_len"]:
+            skipped += 1
+            continue
+        examples.append((ids, labels))
+        prompts.append(row["prompt"])
+    if not examples:
+        raise UserError(f"no training example fits distill.max_seq_len={s['max_seq_len']}")
+    return examples, prompts, skipped
+
+
+def held_out_rows(tok: Any, s: dict[str, Any], eval_path: Path) -> tuple[list[Example], list[str]]:
+    """The eval split's reference answers as examples (a loss to watch, never to select on),
+    with their prompts."""
+    from pipeline.tasks import load_rows
+    from pipeline.tasks.extraction import canonical
+
+    rows = load_rows(eval_path, "eval data", need_reference=True)[: s["eval_rows"] or None]
+    return ([encode_example(tok, s["system_prompt"], s["user_template"].format(prompt=r["prompt"]),
+                            canonical(r["reference"])) for r in rows], [r["prompt"] for r in rows])
+
+
+def collate(chunk: list[Example], pad_id: int) -> dict[str, Any]:
+    """Right-padded tensors for a list of examples."""
+    import torch
+
+    width = max(len(ids) for ids, _ in chunk)
+    return {"input_ids": torch.tensor([a + [pad_id] * (width - len(a)) for a, _ in chunk]),
+            "labels": torch.tensor([b + [IGNORE] * (width - len(b)) for _, b in chunk]),
+            "attention_mask": torch.tensor([[1] * len(a) + [0] * (width - len(a))
+                                            for a, _ in chunk])}
+
+
+def batch_indices(order: list[int], batch_size: int) -> list[list[int]]:
+    """Example indices of each batch, in order."""
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
