@@ -289,3 +289,35 @@ def test_teacher_scores_the_reply_in_its_own_prompt(tiny_hf: Path, tiny_teacher:
     a = float(_kd_term(cached, logits, batch, examples, idx, "train"))
     b = float(_kd_term(live, logits, batch, examples, idx, "train"))
     assert abs(a - b) < 1e-3 * max(1.0, abs(b)), (a, b)
+
+
+def test_distill_step_under_an_accelerate_launcher(tiny_hf: Path, tmp_path: Path) -> None:
+    """`[distill] launcher` runs the step's training in 2 processes (the venv's accelerate is
+    found without an activated venv); rank 0 writes the usual folder and summary."""
+    from pipeline.config import load_config
+    from pipeline.stage import StageContext
+    from pipeline.stages import REGISTRY
+    from pipeline.targets import load_target
+
+    data = tmp_path / "filter"
+    data.mkdir()
+    rows = [{"prompt": f"Ann Lee wants {i} lamps", "response": REPLY} for i in range(8)]
+    (data / "kept.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    evals = tmp_path / "eval.jsonl"
+    evals.write_text(json.dumps({"prompt": "Bo wants 2 lamps", "reference": json.loads(REPLY)}) + "\n")
+    base = load_config(None)
+    launcher = ("accelerate launch --multi_gpu --num_processes 2 --num_machines 1 "
+                "--mixed_precision no --dynamo_backend no")
+    cfg = base.model_copy(update={"distill": base.distill.model_copy(update={
+        "epochs": 1, "batch_size": 4, "bf16": False, "threads": 1, "launcher": launcher})})
+    target = load_target("cpu-int4")
+    inputs = {"base": tiny_hf, "data": data, "eval_data": evals}
+    for name in ("teacher_logits", "distill"):
+        stage, out = REGISTRY[name], tmp_path / name
+        out.mkdir()
+        summary = stage.run(StageContext(name, stage.settings(cfg, target), inputs, out,
+                                         stage.runtime(cfg, target)))
+        inputs[name] = out
+    assert summary["processes"] == 2 and summary["backend"] == "gloo" and summary["steps"] == 2
+    assert (tmp_path / "distill" / "model.safetensors").is_file()
+    assert not (tmp_path / "distill" / "job.json").exists()

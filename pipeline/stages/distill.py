@@ -18,7 +18,7 @@ Example:
     distill-edge build --target cpu-int4
     tail -3 build/cache/distill/*/train_log.jsonl
     # the same step on 2 processes (DDP; gloo on CPU, NCCL on GPUs): in the config's [distill]
-    #   launcher = "accelerate launch --num_processes 2"
+    #   launcher = "accelerate launch --multi_gpu --num_processes 2"
 """
 
 from __future__ import annotations
@@ -120,7 +120,10 @@ def _launch(ctx: StageContext) -> dict[str, Any]:
     job.write_text(json.dumps({"settings": ctx.settings, "runtime": ctx.runtime,
                                "inputs": {k: str(v) for k, v in ctx.inputs.items()},
                                "out_dir": str(ctx.out_dir)}))
-    cmd = [*shlex.split(ctx.runtime["launcher"]), "-m", "pipeline.stages.distill", str(job)]
+    cmd = [*shlex.split(ctx.runtime["launcher"]), "-m", "pipeline.distill_job", str(job)]
+    beside = Path(sys.executable).with_name(cmd[0])  # the venv's own accelerate/torchrun
+    if shutil.which(cmd[0]) is None and beside.is_file():
+        cmd[0] = str(beside)
     ctx.log("launching: " + " ".join(cmd))
     try:
         code = subprocess.run(cmd, check=False).returncode
@@ -152,19 +155,3 @@ class DistillStage:
         if ctx.runtime.get("launcher"):
             return _launch(ctx)
         return distill(ctx.settings, ctx.inputs, ctx.out_dir, ctx.runtime)
-
-
-def main(argv: list[str]) -> int:
-    """Entry point of one training process under a launcher: `-m pipeline.stages.distill JOB`."""
-    job = json.loads(Path(argv[0]).read_text())
-    try:
-        distill(job["settings"], {k: Path(v) for k, v in job["inputs"].items()},
-                Path(job["out_dir"]), job["runtime"])
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
