@@ -46,7 +46,7 @@ def save(folder: Path, step: int, model: Any, opt: Any, sched: Any, rng: dict[st
     moments = {}
     for i, (_, p) in enumerate(params):
         for key, value in opt.state.get(p, {}).items():
-            moments[f"{i}.{key}"] = value.detach().reshape(value.shape).contiguous().clone()
+            moments[f"{i}.{key}"] = value.detach().contiguous().clone()
     save_file(moments, tmp / "optimizer.safetensors")
     save_file({k: v.clone() for k, v in rng.items()}, tmp / "rng.safetensors")
     sched_state = {k: v for k, v in sched.state_dict().items() if k != "lr_lambdas"}

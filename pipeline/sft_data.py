@@ -67,19 +67,23 @@ def teacher_prefix(tok: Any, s: dict[str, Any], prompt: str) -> list[int]:
     its zero-shot one (e.g. code fences around the JSON), which would pull the student away
     from the very answers it is fine-tuned on. Rendered with the student's tokenizer: logit KD
     runs only when the two token->id maps are identical."""
-    messages = [{"role": "system", "content": s["teacher_system"]}]
-    for shot in s["teacher_few_shot"]:
-        messages += [{"role": "user", "content": s["teacher_template"].format(prompt=shot["user"])},
-                     {"role": "assistant", "content": shot["assistant"]}]
+    from pipeline.tasks import few_shot_messages
+
+    messages = few_shot_messages(s["teacher_system"], s["teacher_few_shot"], s["teacher_template"])
     messages.append({"role": "user", "content": s["teacher_template"].format(prompt=prompt)})
     return _ids(tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
                                         return_dict=True))
 
 
+def reply_start(labels: list[int]) -> int:
+    """Index of the first reply token (where the prompt ends)."""
+    return next(i for i, label in enumerate(labels) if label != IGNORE)
+
+
 def teacher_view(prefix: list[int], example: Example) -> Example:
     """The example's reply after the teacher's prompt instead of the student's."""
     ids, labels = example
-    n = next(i for i, label in enumerate(labels) if label != IGNORE)
+    n = reply_start(labels)
     return prefix + ids[n:], [IGNORE] * len(prefix) + labels[n:]
 
 

@@ -24,13 +24,20 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pipeline import checkpoint
 from pipeline.kd import kd_loss, kd_loss_topk, trim
-from pipeline.sft_data import IGNORE, Example, batch_indices, collate, teacher_view
+from pipeline.sft_data import (
+    IGNORE,
+    Example,
+    batch_indices,
+    collate,
+    reply_start,
+    teacher_view,
+)
 
 TopK = dict[int, tuple[Any, Any]]  # example index -> (ids [n, k], log-probs [n, k])
 
@@ -89,7 +96,7 @@ def _on_policy(model: Any, chunk: list[Example], pad_id: int, max_new: int) -> l
     model.eval()
     plain = getattr(model, "module", model)  # DDP's wrapper has no generate()
     for ids, labels in chunk:
-        n = next(i for i, label in enumerate(labels) if label != IGNORE)
+        n = reply_start(labels)
         with torch.no_grad():
             seq = plain.generate(torch.tensor([ids[:n]]), do_sample=True, temperature=1.0,
                                  top_k=0, max_new_tokens=max_new, pad_token_id=pad_id)
@@ -105,6 +112,8 @@ def evaluate(model: Any, examples: list[Example], s: dict[str, Any], pad_id: int
     import torch
 
     was_training, loss_sum, kl_sum, count = model.training, 0.0, 0.0, 0
+    # the KL reported is plain forward KL at τ = 1, whatever the training loss
+    plain = None if kd is None else replace(kd, loss="forward_kl", temperature=1.0)
     model.eval()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=s["bf16"]):
         for idx in batch_indices(list(range(len(examples))), s["batch_size"]):
@@ -113,9 +122,7 @@ def evaluate(model: Any, examples: list[Example], s: dict[str, Any], pad_id: int
             n = int((batch["labels"][:, 1:] != IGNORE).sum())  # tokens the loss averages over
             out = model(**batch)
             loss_sum += float(out.loss) * n
-            if kd is not None:
-                plain = KD("forward_kl", 1.0, 1.0, 0.5, kd.shared_vocab, kd.cached, kd.teacher,
-                           pad_id=kd.pad_id, prefixes=kd.prefixes)
+            if plain is not None:
                 kl_sum += float(_kd_term(plain, out.logits, batch, chunk, idx, "eval")) * n
             count += n
     model.train(was_training)
@@ -129,8 +136,8 @@ def _step_loss(model: Any, chunk: list[Example], idx: list[int], s: dict[str, An
                pad_id: int, kd: KD | None, on_policy: bool) -> tuple[Any, int]:
     import torch
 
-    if on_policy:
-        chunk = _on_policy(model, chunk, pad_id, kd.max_new_tokens if kd else 96)
+    if on_policy and kd is not None:
+        chunk = _on_policy(model, chunk, pad_id, kd.max_new_tokens)
     batch = collate(chunk, pad_id)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=s["bf16"]):
         out = model(**batch)
@@ -155,7 +162,7 @@ class _Log:
     """train_log.jsonl, written by the main process only; on resume cut back to the checkpoint."""
 
     def __init__(self, path: Path, main: bool, resume_step: int | None) -> None:
-        self.main, self.file = main, None
+        self.file = None
         if not main:
             return
         keep = []

@@ -31,7 +31,7 @@ def _curve(log_path: Any, max_points: int = 300) -> list[dict[str, Any]]:
     """The training log, thinned to at most max_points for the plot."""
     if not log_path.is_file():
         return []
-    points = [json.loads(x) for x in log_path.read_text().splitlines() if x.strip()]
+    points = read_jsonl(log_path)
     train = [p for p in points if "loss" in p]
     stride = max(1, len(train) // max_points)
     evals = [{k: p[k] for k in ("step", "eval_loss", "eval_kl") if k in p}

@@ -28,7 +28,7 @@ from pipeline.config import BuildConfig
 from pipeline.errors import UserError
 from pipeline.stage import StageContext
 from pipeline.targets import Target
-from pipeline.tasks import load_rows
+from pipeline.tasks import few_shot_messages, load_rows
 
 ROWS_FILE = "rows.jsonl"
 FAILED_FILE = "failed.jsonl"
@@ -55,10 +55,7 @@ def _done_rows(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _requests(prompts: list[dict[str, Any]], s: dict[str, Any], done: dict[str, Any]) -> list[Request]:
-    prefix = [{"role": "system", "content": s["system_prompt"]}]
-    for shot in s["few_shot"]:
-        prefix += [{"role": "user", "content": s["user_template"].format(prompt=shot["user"])},
-                   {"role": "assistant", "content": shot["assistant"]}]
+    prefix = few_shot_messages(s["system_prompt"], s["few_shot"], s["user_template"])
     reqs = []
     for row in prompts:
         user = {"role": "user", "content": s["user_template"].format(prompt=row["prompt"])}

@@ -30,6 +30,7 @@ from typing import Any
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
 from pipeline.kd import ModeDecision, choose_mode
+from pipeline.llm_batch import common_prefix
 from pipeline.sft_data import (
     held_out_rows,
     kept_rows,
@@ -85,15 +86,6 @@ def decide(s: dict[str, Any], inputs: dict[str, Path], student_tok: Any) -> Mode
     return choose_mode(s["mode"], student_tok, teacher_tok, _rows_of(inputs["base"]), teacher_rows)
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def gguf_scorer(path: Path, n_ctx: int, threads: int) -> Any:
     """(ids, positions) -> teacher logits [len(positions), vocab] from llama.cpp, reusing the
     KV cache of the prefix shared with the previous row."""
@@ -109,7 +101,7 @@ def gguf_scorer(path: Path, n_ctx: int, threads: int) -> Any:
         nonlocal previous
         # Llama.eval starts at n_tokens and drops the KV cache past it: rows up to `keep`
         # (and their logits in llm.scores) are the previous row's, identical for a causal model.
-        keep = min(_common_prefix(previous, ids), len(ids) - 1)
+        keep = common_prefix([previous, ids])  # ≥ 1 own token left to evaluate
         llm.n_tokens = keep
         llm.eval(ids[keep:])
         previous = list(ids)

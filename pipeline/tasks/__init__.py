@@ -19,6 +19,16 @@ DATA_DIR = Path(__file__).with_name("data")
 TASK_NAMES = ("extraction",)
 
 
+def few_shot_messages(system: str, shots: list[dict[str, str]], template: str
+                      ) -> list[dict[str, str]]:
+    """The teacher's chat up to a row's question: its system prompt and worked examples."""
+    messages = [{"role": "system", "content": system}]
+    for shot in shots:
+        messages += [{"role": "user", "content": template.format(prompt=shot["user"])},
+                     {"role": "assistant", "content": shot["assistant"]}]
+    return messages
+
+
 def shipped_split(task: str, split: str) -> Path:
     """Path of a split shipped with the package."""
     return DATA_DIR / f"{task}-{split}.jsonl"
