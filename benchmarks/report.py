@@ -102,7 +102,9 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
             + (f" Held-out loss (eval split reference answers) {train['first_eval_loss']} → "
                f"{train['final_eval_loss']}." if "final_eval_loss" in train else "")
             + (f" Held-out KL to the teacher {train['first_eval_kl']} → {train['final_eval_kl']}."
-               if "final_eval_kl" in train else "")]))
+               if "final_eval_kl" in train else "")
+            + (f" Trained on {train.get('device', 'cpu')} in {train['precision']} "
+               f"({train['precision_reason']})." if "precision" in train else "")]))
     walls = report.get("stage_wall_s", {})
     out.append(("Stage wall times (when computed)",
                 [", ".join(f"{k} {v:.0f} s" for k, v in walls.items()) or "none"]))

@@ -78,8 +78,8 @@ def load(ckpt: Path, model: Any, opt: Any, sched: Any) -> tuple[dict[str, Any], 
     moments = load_file(ckpt / "optimizer.safetensors")
     for i, (_, p) in enumerate(params):
         mine = {k.split(".", 1)[1]: v for k, v in moments.items() if k.split(".", 1)[0] == str(i)}
-        if mine:
-            opt.state[p] = mine
+        if mine:  # moments live beside their parameter; AdamW keeps "step" on the CPU
+            opt.state[p] = {k: v if k == "step" else v.to(p.device) for k, v in mine.items()}
     state = json.loads((ckpt / STATE).read_text())
     sched.load_state_dict({**state.pop("scheduler"), "lr_lambdas": [None] * len(opt.param_groups)})
     for group, lr in zip(opt.param_groups, sched.get_last_lr(), strict=True):

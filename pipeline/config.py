@@ -149,7 +149,12 @@ class DistillConfig(_Strict):
     max_seq_len: int = Field(320, ge=16)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
-    bf16: bool = True
+    # "auto": bf16 autocast only where the device runs bf16 natively (CUDA with bf16, CPUs with
+    # AVX-512-BF16/AMX), else fp32 (fp16 on GPUs without bf16); true/false force it.
+    bf16: Literal["auto"] | bool = "auto"
+    # "auto": accelerate's choice (CUDA when present); "cpu" forces the CPU (as does
+    # ACCELERATE_USE_CPU=1). How, not what: not part of the cache key.
+    device: Literal["auto", "cpu"] = "auto"
     threads: int = Field(2, ge=1, le=256)
     seed: int = 0
 

@@ -118,6 +118,35 @@ def resolve_externals(config: BuildConfig, cache_root: Path) -> dict[str, tuple[
             "eval_data": (evals, file_digest(evals, models))}
 
 
+def past_wall_s(cache_root: Path, stage_name: str) -> float | None:
+    """The wall time of the newest earlier run of a stage (any key), from the cache's metadata."""
+    metas = sorted((cache_root / stage_name).glob(f"*/{META_FILE}"), key=lambda p: p.stat().st_mtime)
+    for meta_file in reversed(metas):
+        meta = read_meta(meta_file.parent)
+        if meta and isinstance(meta.get("wall_s"), int | float):
+            return float(meta["wall_s"])
+    return None
+
+
+def progress_line(index: int, steps: list[str], history: dict[str, float | None]) -> str:
+    """'step i/N id: running — ETA ...' from earlier runs' wall times of this and later steps
+    (later steps may still turn out cached: the ETA is an upper estimate)."""
+    rest = [history.get(s) for s in steps[index:]]
+    known = [w for w in rest if w is not None]
+    if not known:
+        eta = "no earlier runs to estimate from"
+    else:
+        eta = (f"ETA ≤ {_minutes(sum(known))} for this and the {len(rest) - 1} later step(s)"
+               + (f", {len(rest) - len(known)} never run before" if len(known) < len(rest) else ""))
+    this = history.get(steps[index])
+    return (f"step {index + 1}/{len(steps)} {steps[index]}: running"
+            + (f" (last run took {_minutes(this)})" if this is not None else "") + f"; {eta}")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
 def _run_step(stage: Any, step: Step, settings: dict[str, Any], inputs: dict[str, Path],
               key: str, final: Path, input_keys: dict[str, str], runtime: dict[str, Any]) -> None:
     """Run one stage into `<key>.partial`, write its metadata, then rename it into place."""
@@ -156,7 +185,9 @@ def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None 
     digests: dict[str, str] = {}  # step id -> content digest of its output
     paths: dict[str, Path] = {}
     entries = []
-    for step in PLAN:
+    plan = list(PLAN)[: [s.id for s in PLAN].index(until) + 1 if until else None]
+    history = {s.id: past_wall_s(cache_root, s.stage_for(target)) for s in plan}
+    for index, step in enumerate(plan):
         stage = REGISTRY[step.stage_for(target)]
         settings = stage.settings(config, target)
         input_keys, inputs = {}, {}
@@ -172,8 +203,9 @@ def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None 
         start = time.perf_counter()
         hit = read_meta(final) is not None
         if hit:
-            log(step.id, f"cache hit {key[:12]}")
+            log(step.id, f"step {index + 1}/{len(plan)}: cache hit {key[:12]}")
         else:
+            log("build", progress_line(index, [s.id for s in plan], history))
             log(step.id, f"running (key {key[:12]})")
             _run_step(stage, step, settings, inputs, key, final, input_keys,
                       stage.runtime(config, target))

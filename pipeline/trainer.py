@@ -30,6 +30,8 @@ from typing import Any
 
 from pipeline import checkpoint
 from pipeline.kd import kd_loss, kd_loss_topk, trim
+from pipeline.precision import Precision, choose_precision
+from pipeline.stage import log
 from pipeline.sft_data import (
     IGNORE,
     Example,
@@ -73,18 +75,26 @@ def _kd_term(kd: KD, logits: Any, batch: dict[str, Any], chunk: list[Example], i
     sel = batch["labels"][:, 1:] != IGNORE
     student = trim(logits[:, :-1][sel], kd.shared_vocab)
     if kd.teacher is not None:
-        tb = batch if kd.prefixes is None else collate(
+        tb = batch if kd.prefixes is None else _to(collate(
             [teacher_view(kd.prefixes[split][i], ex) for i, ex in zip(idx, chunk, strict=True)],
-            kd.pad_id)
+            kd.pad_id), logits.device)
         with torch.no_grad():
             t = kd.teacher(input_ids=tb["input_ids"], attention_mask=tb["attention_mask"]).logits
         teacher = trim(t[:, :-1][tb["labels"][:, 1:] != IGNORE], kd.shared_vocab)
-        ones = torch.ones(student.shape[0], dtype=torch.bool)
+        ones = torch.ones(student.shape[0], dtype=torch.bool, device=student.device)
         return kd_loss(student, teacher, ones, kd.loss, kd.temperature, kd.beta)
     assert kd.cached is not None  # set by the caller whenever teacher is None
-    ids = torch.cat([kd.cached[split][i][0] for i in idx])
-    logp = torch.cat([kd.cached[split][i][1] for i in idx])
+    ids = torch.cat([kd.cached[split][i][0] for i in idx]).to(student.device)
+    logp = torch.cat([kd.cached[split][i][1] for i in idx]).to(student.device)
     return kd_loss_topk(student, ids, logp, kd.loss, kd.temperature, kd.beta)
+
+
+def _to(batch: dict[str, Any], device: Any) -> dict[str, Any]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def _device_of(model: Any) -> Any:
+    return next(model.parameters()).device
 
 
 def _on_policy(model: Any, chunk: list[Example], pad_id: int, max_new: int) -> list[Example]:
@@ -98,27 +108,30 @@ def _on_policy(model: Any, chunk: list[Example], pad_id: int, max_new: int) -> l
     for ids, labels in chunk:
         n = reply_start(labels)
         with torch.no_grad():
-            seq = plain.generate(torch.tensor([ids[:n]]), do_sample=True, temperature=1.0,
+            seq = plain.generate(torch.tensor([ids[:n]], device=_device_of(plain)), do_sample=True, temperature=1.0,
                                  top_k=0, max_new_tokens=max_new, pad_token_id=pad_id)
-        sample = [int(x) for x in seq[0, n:]] or [pad_id]
+        sample = [int(x) for x in seq[0, n:].tolist()] or [pad_id]
         out.append((ids[:n] + sample, [IGNORE] * n + sample))
     model.train(was_training)
     return out
 
 
 def evaluate(model: Any, examples: list[Example], s: dict[str, Any], pad_id: int,
-             kd: KD | None = None) -> dict[str, float]:
-    """Held-out loss per reply token, and (with KD) forward KL to the teacher at τ = 1."""
+             kd: KD | None = None, precision: Precision | None = None) -> dict[str, float]:
+    """Held-out loss per reply token, and (with KD) forward KL to the teacher at τ = 1.
+    `precision`: the training's; None decides it for the model's device from `s["bf16"]`."""
     import torch
 
     was_training, loss_sum, kl_sum, count = model.training, 0.0, 0.0, 0
     # the KL reported is plain forward KL at τ = 1, whatever the training loss
     plain = None if kd is None else replace(kd, loss="forward_kl", temperature=1.0)
+    device = _device_of(model)
+    precision = precision or choose_precision(s.get("bf16", "auto"), device.type)
     model.eval()
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=s["bf16"]):
+    with torch.no_grad(), precision.autocast():
         for idx in batch_indices(list(range(len(examples))), s["batch_size"]):
             chunk = [examples[i] for i in idx]
-            batch = collate(chunk, pad_id)
+            batch = _to(collate(chunk, pad_id), device)
             n = int((batch["labels"][:, 1:] != IGNORE).sum())  # tokens the loss averages over
             out = model(**batch)
             loss_sum += float(out.loss) * n
@@ -132,14 +145,12 @@ def evaluate(model: Any, examples: list[Example], s: dict[str, Any], pad_id: int
     return result
 
 
-def _step_loss(model: Any, chunk: list[Example], idx: list[int], s: dict[str, Any],
+def _step_loss(model: Any, chunk: list[Example], idx: list[int], precision: Precision,
                pad_id: int, kd: KD | None, on_policy: bool) -> tuple[Any, int]:
-    import torch
-
     if on_policy and kd is not None:
         chunk = _on_policy(model, chunk, pad_id, kd.max_new_tokens)
-    batch = collate(chunk, pad_id)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=s["bf16"]):
+    batch = _to(collate(chunk, pad_id), _device_of(model))
+    with precision.autocast():
         out = model(**batch)
         if kd is None or kd.weight == 0:
             loss = out.loss
@@ -218,7 +229,15 @@ def train(model: Any, examples: list[Example], s: dict[str, Any], pad_id: int, o
     from accelerate import Accelerator
     from tqdm import tqdm
 
-    acc = Accelerator(cpu=True)
+    # accelerate picks the device (CUDA when present, one per rank under a launcher);
+    # ACCELERATE_USE_CPU=1 or `device = "cpu"` keep it on the CPU.
+    acc = Accelerator(cpu=s.get("device") == "cpu")
+    precision = choose_precision(s.get("bf16", "auto"), acc.device.type)
+    scaler = precision.scaler()
+    if acc.is_main_process:
+        log("distill", f"training on {acc.device} in {precision.name}: {precision.reason}")
+    if kd is not None and kd.teacher is not None:
+        kd.teacher.to(acc.device)
     out_dir.mkdir(parents=True, exist_ok=True)
     world, rank = acc.num_processes, acc.process_index
     torch.manual_seed(s["seed"])
@@ -239,7 +258,7 @@ def train(model: Any, examples: list[Example], s: dict[str, Any], pad_id: int, o
 
     def run_eval() -> None:
         if held_out:
-            result = evaluate(wrapped, held_out, s, pad_id, kd_eval)
+            result = evaluate(wrapped, held_out, s, pad_id, kd_eval, precision)
             state["evals"].append(result)
             log.write({"step": state["step"], **{k: round(v, 5) for k, v in result.items()}})
 
@@ -252,10 +271,9 @@ def train(model: Any, examples: list[Example], s: dict[str, Any], pad_id: int, o
         idx = _batch_of(state, len(examples), s["batch_size"], per_epoch, world, rank, gens["data"])
         policy = bool(kd and kd.on_policy > 0
                       and float(torch.rand(1, generator=gens["policy"])) < kd.on_policy)
-        loss, tokens = _step_loss(wrapped, [examples[i] for i in idx], idx, s, pad_id, kd, policy)
-        acc.backward(loss)
-        acc.clip_grad_norm_(wrapped.parameters(), 1.0)
-        prepared_opt.step()
+        loss, tokens = _step_loss(wrapped, [examples[i] for i in idx], idx, precision, pad_id,
+                                  kd, policy)
+        _optimizer_step(acc, wrapped, prepared_opt, scaler, loss)
         sched.step()
         prepared_opt.zero_grad(set_to_none=True)
         state["step"], state["wall_s"] = step + 1, time.perf_counter() - start
@@ -275,10 +293,25 @@ def train(model: Any, examples: list[Example], s: dict[str, Any], pad_id: int, o
             on_step(step + 1)
     bar.close()
     log.close()
-    summary = _summary(state, total, per_epoch, world)
+    summary = _summary(state, total, per_epoch, world) | precision.as_dict()
     if world > 1:
         summary["backend"] = torch.distributed.get_backend()  # gloo on CPU, nccl on GPUs
     return acc.unwrap_model(wrapped), summary
+
+
+def _optimizer_step(acc: Any, model: Any, opt: Any, scaler: Any, loss: Any) -> None:
+    """Backward, clip to norm 1 and step; fp16 scales the loss (torch's GradScaler) and
+    skips a step whose gradients overflowed."""
+    if scaler is None:
+        acc.backward(loss)
+        acc.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        return
+    acc.backward(scaler.scale(loss))
+    scaler.unscale_(opt.optimizer)  # the torch optimizer inside accelerate's wrapper
+    acc.clip_grad_norm_(model.parameters(), 1.0)
+    scaler.step(opt.optimizer)
+    scaler.update()
 
 
 def _batch_of(state: dict[str, Any], n: int, batch_size: int, per_epoch: int, world: int,

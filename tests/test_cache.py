@@ -55,3 +55,27 @@ def test_distill_key_ignores_the_target() -> None:
         stage = REGISTRY[name]
         assert stage.settings(cfg, int4) == stage.settings(cfg, int8), name
     assert REGISTRY["export"].settings(cfg, int4) != REGISTRY["export"].settings(cfg, int8)
+
+
+def test_progress_line_estimates_from_earlier_runs(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The whole-build line: step i/N and an ETA summed from earlier runs' wall times."""
+    import json
+    import os
+
+    from pipeline.cache import META_FILE
+    from pipeline.runner import past_wall_s, progress_line
+
+    for key, wall, age in (("old", 50.0, 100), ("new", 300.0, 0)):
+        folder = tmp_path / "distill" / key
+        folder.mkdir(parents=True)
+        (folder / META_FILE).write_text(json.dumps({"wall_s": wall}))
+        os.utime(folder / META_FILE, (1e9 - age, 1e9 - age))
+    assert past_wall_s(tmp_path, "distill") == 300.0  # the newest run, not the first found
+    assert past_wall_s(tmp_path, "teacher") is None
+    steps = ["teacher", "distill", "bench"]
+    line = progress_line(1, steps, {"teacher": 600.0, "distill": 300.0, "bench": 120.0})
+    assert line.startswith("step 2/3 distill: running (last run took 5.0 min)")
+    assert "ETA ≤ 7.0 min for this and the 1 later step(s)" in line
+    line = progress_line(0, steps, {"teacher": None, "distill": 30.0, "bench": None})
+    assert "ETA ≤ 30 s" in line and "2 never run before" in line
+    assert "no earlier runs" in progress_line(2, steps, {})

@@ -16,6 +16,7 @@ def test_default_config_loads() -> None:
     assert cfg.teacher.model == "qwen2.5-coder-1.5b-instruct-q4_k_m"
     assert cfg.student.model == "smollm2-135m-instruct-q4_1"
     assert cfg.distill.epochs == 3
+    assert cfg.distill.bf16 == "auto"  # never a precision the machine only emulates
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -38,6 +39,8 @@ def _write(tmp_path: Path, text: str) -> Path:
     ('[teacher]\nmodel="x"\n[student]\nmodel="y"\n[distill]\nmode="logits"\non_policy=0.5\n',
      "on_policy > 0 needs"),
     ('[teacher]\nmodel="x"\n[student]\nmodel="y"\n[distill]\nkd_weight=1.5\n', "distill.kd_weight"),
+    ('[teacher]\nmodel="x"\n[student]\nmodel="y"\n[distill]\nbf16="sometimes"\n', "distill.bf16"),
+    ('[teacher]\nmodel="x"\n[student]\nmodel="y"\n[distill]\ndevice="gpu"\n', "distill.device"),
 ])
 def test_bad_config_names_the_key(tmp_path: Path, body: str, expected: str) -> None:
     with pytest.raises(UserError) as err:

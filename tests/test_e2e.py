@@ -33,7 +33,6 @@ checks = ["length", "refusal", "validator"]  # SmolLM2 as teacher rarely matches
 [distill]
 epochs = 1
 batch_size = 4
-bf16 = true
 [bench]
 max_tokens = 48
 score_rows = 2

@@ -1,4 +1,5 @@
-"""Torch runtime adapter: an HF safetensors folder in fp32 with transformers, on the CPU.
+"""Torch runtime adapter: an HF safetensors folder in fp32 with transformers, on accelerate's
+device (the CPU here; CUDA when present).
 
 This is the student as training left it (and the base as its package ships it), before any
 export: the reference the exported and quantized artifacts are compared against. Greedy
@@ -29,18 +30,19 @@ class TorchRuntime:
         import torch
 
         from pipeline.models.hf import load_causal_lm, load_tokenizer
+        from pipeline.precision import torch_device
 
         torch.set_num_threads(threads)
-        self.torch = torch
+        self.torch, self.device = torch, torch_device()
         self.tok = load_tokenizer(Path(model))
-        self.model = load_causal_lm(Path(model)).eval()
+        self.model = load_causal_lm(Path(model)).eval().to(self.device)
         self.n_vocab = int(self.model.config.vocab_size)
         eos = self.model.generation_config.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [eos]) | {self.tok.eos_token_id}
 
     def _step(self, ids: list[int], past: Any) -> tuple[int, Any]:
         """Run `ids` through the model after `past`; the greedy next token and the new cache."""
-        out = self.model(input_ids=self.torch.tensor([ids]), cache=past, use_cache=True,
+        out = self.model(input_ids=self.torch.tensor([ids], device=self.device), cache=past, use_cache=True,
                          logits_to_keep=1)  # only the last position's logits are needed
         return int(out.logits[0, -1].argmax()), out.cache
 
@@ -60,8 +62,8 @@ class TorchRuntime:
     def logprobs(self, tokens: list[int], start: int) -> np.ndarray:
         """Teacher-forced log-probs of tokens[start:] (rows predict the next token)."""
         with self.torch.inference_mode():
-            logits = self.model(input_ids=self.torch.tensor([tokens])).logits[0]
-        return log_softmax(logits[start - 1:len(tokens) - 1].float().numpy())
+            logits = self.model(input_ids=self.torch.tensor([tokens], device=self.device)).logits[0]
+        return log_softmax(logits[start - 1:len(tokens) - 1].float().cpu().numpy())
 
     def synthetic(self, pp: int, tg: int, repeats: int) -> dict[str, Any]:
         """Fixed-length prefill (`pp` tokens, no cache) and greedy decode (`tg` tokens) tests."""

@@ -21,17 +21,19 @@ class TransformersBackend:
         import torch
 
         from pipeline.models.hf import load_causal_lm, load_tokenizer
+        from pipeline.precision import torch_device
 
         torch.set_num_threads(settings["threads"])
+        self.device = torch_device()  # accelerate's: CUDA when present
         self.tok = load_tokenizer(Path(model_path))
-        self.model = load_causal_lm(Path(model_path)).eval()
+        self.model = load_causal_lm(Path(model_path)).eval().to(self.device)
 
     def run(self, requests: Iterable[Request]) -> Iterator[Result]:
         import torch
 
         for req in requests:
             ids = self.tok.apply_chat_template(list(req.messages), add_generation_prompt=True,
-                                               return_tensors="pt", return_dict=True)
+                                               return_tensors="pt", return_dict=True).to(self.device)
             torch.manual_seed(req.seed)
             sampling = ({"do_sample": False} if req.temperature == 0 else
                         {"do_sample": True, "temperature": req.temperature, "top_k": 40})

@@ -38,9 +38,11 @@ def collect(hf_dir: Path, texts: list[list[int]], threads: int) -> dict[str, np.
     import torch
 
     from pipeline.models.hf import load_causal_lm
+    from pipeline.precision import torch_device
 
     torch.set_num_threads(threads)
-    model = load_causal_lm(hf_dir).eval()
+    device = torch_device()
+    model = load_causal_lm(hf_dir).eval().to(device)
     sums: dict[str, Any] = {}
     counts: dict[str, int] = {}
 
@@ -56,11 +58,11 @@ def collect(hf_dir: Path, texts: list[list[int]], threads: int) -> dict[str, np.
     try:
         with torch.no_grad():
             for ids in texts:
-                model(input_ids=torch.tensor([ids]))
+                model(input_ids=torch.tensor([ids], device=device))
     finally:
         for h in handles:
             h.remove()
-    return {n: (sums[n] / counts[n]).numpy().astype(np.float32) for n in sums}
+    return {n: (sums[n] / counts[n]).cpu().numpy().astype(np.float32) for n in sums}
 
 
 def for_gguf(stats: dict[str, np.ndarray], gguf_file: Path) -> dict[str, np.ndarray]:

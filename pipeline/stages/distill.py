@@ -8,7 +8,8 @@ setup:   load the student base folder and tokenizer; render every kept row with 
          vocabulary and, when cached, the teacher's top-k per reply token); with
          `teacher_logits = "on_the_fly"` the HF teacher is loaded here, frozen. With
          `lora_rank > 0` the student gets LoRA adapters on every linear projection (peft).
-run:     pipeline.trainer: AdamW + cosine, bf16 autocast on CPU, checkpoints every
+run:     pipeline.trainer: AdamW + cosine on accelerate's device, bf16 autocast only where
+         the device runs it natively (pipeline.precision), checkpoints every
          `checkpoint_every` steps in this step's partial folder (a killed build resumes
          from the last one), held-out evals, accelerate (DDP under `distill.launcher`).
 cleanup: merge LoRA into the weights, save an HF safetensors folder + tokenizer + chat
@@ -44,7 +45,7 @@ from pipeline.stage import StageContext, log
 from pipeline.targets import Target
 from pipeline.trainer import KD, train
 
-RUNTIME_ONLY = ("launcher", "checkpoint_every")  # how to train, not what: outside the cache key
+RUNTIME_ONLY = ("launcher", "checkpoint_every", "device")  # how to train, not what: outside the cache key
 
 
 def _kd(s: dict[str, Any], inputs: dict[str, Path], decision: dict[str, Any], tok: Any,

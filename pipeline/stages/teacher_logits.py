@@ -114,12 +114,14 @@ def hf_scorer(folder: Path) -> Any:
     import torch
 
     from pipeline.models.hf import load_causal_lm
+    from pipeline.precision import torch_device
 
-    model = load_causal_lm(folder).eval()
+    device = torch_device()  # accelerate's: CUDA when present; fp32 either way (the reference)
+    model = load_causal_lm(folder).eval().to(device)
 
     def score(ids: list[int], positions: list[int]) -> Any:
         with torch.no_grad():
-            return model(input_ids=torch.tensor([ids])).logits[0, positions]
+            return model(input_ids=torch.tensor([ids], device=device)).logits[0, positions].cpu()
 
     return score
 
