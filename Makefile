@@ -49,7 +49,7 @@ example: setup
 	$(VENV)/bin/distill-edge build --config $(EXAMPLE) --target $(target)
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=10
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not e2e"

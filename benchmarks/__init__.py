@@ -1,1 +1,2 @@
-"""Benchmark harness: per-artifact latency in fresh processes, quality, and the report."""
+"""Experiment scripts (run from the repo root as `python -m benchmarks.<name>`): they call the
+pipeline's public functions; the pipeline never imports them."""

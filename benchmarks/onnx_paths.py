@@ -5,11 +5,11 @@
            onnxruntime-genai, int4 written as MatMulNBits by the builder;
   optimum: optimum-onnx's `text-generation-with-past` export (the HF graph traced op by op),
            int4 by onnxruntime.quantization's MatMulNBitsQuantizer, run by a plain
-           onnxruntime greedy loop (benchmarks/runtimes/onnx_plain.py).
+           onnxruntime greedy loop (pipeline/measure/runtimes/onnx_plain.py).
 Both int4 graphs use the same quantizer settings (RTN, symmetric, block 16, accuracy_level 4),
 so what differs is the graph. optimum-onnx pins transformers<4.58, so its export runs in a
 separate interpreter (--optimum-python); everything else runs here. Each artifact is measured
-by `benchmarks.latency.bench_artifact` in a fresh process (metric, decode speed, KL vs the
+by `pipeline.measure.latency.bench_artifact` in a fresh process (metric, decode speed, KL vs the
 fp32 torch student).
 
 Example:
@@ -75,40 +75,20 @@ def build_all(hf_dir: Path, python: str, out: Path) -> dict[str, Path]:
 
 
 def measure(hf_dir: Path, arts: dict[str, Path], out: Path, rows: int) -> list[dict[str, Any]]:
-    from benchmarks.latency import bench_artifact, summarize_latency
-    from pipeline.stage import StageContext
-    from pipeline.stages.bench import score_texts
+    """The fp32 torch student (the reference) and every export, through the bench's row loop."""
+    from pipeline.measure.bench import bench_rows, score_texts
     from pipeline.tasks import load_rows, shipped_split
-    from pipeline.tasks.extraction import (
-        STUDENT_SYSTEM_PROMPT,
-        STUDENT_USER_TEMPLATE,
-        aggregate,
-        parse_answer,
-        score,
-    )
+    from pipeline.tasks.extraction import STUDENT_SYSTEM_PROMPT, STUDENT_USER_TEMPLATE
 
     evals = load_rows(shipped_split("extraction", "eval"), "eval data", need_reference=True)[:rows]
-    settings = {"score_rows": 16, "student_system": STUDENT_SYSTEM_PROMPT,
-                "student_template": STUDENT_USER_TEMPLATE}
-    ctx = StageContext(name="onnx_paths", settings=settings, inputs={"student": hf_dir}, out_dir=out)
-    texts, ref = score_texts(ctx, evals), out / "reference.npy"
-    table = []
-    for label, model in [("torch fp32", hf_dir), *arts.items()]:
-        first = label == "torch fp32"
-        raw = bench_artifact(model, STUDENT_SYSTEM_PROMPT, STUDENT_USER_TEMPLATE,
-                             [r["prompt"] for r in evals], threads=2, max_tokens=96,
-                             synthetic={"pp": 128, "tg": 64, "repeats": 5},
-                             score={"texts": texts, "reference": None if first else str(ref),
-                                    "save_reference": str(ref) if first else None})
-        quality = aggregate([score(parse_answer(r["response"])[0], e["reference"])
-                             for r, e in zip(raw["results"], evals, strict=True)])
-        mb = sum(f.stat().st_size for f in Path(model).rglob("*") if f.is_file()) / 1e6
-        table.append({"artifact": label, "runtime": raw["runtime"], "size_mb": round(mb, 1),
-                      "field_accuracy": round(quality["field_accuracy"], 4),
-                      **summarize_latency(raw)})
-        shown = {k: table[-1].get(k) for k in ("field_accuracy", "decode_tok_s", "kl_vs_reference")}
-        print(f"{label}: {json.dumps(shown)}", flush=True)
-    return table
+    prompt = {"system": STUDENT_SYSTEM_PROMPT, "template": STUDENT_USER_TEMPLATE, "score": True}
+    table_rows = [{"label": label, "role": label, "model": model, **prompt,
+                   "reference": label == "torch fp32"}
+                  for label, model in [("torch fp32", hf_dir), *arts.items()]]
+    texts = score_texts(hf_dir, STUDENT_SYSTEM_PROMPT, STUDENT_USER_TEMPLATE, evals, 16)
+    result = bench_rows(table_rows, evals, out, threads=2, n_ctx=1024, max_tokens=96,
+                        synthetic={"pp": 128, "tg": 64, "repeats": 5}, texts=texts)
+    return [{"artifact": r["label"], "size_mb": r["file_mb"], **r} for r in result["rows"]]
 
 
 def main() -> None:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cache import read_jsonl
-from pipeline.stage import StageContext
 
 COLUMNS = (("profile", "profile", "{}"), ("artifact", "label", "{}"), ("size MB", "file_mb", "{:.1f}"),
            ("decode tok/s", "decode_tok_s", "{:.1f}"), ("field acc", "field_accuracy", "{:.3f}"),
@@ -52,33 +51,36 @@ def measure(builds: list[dict[str, Any]], out_dir: Path) -> tuple[list[dict[str,
                                                                   list[dict[str, Any]]]:
     """Every profile's artifact, held to the cached fp32 reference: (rows, answers per eval
     prompt, the fp32 student's included)."""
+    from pipeline.measure.bench import REFERENCE_FILE, bench_rows, score_texts
     from pipeline.runner import resolve_externals
     from pipeline.stages import REGISTRY
-    from pipeline.stages.bench import REFERENCE_FILE, run_rows
+    from pipeline.tasks import load_rows
 
     first = builds[0]
     reference = first["paths"][UNTIL]
     if not (reference / REFERENCE_FILE).is_file():
         raise SystemExit("no fp32 torch reference was benchmarked: set [bench] torch_row = true")
-    settings = REGISTRY["bench"].settings(first["config"], first["target"])
-    common = {"system": settings["student_system"], "template": settings["student_template"],
-              "score": True, "reference": False}
-    rows = [{"label": f"{b['target'].quant}{' ONNX' if b['target'].format == 'onnx' else ''}",
-             "role": b["target"].name, "model": b["artifact"], **common} for b in builds]
-    evals = resolve_externals(first["config"], first["root"] / "cache")["eval_data"][0]
-    ctx = StageContext(name="profiles", settings=settings, out_dir=out_dir,
-                       inputs={"student": first["paths"]["distill"], "eval_data": evals})
-    run_rows(ctx, rows, reference=reference / REFERENCE_FILE)
+    s = REGISTRY["bench"].settings(first["config"], first["target"])
+    common = {"system": s.student_system, "template": s.student_template, "score": True}
+    rows = [{"label": b["target"].quant + b["target"].fmt.label, "role": b["target"].name,
+             "model": b["artifact"], "runtime": b["target"].fmt.adapter, **common} for b in builds]
+    evals_file = resolve_externals(first["config"], first["root"] / "cache")["eval_data"][0]
+    evals = load_rows(evals_file, "eval data", need_reference=True)[: s.max_eval_rows or None]
+    texts = score_texts(first["paths"]["distill"], s.student_system, s.student_template,
+                        evals, s.score_rows)
+    result = bench_rows(rows, evals, out_dir, threads=s.threads, n_ctx=s.n_ctx,
+                        max_tokens=s.max_tokens, warmup=s.warmup, synthetic=s.synthetic,
+                        texts=texts, reference=reference / REFERENCE_FILE)
     torch_rows = json.loads((reference / "bench.json").read_text())["rows"]
     answers = [{**a, **b} for a, b in zip(read_jsonl(reference / "answers.jsonl"),
                                           read_jsonl(out_dir / "answers.jsonl"), strict=True)]
-    return torch_rows + json.loads((out_dir / "bench.json").read_text())["rows"], answers
+    return torch_rows + result["rows"], answers
 
 
 def with_parity(rows: list[dict[str, Any]], answers: list[dict[str, Any]],
                 builds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Adds the greedy-answer agreement with the fp32 student and each profile's gate."""
-    from benchmarks.verdict import quality_gate
+    from pipeline.measure.verdict import quality_gate
 
     reference = next(r for r in rows if r["role"] == "distilled_torch")
     targets = {b["target"].name: b["target"] for b in builds}

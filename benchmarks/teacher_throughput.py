@@ -21,8 +21,8 @@ from pathlib import Path
 
 def measure(model: Path, rows: int, threads: int, parallel: int) -> dict[str, float]:
     """rows/min and prefill tokens per row of each mode on the first `rows` prompts."""
-    from pipeline.llm import ChatRunner, open_gguf
-    from pipeline.llm_batch import BatchedChat
+    from pipeline.generation.llm import ChatRunner, open_gguf
+    from pipeline.generation.llm_batch import BatchedChat
     from pipeline.tasks import extraction, load_rows, shipped_split
 
     prompts = [r["prompt"] for r in load_rows(shipped_split("extraction", "train"), "train")][:rows]

@@ -85,7 +85,7 @@ def _load_report(build_dir: Path) -> dict[str, Any]:
 @app.command()
 def report(build_dir: Path) -> None:
     """Re-render report.md and report.html of BUILD_DIR from its report.json."""
-    from benchmarks.report import render_html, render_markdown
+    from pipeline.report.render import render_html, render_markdown
 
     data = _load_report(build_dir)
     (build_dir / "report.md").write_text(render_markdown(data))
@@ -96,7 +96,7 @@ def report(build_dir: Path) -> None:
 @app.command()
 def compare(a: Path, b: Path) -> None:
     """Diff two builds' reports: metric, speed and size per artifact."""
-    from benchmarks.compare import compare_reports
+    from pipeline.report.compare import compare_reports
 
     typer.echo(compare_reports(_load_report(a), _load_report(b), str(a), str(b)))
 

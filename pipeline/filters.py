@@ -9,11 +9,10 @@ Then over groups: dedupe (exact or normalised prompt + answer) and self-consiste
 (with n samples per prompt, keep the majority answer; drop prompts without a majority).
 
 Example:
-    >>> from pipeline.filters import apply_filters
+    >>> from pipeline.filters import FilterSettings, apply_filters
     >>> ans = '{"name":"A B","item":"x","quantity":1,"city":"C","date":"2025-01-01"}'
     >>> kept, dropped = apply_filters([{"id": "1", "sample": 0, "prompt": "p", "response": ans}],
-    ...                               {"checks": ["validator"], "validator": "task",
-    ...                                "dedupe": "exact", "n_samples": 1})
+    ...                               FilterSettings(checks=["validator"], dedupe="exact"))
     >>> len(kept), len(dropped)
     (1, 0)
 """
@@ -27,6 +26,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.stage import Settings
+
+
+class FilterSettings(Settings):
+    """The filter stage's settings (and the checks' arguments)."""
+
+    task: str = "extraction"
+    task_version: str = ""
+    checks: list[str] = ["length", "refusal", "validator", "reference"]
+    min_response_chars: int = 1
+    max_response_chars: int = 600
+    validator: str = "task"
+    pattern: str | None = None  # validator = "regex"
+    labels: list[str] = []  # validator = "labels"
+    json_schema: dict[str, Any] | None = None  # validator = "json_schema": the schema's content
+    dedupe: str = "normalized"
+    n_samples: int = 1
+
+
 # Refusal / apology openings, as data. Matched at the start of the answer, case-insensitive.
 REFUSAL_PATTERNS = (
     r"i'?m sorry", r"i am sorry", r"sorry,? (but )?i", r"i can(no|')t", r"i cannot", r"i am unable",
@@ -34,25 +52,25 @@ REFUSAL_PATTERNS = (
 )
 _REFUSAL = re.compile(r"^\W*(" + "|".join(REFUSAL_PATTERNS) + r")", re.IGNORECASE)
 
-Check = Callable[[dict[str, Any], dict[str, Any]], str | None]
+Check = Callable[[dict[str, Any], FilterSettings], str | None]
 
 
-def _length(row: dict[str, Any], s: dict[str, Any]) -> str | None:
+def _length(row: dict[str, Any], s: FilterSettings) -> str | None:
     n = len(row["response"].strip())
     if n == 0:
         return "empty"
-    if n < s.get("min_response_chars", 1):
+    if n < s.min_response_chars:
         return "too_short"
-    return "too_long" if n > s.get("max_response_chars", 600) else None
+    return "too_long" if n > s.max_response_chars else None
 
 
-def _refusal(row: dict[str, Any], s: dict[str, Any]) -> str | None:
+def _refusal(row: dict[str, Any], s: FilterSettings) -> str | None:
     return "refusal" if _REFUSAL.match(row["response"]) else None
 
 
-def _validator(row: dict[str, Any], s: dict[str, Any]) -> str | None:
+def _validator(row: dict[str, Any], s: FilterSettings) -> str | None:
     """Validate; on success store the canonical answer in row['answer'] (the training target)."""
-    kind, text = s.get("validator", "task"), row["response"].strip()
+    kind, text = s.validator, row["response"].strip()
     if kind == "task":
         from pipeline.tasks.extraction import canonical, parse_answer
 
@@ -62,14 +80,14 @@ def _validator(row: dict[str, Any], s: dict[str, Any]) -> str | None:
         row["answer"], row["parsed"] = canonical(obj), obj
         return None
     if kind == "regex":
-        ok = re.fullmatch(s["pattern"], text, flags=re.DOTALL) is not None
+        ok = re.fullmatch(s.pattern or "", text, flags=re.DOTALL) is not None
     elif kind == "labels":
-        ok = text in s["labels"]
+        ok = text in s.labels
     else:  # json_schema
         import jsonschema
 
         try:
-            jsonschema.validate(json.loads(text), s["json_schema"])
+            jsonschema.validate(json.loads(text), s.json_schema or {})
             ok = True
         except (json.JSONDecodeError, jsonschema.ValidationError):
             ok = False
@@ -77,7 +95,7 @@ def _validator(row: dict[str, Any], s: dict[str, Any]) -> str | None:
     return None if ok else f"{kind}_mismatch"
 
 
-def _reference(row: dict[str, Any], s: dict[str, Any]) -> str | None:
+def _reference(row: dict[str, Any], s: FilterSettings) -> str | None:
     """Drop answers that contradict a known reference (field by field for the task)."""
     ref = row.get("reference")
     if not ref:
@@ -116,7 +134,7 @@ def _self_consistency(kept: list[dict[str, Any]], n_samples: int
     return out, dropped
 
 
-def apply_filters(rows: list[dict[str, Any]], s: dict[str, Any]
+def apply_filters(rows: list[dict[str, Any]], s: FilterSettings
                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Split teacher rows into (kept, dropped); dropped rows carry 'drop_reason'."""
     kept: list[dict[str, Any]] = []
@@ -126,20 +144,20 @@ def apply_filters(rows: list[dict[str, Any]], s: dict[str, Any]
         if row.get("error"):
             dropped.append({**row, "drop_reason": "teacher_failed"})
             continue
-        reason = next((r for name in s["checks"] if (r := CHECKS[name](row, s))), None)
+        reason = next((r for name in s.checks if (r := CHECKS[name](row, s))), None)
         if reason:
             dropped.append({**original, "drop_reason": reason})
         else:
             row.setdefault("answer", row["response"].strip())
             kept.append(row)
-    if s.get("n_samples", 1) > 1:
-        kept, minority = _self_consistency(kept, s["n_samples"])
+    if s.n_samples > 1:
+        kept, minority = _self_consistency(kept, s.n_samples)
         dropped += minority
-    if s["dedupe"] != "off":
+    if s.dedupe != "off":
         seen: set[tuple[str, str]] = set()
         unique = []
         for row in kept:
-            prompt = _norm_prompt(row["prompt"]) if s["dedupe"] == "normalized" else row["prompt"]
+            prompt = _norm_prompt(row["prompt"]) if s.dedupe == "normalized" else row["prompt"]
             pair = (prompt, row["answer"])
             if pair in seen:
                 dropped.append({**row, "drop_reason": "duplicate"})

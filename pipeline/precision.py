@@ -98,10 +98,20 @@ def choose_precision(setting: bool | str, device_type: str) -> Precision:
                      device_type)
 
 
-def torch_device(force_cpu: bool = False) -> Any:
-    """accelerate's device for this process (CUDA when present; the CPU when forced or alone)."""
-    from accelerate import PartialState
+def cpu_only(requested: str = "auto") -> bool:
+    """Whether to tell accelerate `cpu=True`: asked for (`device = "cpu"`,
+    ACCELERATE_USE_CPU=1), or no GPU to use. accelerate picks the GPU by itself when there is
+    one, but under a multi-process launcher on a machine without one it sets up DDP over gloo
+    only when told cpu=True (otherwise every rank trains alone)."""
+    import torch
     from accelerate.utils import parse_flag_from_env
 
-    # AcceleratorState reads ACCELERATE_USE_CPU, PartialState alone does not
-    return PartialState(cpu=force_cpu or parse_flag_from_env("ACCELERATE_USE_CPU")).device
+    gpu = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+    return requested == "cpu" or parse_flag_from_env("ACCELERATE_USE_CPU") or not gpu
+
+
+def torch_device(requested: str = "auto") -> Any:
+    """accelerate's device for this process (CUDA when present; the CPU when asked or alone)."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=cpu_only(requested)).device

@@ -113,11 +113,14 @@ def answer(bundle: Path | str, prompt: str, max_tokens: int | None = None) -> st
     if not (bundle / settings["model"]).exists():
         raise BundleError(f"{bundle / settings['model']} is missing: the bundle is incomplete")
     limit = int(max_tokens or settings["max_tokens"])
-    if settings["format"] == "gguf":
-        return answer_gguf(bundle, settings, prompt, limit)
-    if settings["format"] == "onnx":
-        return answer_onnx(bundle, settings, prompt, limit)
-    raise BundleError(f"{bundle / SETTINGS_FILE}: unknown format {settings['format']!r}")
+    runner = RUNNERS.get(settings.get("runner", settings["format"]))
+    if runner is None:
+        raise BundleError(f"{bundle / SETTINGS_FILE}: unknown format {settings['format']!r}")
+    return runner(bundle, settings, prompt, limit)
+
+
+# One runner per bundle layout, named by pipeline.formats' `bundle_runner`.
+RUNNERS = {"gguf": answer_gguf, "onnx": answer_onnx}
 
 
 if __name__ == "__main__":

@@ -35,24 +35,23 @@ from pipeline.cache import (
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
 from pipeline.models.weights import file_digest, resolve_model
-from pipeline.stage import StageContext, log
+from pipeline.stage import Settings, StageContext, log
 from pipeline.stages import REGISTRY
 from pipeline.targets import Target
 from pipeline.tasks import load_rows, shipped_split
+
+EXPORT = "<export>"  # the target format's export stage (pipeline.formats)
 
 
 @dataclass(frozen=True)
 class Step:
     id: str
-    stage: str | dict[str, str]  # a stage name, or one per target format
+    stage: str  # a registered stage name, or EXPORT
     inputs: dict[str, str]  # role -> step id, or "@name" of an external input
     publish: tuple[str, ...] = ()  # file or folder names ("{artifact}": the target's export)
 
     def stage_for(self, target: Target) -> str:
-        return self.stage if isinstance(self.stage, str) else self.stage[target.format]
-
-
-EXPORT = {"gguf": "export", "onnx": "export_onnx"}  # the export stage of each format
+        return target.fmt.export_stage if self.stage == EXPORT else self.stage
 
 
 PLAN: tuple[Step, ...] = (
@@ -147,7 +146,7 @@ def _minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
-def _run_step(stage: Any, step: Step, settings: dict[str, Any], inputs: dict[str, Path],
+def _run_step(stage: Any, step: Step, settings: Settings, inputs: dict[str, Path],
               key: str, final: Path, input_keys: dict[str, str], runtime: dict[str, Any]) -> None:
     """Run one stage into `<key>.partial`, write its metadata, then rename it into place."""
     partial = final.with_name(final.name + ".partial")
@@ -164,7 +163,7 @@ def _run_step(stage: Any, step: Step, settings: dict[str, Any], inputs: dict[str
             shutil.rmtree(partial, ignore_errors=True)
         raise
     meta = {"stage": stage.name, "step": step.id, "version": stage.version, "key": key,
-            "settings": settings, "inputs": input_keys,
+            "settings": settings.key_dict(), "inputs": input_keys,
             "libraries": library_versions(stage.libraries),
             "wall_s": round(time.perf_counter() - start, 2), "summary": summary,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": describe_files(partial)}
@@ -198,7 +197,7 @@ def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None 
                     inputs[role] = path
             else:
                 inputs[role], input_keys[role] = paths[ref], digests[ref]
-        key = stage_key(stage.name, stage.version, settings, input_keys, stage.libraries)
+        key = stage_key(stage.name, stage.version, settings.key_dict(), input_keys, stage.libraries)
         final = cache_root / stage.name / key
         start = time.perf_counter()
         hit = read_meta(final) is not None

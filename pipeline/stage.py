@@ -1,7 +1,8 @@
 """The one `Stage` Protocol and the context a stage runs with.
 
 A stage is one linear script (setup -> run -> cleanup) behind `run(ctx)`. It reads only
-`ctx.settings` (the slice of config/target it declared, which is part of its cache key)
+`ctx.settings` (the slice of config/target it declared, a frozen typed `Settings` model whose
+`key_dict()` is part of its cache key)
 and `ctx.inputs` (paths of upstream outputs and input files), writes only into
 `ctx.out_dir`, and never calls another stage. The runner owns hashing, caching, the
 manifest and the atomic commit of `out_dir`.
@@ -19,7 +20,9 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
 
 from pipeline.config import BuildConfig
 from pipeline.targets import Target
@@ -30,12 +33,26 @@ def log(stage: str, message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} [{stage}] {message}", file=sys.stderr, flush=True)
 
 
+class Settings(BaseModel):
+    """A stage's settings: frozen, closed, typed — a typo is an error at load, not a KeyError
+    mid-build. The cache key hashes `key_dict()`: the fields the stage set (optional fields a
+    stage leaves unset, e.g. calibration on an uncalibrated export, stay out of its key)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def key_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+S = TypeVar("S", bound=Settings)
+
+
 @dataclass(frozen=True)
-class StageContext:
+class StageContext(Generic[S]):
     """What one stage run sees."""
 
     name: str
-    settings: dict[str, Any]
+    settings: S
     inputs: dict[str, Path]
     out_dir: Path
     runtime: dict[str, Any] = field(default_factory=dict)  # not in the key: concurrency, timeouts
@@ -53,14 +70,14 @@ class Stage(Protocol):
     libraries: tuple[str, ...]  # distributions whose versions enter the cache key
     resumable: bool  # keep a crashed run's partial out_dir and let run() resume it
 
-    def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        """The config/target values this stage reads (JSON-serializable)."""
+    def settings(self, config: BuildConfig, target: Target) -> Settings:
+        """The config/target values this stage reads, as its own frozen Settings model."""
         ...
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         """Settings that change how, not what, it computes (not in the key): e.g. timeouts."""
         ...
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
+    def run(self, ctx: StageContext[Any]) -> dict[str, Any]:
         """Do the work into ctx.out_dir; return a small JSON summary for the manifest."""
         ...

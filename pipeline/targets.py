@@ -16,41 +16,26 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.config import parse_toml, validation_line
 from pipeline.errors import UserError
+from pipeline.formats import FORMATS, GGUF_FTYPES, ONNX_PRECISIONS, Format, format_of
+
+__all__ = ["GGUF_FTYPES", "ONNX_PRECISIONS", "FORMATS", "Target", "list_targets", "load_target"]
 
 # The repo's targets/ folder; DISTILL_EDGE_TARGETS points elsewhere (tests, users' own).
 TARGETS_DIR = Path(os.environ.get("DISTILL_EDGE_TARGETS", Path(__file__).parents[1] / "targets"))
-
-# llama.cpp quantization types this pipeline offers, as the names of llama_cpp's
-# LLAMA_FTYPE_* constants (data, not code: add a row to offer another type).
-GGUF_FTYPES: dict[str, str] = {
-    "F16": "LLAMA_FTYPE_MOSTLY_F16",
-    "Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
-    "Q6_K": "LLAMA_FTYPE_MOSTLY_Q6_K",
-    "Q5_K_M": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
-    "Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
-    "Q4_1": "LLAMA_FTYPE_MOSTLY_Q4_1",
-    "Q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0",
-}
-
-# onnxruntime-genai model builder precisions (its -p flag) -> the ONNX weights they give.
-ONNX_PRECISIONS: dict[str, str] = {
-    "int4": "MatMulNBits 4-bit weights (block-wise), fp32 activations or int8 (accuracy_level 4)",
-    "int8": "MatMulNBits 8-bit weights",
-    "fp16": "float16 (for GPU execution providers)",
-    "fp32": "float32 (the exported reference)",
-}
-
-# Per format: which runtime runs it, and its unquantized export (the parity reference row).
-FORMATS: dict[str, dict[str, str]] = {
-    "gguf": {"runtime": "llama.cpp", "fp": "F16"},
-    "onnx": {"runtime": "onnxruntime", "fp": "fp32"},
-}
 
 
 class Target(BaseModel):
@@ -60,9 +45,9 @@ class Target(BaseModel):
 
     name: str
     description: str
-    format: Literal["gguf", "onnx"]
-    quant: str  # a GGUF type (GGUF_FTYPES) or an ONNX precision (ONNX_PRECISIONS)
-    runtime: Literal["llama.cpp", "onnxruntime"]
+    format: str  # an entry of pipeline.formats.FORMATS ("gguf", "onnx")
+    quant: str  # one of that format's types (GGUF_FTYPES, ONNX_PRECISIONS)
+    runtime: str  # derived from the format when left out; if given, it must be the format's
     execution_provider: Literal["cpu", "cuda"] = "cpu"  # ONNX only
     block_size: int = Field(32, ge=16, le=256)  # ONNX int4/int8 (MatMulNBits) only
     accuracy_level: int = Field(4, ge=0, le=4)  # ONNX int4/int8: 4 = int8 activations (CPU)
@@ -72,7 +57,7 @@ class Target(BaseModel):
                          "k_quant_mixed"] = "default"
     # GGUF only: "imatrix" quantizes with an importance matrix of the student on the task's
     # own kept teacher rows (llama.cpp's imatrix, computed in-process; see models/imatrix.py).
-    calibration: Literal["none", "imatrix"] = "none"
+    calibration: str = "none"  # one of the format's calibrations
     calibration_rows: int = Field(64, ge=1, le=4096)
     threads: int = Field(ge=1, le=256)
     n_ctx: int = Field(1024, ge=128)
@@ -88,35 +73,46 @@ class Target(BaseModel):
     max_kl: float | None = Field(None, ge=0)
     min_greedy_agreement: float | None = Field(None, ge=0, le=1)
 
-    @field_validator("quant")
+    @field_validator("format")
     @classmethod
-    def _quant_for_format(cls, quant: str, info: ValidationInfo) -> str:
-        table = GGUF_FTYPES if info.data.get("format") == "gguf" else ONNX_PRECISIONS
-        if quant not in table:
-            raise ValueError(f"'{quant}' is not a {info.data.get('format')} quantization; "
-                             f"use one of {', '.join(table)}")
-        return quant
+    def _known_format(cls, fmt: str) -> str:
+        format_of(fmt)
+        return fmt
 
-    @field_validator("runtime")
+    @field_validator("quant", "runtime", "execution_provider", "calibration")
     @classmethod
-    def _runtime_for_format(cls, runtime: str, info: ValidationInfo) -> str:
-        fmt = info.data.get("format")
-        if fmt in FORMATS and FORMATS[fmt]["runtime"] != runtime:
-            raise ValueError(f"format {fmt} runs on runtime = \"{FORMATS[fmt]['runtime']}\"")
-        return runtime
+    def _fits_the_format(cls, value: str, info: ValidationInfo) -> str:
+        """Each of these must be one the format's table entry offers (pipeline.formats)."""
+        fmt = FORMATS.get(info.data.get("format", ""))
+        if fmt is None:  # the format itself failed validation: that error is reported
+            return value
+        allowed = {"quant": tuple(fmt.quants), "runtime": (fmt.runtime,),
+                   "execution_provider": fmt.execution_providers,
+                   "calibration": fmt.calibrations}[str(info.field_name)]
+        if value not in allowed:
+            what = "quantization" if info.field_name == "quant" else str(info.field_name)
+            raise ValueError(f"'{value}' is not a {fmt.name} {what}; use one of "
+                             f"{', '.join(allowed)}"
+                             + (" (or leave runtime out: it follows the format)"
+                                if info.field_name == "runtime" else ""))
+        return value
 
-    @field_validator("calibration")
+    @model_validator(mode="before")
     @classmethod
-    def _calibration_for_format(cls, calibration: str, info: ValidationInfo) -> str:
-        if calibration != "none" and info.data.get("format") != "gguf":
-            raise ValueError("calibration = \"imatrix\" is for format = \"gguf\" (ONNX int4 "
-                             "here is weight-only, data-free)")
-        return calibration
+    def _derive_runtime(cls, data: Any) -> Any:
+        # the runtime follows the format: a profile may leave it out
+        if isinstance(data, dict) and data.get("runtime") is None and data.get("format") in FORMATS:
+            data = {**data, "runtime": FORMATS[data["format"]].runtime}
+        return data
+
+    @property
+    def fmt(self) -> Format:
+        """This profile's entry in the format table."""
+        return FORMATS[self.format]
 
     def artifact(self, fp: bool = False) -> str:
-        """File (GGUF) or folder (ONNX) name of the export: quantized, or its fp reference."""
-        quant = FORMATS[self.format]["fp"] if fp else self.quant
-        return f"model.{quant}.gguf" if self.format == "gguf" else f"onnx-{quant}"
+        """File or folder name of the export: quantized, or its unquantized reference."""
+        return self.fmt.artifact(self.fmt.fp if fp else self.quant)
 
 
 def list_targets(targets_dir: Path | None = None) -> list[str]:

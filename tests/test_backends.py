@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.backends import Request
-from pipeline.backends.openai import OpenAIBackend
+from pipeline.generation.backends import BackendOptions, Request
+from pipeline.generation.backends.openai import OpenAIBackend
 from tests.conftest import run_cli
 
 BODY = {"choices": [{"message": {"role": "assistant", "content": "ok"}}],
@@ -70,9 +70,9 @@ def fault_server() -> Iterator[str]:
 
 
 def _backend(url: str, retries: int = 3) -> OpenAIBackend:
-    return OpenAIBackend({"base_url": url, "model_name": "m", "api_key_env": None,
-                          "concurrency": 2, "timeout_s": 0.5, "max_retries": retries,
-                          "backoff_s": 0.01})
+    return OpenAIBackend(BackendOptions(base_url=url, model_name="m", api_key_env=None,
+                                        concurrency=2, timeout_s=0.5, max_retries=retries,
+                                        backoff_s=0.01))
 
 
 def _one(url: str, retries: int = 3):  # type: ignore[no-untyped-def]

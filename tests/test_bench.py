@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks.child import score
-from benchmarks.latency import bench_artifact, summarize_latency
-from benchmarks.runtimes import log_softmax
+from pipeline.measure.child import score
+from pipeline.measure.latency import bench_artifact, summarize_latency
+from pipeline.measure.runtimes import log_softmax
 from pipeline.stages.export_gguf import convert_to_f16
 
 PROMPTS = ["Ann Lee wants 2 lamps", "hello"]
@@ -27,7 +27,7 @@ def tiny_gguf(tiny_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _texts(tiny_hf: Path) -> list[dict[str, Any]]:
     from pipeline.models.hf import load_tokenizer
-    from pipeline.sft_data import IGNORE, encode_example
+    from pipeline.training.sft_data import IGNORE, encode_example
 
     tok = load_tokenizer(tiny_hf)
     out = []
@@ -155,7 +155,7 @@ def test_parity_gate_passes_a_faithful_export_and_fails_a_corrupted_one(
         tiny_hf: Path, tiny_gguf: Path, tmp_path: Path) -> None:
     """The parity gate, on real numbers: the faithful F16 export passes, the corrupted copy
     fails with a message naming the artifact and its KL."""
-    from benchmarks.verdict import quality_gate
+    from pipeline.measure.verdict import quality_gate
 
     texts, ref = _texts(tiny_hf), tmp_path / "ref.npy"
     reference = {"role": "distilled_torch", "label": "distilled fp32 (torch)", "field_accuracy": 1.0,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from pipeline.cache import library_versions, stage_key
 
 BASE = {"name": "distill", "version": "1", "settings": {"epochs": 3, "lr": 2e-4},
@@ -79,3 +81,46 @@ def test_progress_line_estimates_from_earlier_runs(tmp_path) -> None:  # type: i
     line = progress_line(0, steps, {"teacher": None, "distill": 30.0, "bench": None})
     assert "ETA ≤ 30 s" in line and "2 never run before" in line
     assert "no earlier runs" in progress_line(2, steps, {})
+
+
+# sha256 of each stage's settings JSON for the default config, pinned when stage settings became
+# typed models: a refactor must leave every cache key as it was (a deliberate re-key updates
+# the pin and says so in the commit).
+PINNED_SETTINGS = {
+    ("cpu-int4", "teacher"): "034c98705c525f3f676d88b1b94beaa6521d609c4739627b580c0824e36cb5eb",
+    ("cpu-int4", "filter"): "7a0e46b2cde65f35409f7f73d82b646b269e0338292640f788485673a8b55124",
+    ("cpu-int4", "teacher_logits"): "6d8db0a94091518a8c4637958e68aad7a24bd309a02b60c43c5b27b313e93bc2",
+    ("cpu-int4", "distill"): "85b5f7ca548d5b38d563bfdaca7879c3bbece87d18629c4e411f15321a2d5a80",
+    ("cpu-int4", "export"): "c668ae0e1b53a81dce6e1974e81ce5996c7573f64c438db829ca76128406412a",
+    ("cpu-int4", "bench"): "21dddb7f83d2d94707be3cd8dada6cbde2a3ad6568870cb8a21ebd48f46ea17e",
+    ("cpu-int4", "report"): "516d4b6dc195665fd113ca24d588352b7427312d294810a9c2f30d6ee8ebd072",
+    ("arm64-q4", "export"): "6c76a29cd9ba01b67e7065d8d411a3f4eb194d6a53e2e95d8311002651956a23",
+    ("cpu-int4-onnx", "export"): "ae05c6367eb29cef6840e06595b7df684f670ef74a17f7e773980dffef4b049e",
+}
+
+
+def test_typed_settings_keep_the_cache_keys() -> None:
+    import hashlib
+    import json
+
+    from pipeline.config import load_config
+    from pipeline.runner import PLAN
+    from pipeline.stages import REGISTRY
+    from pipeline.targets import load_target
+
+    cfg = load_config(None)
+    for (target_name, step_id), pinned in PINNED_SETTINGS.items():
+        target = load_target(target_name)
+        step = next(s for s in PLAN if s.id == step_id)
+        settings = REGISTRY[step.stage_for(target)].settings(cfg, target).key_dict()
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+        assert digest == pinned, (target_name, step_id, settings)
+
+
+def test_a_typo_in_stage_settings_is_an_error_at_construction() -> None:
+    import pydantic
+
+    from pipeline.stages.teacher_logits import TeacherLogitsSettings
+
+    with pytest.raises(pydantic.ValidationError, match="top_kk"):
+        TeacherLogitsSettings(mode="auto", source="cached", top_kk=64)  # type: ignore[call-arg]

@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from pipeline.models.hf import load_causal_lm, load_tokenizer
-from pipeline.sft_data import IGNORE, encode_example
-from pipeline.trainer import KD, evaluate, train
+from pipeline.training.sft_data import IGNORE, encode_example
+from pipeline.training.trainer import KD, TrainSettings, evaluate, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def test_a_few_steps_reduce_the_loss(tiny_hf: Path, tmp_path: Path) -> None:
     settings = {"seed": 0, "batch_size": 4, "epochs": 12, "learning_rate": 2e-2,
                 "weight_decay": 0.0, "warmup_ratio": 0.0, "bf16": False}
     before = [p.detach().clone() for p in model.parameters()]
-    _, summary = train(model, examples, settings, tok.pad_token_id, tmp_path)
+    _, summary = train(model, examples, TrainSettings(**settings), tok.pad_token_id, tmp_path)
     assert summary["steps"] == 12
     assert summary["final_loss"] < summary["first_loss"] * 0.7
     log = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
@@ -60,8 +60,8 @@ def test_held_out_loss_logged_per_epoch(tiny_hf: Path, tmp_path: Path) -> None:
     held_out = [encode_example(tok, SYSTEM, f"another order {i}", REPLY) for i in range(3)]
     settings = {"seed": 0, "batch_size": 2, "epochs": 3, "learning_rate": 2e-2,
                 "weight_decay": 0.0, "warmup_ratio": 0.0, "bf16": False}
-    first = evaluate(model, held_out, settings, tok.pad_token_id)["eval_loss"]
-    _, summary = train(model, examples, settings, tok.pad_token_id, tmp_path, held_out)
+    first = evaluate(model, held_out, TrainSettings(**settings), tok.pad_token_id)["eval_loss"]
+    _, summary = train(model, examples, TrainSettings(**settings), tok.pad_token_id, tmp_path, held_out)
     log = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     evals = [r for r in log if "eval_loss" in r]
     assert [r["step"] for r in evals] == [0, 2, 4, 6]  # before training, then each epoch
@@ -78,7 +78,8 @@ def tiny_teacher(tiny_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     examples = [encode_example(tok, SYSTEM, f"order {i}", REPLY) for i in range(4)]
     settings = {"seed": 1, "batch_size": 4, "epochs": 20, "learning_rate": 2e-2,
                 "weight_decay": 0.0, "warmup_ratio": 0.0, "bf16": False}
-    trained, _ = train(model, examples, settings, tok.pad_token_id, tmp_path_factory.mktemp("t"))
+    trained, _ = train(model, examples, TrainSettings(**settings), tok.pad_token_id,
+                       tmp_path_factory.mktemp("t"))
     trained.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     return out
@@ -86,7 +87,7 @@ def tiny_teacher(tiny_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 def _kd_setup(tiny_hf: Path, teacher: Path, tmp_path: Path, cached: bool) -> tuple[Any, ...]:
     from pipeline.stages.teacher_logits import hf_scorer
-    from pipeline.topk_cache import load_cached, write_shards
+    from pipeline.training.topk_cache import load_cached, write_shards
 
     tok = load_tokenizer(tiny_hf)
     examples = [encode_example(tok, SYSTEM, f"order {i}", REPLY) for i in range(4)]
@@ -112,7 +113,7 @@ def test_logit_kd_pulls_the_student_to_the_teacher(tiny_hf: Path, tiny_teacher: 
     teacher_before = load_file(tiny_teacher / "model.safetensors")
     settings = {"seed": 0, "batch_size": 2, "epochs": 4, "learning_rate": 2e-2,
                 "weight_decay": 0.0, "warmup_ratio": 0.0, "bf16": False}
-    _, summary = train(load_causal_lm(tiny_hf), examples, settings, tok.pad_token_id,
+    _, summary = train(load_causal_lm(tiny_hf), examples, TrainSettings(**settings), tok.pad_token_id,
                        tmp_path / "run", held_out, kd)
     assert summary["final_eval_kl"] < 0.5 * summary["first_eval_kl"], summary
     if kd.teacher is not None:
@@ -228,7 +229,7 @@ def test_on_policy_steps_train_on_student_samples(tiny_hf: Path, tiny_teacher: P
     kd.on_policy, kd.max_new_tokens = 1.0, 12
     settings = {"seed": 0, "batch_size": 2, "epochs": 3, "learning_rate": 2e-2,
                 "weight_decay": 0.0, "warmup_ratio": 0.0, "bf16": False}
-    _, summary = train(load_causal_lm(tiny_hf), examples, settings, tok.pad_token_id,
+    _, summary = train(load_causal_lm(tiny_hf), examples, TrainSettings(**settings), tok.pad_token_id,
                        tmp_path / "run", held_out, kd)
     log = [json.loads(x) for x in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert all(r.get("on_policy") for r in log if "loss" in r) and summary["steps"] == 6
@@ -239,10 +240,15 @@ def test_gguf_teacher_vocab_and_prefix_reuse(smollm_gguf: Path, tiny_hf: Path) -
     """A GGUF teacher's token->id map comes from llama.cpp (no weights); scoring a row that
     shares a prefix with the previous one reuses its KV cache and gives the logits a fresh
     context gives."""
-    from pipeline.stages.teacher_logits import GgufVocab, decide, gguf_scorer
+    from pipeline.stages.teacher_logits import (
+        GgufVocab,
+        TeacherLogitsSettings,
+        decide,
+        gguf_scorer,
+    )
 
     tok = load_tokenizer(tiny_hf)
-    settings = {"mode": "auto", "backend": "llama_cpp"}
+    settings = TeacherLogitsSettings.model_construct(mode="auto", backend="llama_cpp")  # decide() reads 2
     decision = decide(settings, {"teacher_model": smollm_gguf, "base": tiny_hf}, tok)
     assert decision.mode == "logits" and decision.shared_vocab == GgufVocab(smollm_gguf).rows
     a, _ = encode_example(tok, SYSTEM, "Ann Lee wants 2 lamps", REPLY)
@@ -261,14 +267,20 @@ def test_teacher_scores_the_reply_in_its_own_prompt(tiny_hf: Path, tiny_teacher:
     """Context distillation: the teacher's view is its few-shot prompt + the same reply tokens
     (same count of reply positions), and the cached top-k (all ids) of that view gives the
     KD loss the live teacher with the same prompts gives."""
-    from pipeline.sft_data import collate, reply_positions, teacher_prefix, teacher_view
     from pipeline.stages.teacher_logits import hf_scorer
-    from pipeline.topk_cache import load_cached, write_shards
-    from pipeline.trainer import _kd_term
+    from pipeline.training.sft_data import (
+        ChatPrompt,
+        collate,
+        reply_positions,
+        teacher_prefix,
+        teacher_view,
+    )
+    from pipeline.training.topk_cache import load_cached, write_shards
+    from pipeline.training.trainer import _kd_term
 
     tok = load_tokenizer(tiny_hf)
-    s = {"teacher_system": "You extract orders.", "teacher_template": "Order: {prompt}",
-         "teacher_few_shot": [{"user": "Bo wants 1 desk", "assistant": '{"item":"desk"}'}]}
+    s = ChatPrompt("You extract orders.", "Order: {prompt}",
+                   ({"user": "Bo wants 1 desk", "assistant": '{"item":"desk"}'},))
     prompts = [f"order {i}" for i in range(3)]
     examples = [encode_example(tok, SYSTEM, p, REPLY) for p in prompts]
     prefixes = [teacher_prefix(tok, s, p) for p in prompts]

@@ -36,6 +36,9 @@ batch_size = 4
 [bench]
 max_tokens = 48
 score_rows = 2
+repeats = 1     # the fixed-length tests run once, short: mechanics, not numbers
+pp_tokens = 32
+tg_tokens = 16
 """
 PROFILE = """name = "{name}"
 description = "e2e test profile"
@@ -54,7 +57,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     targets = root / "targets"
     targets.mkdir()
     for name, quant, extra in (("t-int4", "Q4_K_M", 'calibration = "imatrix"'), ("t-int8", "Q8_0", ""),
-                               ("t-gate", "Q4_K_M", "min_field_accuracy = 1.0"),
+                               # t-int4 with an unreachable gate: its export and bench come
+                               # from the cache, only the report and the (absent) bundle run
+                               ("t-gate", "Q4_K_M", 'calibration = "imatrix"\nmin_field_accuracy = 1.0'),
                                ("t-onnx", "int4", "")):
         fmt, runtime = ("onnx", "onnxruntime") if name == "t-onnx" else ("gguf", "llama.cpp")
         (targets / f"{name}.toml").write_text(PROFILE.format(
@@ -121,7 +126,7 @@ def test_html_report_embeds_its_plots(built: dict) -> None:
 
 
 def test_published_student_answers_with_its_prompt_format(built: dict) -> None:
-    from pipeline.llm import ChatRunner, open_gguf
+    from pipeline.generation.llm import ChatRunner, open_gguf
 
     out = built["build"] / "t-int4"
     fmt = json.loads((out / "prompt_format.json").read_text())
@@ -168,6 +173,8 @@ def test_onnx_target_reuses_the_student_and_checks_parity(built: dict) -> None:
 def test_failing_gate_exits_3_with_the_report_written(built: dict) -> None:
     proc = _build(built, "t-gate")
     assert proc.returncode == 3, proc.stderr[-2000:]
+    hits = _steps(built["build"], "t-gate")
+    assert hits["export"] and hits["bench"] and not hits["report"]  # the gate is the report's
     assert "quality gate failed" in proc.stderr and "minimum 1.0" in proc.stderr
     report = json.loads((built["build"] / "t-gate" / "report.json").read_text())
     assert report["gate"]["passed"] is False

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.llm import ChatRunner, open_gguf
+from pipeline.generation.llm import ChatRunner, open_gguf
 from pipeline.stages.export_gguf import convert_to_f16, quantize
 
 
@@ -38,7 +38,7 @@ def test_imatrix_quantization_uses_the_task_activations(tiny_hf: Path, tiny_f16:
 
     from pipeline.models import imatrix
     from pipeline.models.hf import load_tokenizer
-    from pipeline.sft_data import encode_example
+    from pipeline.training.sft_data import encode_example
 
     tok = load_tokenizer(tiny_hf)
     texts = [encode_example(tok, "You extract orders.", p, r)[0]
@@ -75,14 +75,14 @@ def test_onnx_export_stage_writes_loadable_folders(tiny_hf: Path, tmp_path: Path
     import onnx
     import onnxruntime_genai as og
 
-    from benchmarks.runtimes.onnx_genai import OnnxGenaiRuntime
+    from pipeline.measure.runtimes.onnx_genai import OnnxGenaiRuntime
     from pipeline.stage import StageContext
-    from pipeline.stages.export_onnx import ExportOnnxStage
+    from pipeline.stages.export_onnx import ExportOnnxSettings, ExportOnnxStage
 
     out = tmp_path / "out"
     out.mkdir()
-    settings = {"format": "onnx", "quant": quant, "execution_provider": "cpu",
-                "block_size": 32, "accuracy_level": 4, "algo_config": "default"}
+    settings = ExportOnnxSettings(format="onnx", quant=quant, execution_provider="cpu",
+                                  block_size=32, accuracy_level=4, algo_config="default")
     summary = ExportOnnxStage().run(StageContext(name="export", settings=settings,
                                                  inputs={"model": tiny_hf}, out_dir=out))
     assert sorted(p.name for p in out.iterdir()) == ["onnx-fp32", f"onnx-{quant}"]
@@ -94,6 +94,6 @@ def test_onnx_export_stage_writes_loadable_folders(tiny_hf: Path, tmp_path: Path
     assert attrs["bits"] == int(quant[3:]) and attrs["block_size"] == 32
     assert attrs["accuracy_level"] == 4
     og.Model(str(out / "onnx-fp32"))
-    gen = OnnxGenaiRuntime(str(out / f"onnx-{quant}"), threads=1).chat(
+    gen = OnnxGenaiRuntime(str(out / f"onnx-{quant}"), n_ctx=1024, threads=1).chat(
         "You extract orders.", "Ann Lee wants 2 lamps", 8)
     assert gen.prompt_tokens > 10 and gen.completion_tokens >= 1

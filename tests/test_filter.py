@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pipeline.filters import apply_filters
+from pipeline.filters import FilterSettings, apply_filters
 
 REF = {"name": "Felix Malik", "item": "notebooks", "quantity": 30, "city": "Boise",
        "date": "2027-11-12"}
@@ -21,7 +21,7 @@ def _row(i: int, response: str, prompt: str | None = None, sample: int = 0,
 
 
 def _reasons(rows: list[dict[str, Any]], **settings: Any) -> tuple[list[str], dict[str, str]]:
-    kept, dropped = apply_filters(rows, {**DEFAULT, **settings})
+    kept, dropped = apply_filters(rows, FilterSettings(**{**DEFAULT, **settings}))
     return [r["id"] for r in kept], {r["id"]: r["drop_reason"] for r in dropped}
 
 
@@ -63,7 +63,7 @@ def test_reference_check_only_where_there_is_a_reference() -> None:
 
 def test_kept_rows_are_canonical_compact_json() -> None:
     fenced = "```json\n" + json.dumps(json.loads(GOOD), indent=2) + "\n```"
-    kept, dropped = apply_filters([_row(0, fenced)], DEFAULT)
+    kept, dropped = apply_filters([_row(0, fenced)], FilterSettings(**DEFAULT))
     assert not dropped and kept[0]["answer"] == GOOD
 
 
@@ -78,7 +78,8 @@ def test_self_consistency_keeps_the_majority() -> None:
     other = GOOD.replace("Boise", "Boston")
     rows = [_row(0, GOOD, "p", 0), _row(0, other, "p", 1), _row(0, GOOD, "p", 2),
             _row(1, GOOD, "q", 0), _row(1, other, "q", 1), _row(1, "nonsense", "q", 2)]
-    kept, dropped = apply_filters(rows, {**DEFAULT, "n_samples": 3, "checks": ["validator"]})
+    settings = FilterSettings(**{**DEFAULT, "n_samples": 3, "checks": ["validator"]})
+    kept, dropped = apply_filters(rows, settings)
     assert [(r["id"], r["answer"], r["votes"]) for r in kept] == [("r0", GOOD, 2)]
     reasons = sorted((r["id"], r["sample"], r["drop_reason"]) for r in dropped)
     assert reasons == [("r0", 1, "minority_answer"), ("r0", 2, "majority_duplicate"),

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pipeline.errors import UserError
-from pipeline.kd import choose_mode, kd_loss, kd_loss_topk, topk, trim
+from pipeline.training.kd import choose_mode, kd_loss, kd_loss_topk, topk, trim
 
 
 class _Tok:

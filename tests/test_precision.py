@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pipeline import precision
-from pipeline.precision import choose_precision, native_bf16, torch_device
+from pipeline.precision import choose_precision, cpu_only, native_bf16, torch_device
 
 
 @pytest.mark.parametrize("has_bf16", [True, False])
@@ -43,7 +43,8 @@ def test_choose_precision(monkeypatch: pytest.MonkeyPatch, device: str, native: 
     assert chosen.name == expected and chosen.device == device
     if device == "cpu" and not native and setting != False:  # noqa: E712 - the setting may be "auto"
         assert "no native bf16" in chosen.reason
-    assert (chosen.scaler() is not None) == (expected == "fp16")
+    if device == "cpu":  # a GradScaler for CUDA warns without one
+        assert chosen.scaler() is None
 
 
 def test_autocast_context_matches_the_choice() -> None:
@@ -58,12 +59,15 @@ def test_the_device_is_the_cpu_here_and_can_be_forced(monkeypatch: pytest.Monkey
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: accelerate would rightly choose it")
     assert torch_device().type == "cpu"
+    assert cpu_only("auto")  # no GPU: accelerate must be told, or DDP ranks train alone
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU box, faked
+    assert not cpu_only("auto") and cpu_only("cpu")
     monkeypatch.setenv("ACCELERATE_USE_CPU", "1")
-    assert torch_device().type == "cpu"
+    assert cpu_only("auto")
 
 
 def _examples(tok: Any) -> list[Any]:
-    from pipeline.sft_data import encode_example
+    from pipeline.training.sft_data import encode_example
 
     return [encode_example(tok, "Extract.", f"order {i}", '{"name":"Ann"}') for i in range(2)]
 
@@ -76,7 +80,7 @@ def test_training_records_device_and_precision(monkeypatch: pytest.MonkeyPatch, 
     import accelerate
 
     from pipeline.models.hf import load_causal_lm, load_tokenizer
-    from pipeline.trainer import train
+    from pipeline.training.trainer import TrainSettings, train
 
     seen: dict[str, Any] = {}
     real = accelerate.Accelerator
@@ -90,9 +94,10 @@ def test_training_records_device_and_precision(monkeypatch: pytest.MonkeyPatch, 
     tok = load_tokenizer(tiny_hf)
     settings = {"seed": 0, "batch_size": 2, "epochs": 1, "learning_rate": 1e-3,
                 "weight_decay": 0.0, "warmup_ratio": 0.0, "bf16": "auto", "device": "cpu"}
-    _, summary = train(load_causal_lm(tiny_hf), _examples(tok), settings, tok.pad_token_id, tmp_path)
-    assert seen["cpu"] is True
+    _, summary = train(load_causal_lm(tiny_hf), _examples(tok), TrainSettings(**settings),
+                       tok.pad_token_id, tmp_path)
+    assert seen["cpu"] is True  # asked for (and, here, no GPU either)
     assert summary["device"] == "cpu"
     assert summary["precision"] == ("bf16" if native else "fp32")
-    assert "natively" in summary["precision_reason"] if native else "no native bf16" in summary["precision_reason"]
+    assert ("natively" if native else "no native bf16") in summary["precision_reason"]
     assert json.loads((tmp_path / "train_log.jsonl").read_text().splitlines()[0])["step"] == 1

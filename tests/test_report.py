@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from benchmarks.compare import compare_reports
-from benchmarks.quality import teacher_agreement
-from benchmarks.report import render_html, render_markdown
-from benchmarks.verdict import attribution, decide, quality_gate
+from pipeline.measure.quality import teacher_agreement
+from pipeline.measure.verdict import attribution, decide, quality_gate
+from pipeline.report.compare import compare_reports
+from pipeline.report.render import render_html, render_markdown
 
 GOOD = '{"name":"Ann Lee","item":"lamps","quantity":2,"city":"Oslo","date":"2025-03-04"}'
 

@@ -59,7 +59,7 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
 
 
 def test_common_prefix_keeps_one_own_token() -> None:
-    from pipeline.llm_batch import common_prefix
+    from pipeline.generation.llm_batch import common_prefix
 
     assert common_prefix([[1, 2, 3, 4], [1, 2, 3, 9], [1, 2, 5]]) == 2
     assert common_prefix([[1, 2, 3], [1, 2, 3]]) == 2  # each keeps a token to get logits from
@@ -74,8 +74,8 @@ def test_batched_generation_matches_one_at_a_time(smollm_gguf: Path) -> None:
     SmolLM2 (untrained for this task) has near-ties that then flip a few tokens in (the
     1.5B teacher matched 64/64). Attending to another slot's cells would derail token one.
     """
-    from pipeline.llm import ChatRunner, open_gguf
-    from pipeline.llm_batch import BatchedChat
+    from pipeline.generation.llm import ChatRunner, open_gguf
+    from pipeline.generation.llm_batch import BatchedChat
     from pipeline.tasks import extraction, load_rows, shipped_split
 
     runner = ChatRunner(open_gguf(smollm_gguf, 2048, 2))

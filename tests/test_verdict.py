@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.verdict import attribution, decide, seconds_per_request
+from pipeline.measure.verdict import attribution, decide, seconds_per_request
 
 
 def _row(role: str, acc: float, ttft: float, tok_s: float, label: str | None = None) -> dict[str, Any]:
@@ -63,7 +63,7 @@ def test_attribution_separates_distillation_from_quantization() -> None:
 def test_attribution_export_step_and_gate_vs_fp32() -> None:
     """With the torch fp32 row, the export step gets its own delta and the gate's loss is
     measured against the fp32 student, not its F16 export."""
-    from benchmarks.verdict import quality_gate
+    from pipeline.measure.verdict import quality_gate
 
     rows = [*_rows(), _row("distilled_torch", 0.93, 0.3, 14.0)]
     steps = {s["step"]: s["delta"] for s in attribution(rows)}
@@ -73,7 +73,7 @@ def test_attribution_export_step_and_gate_vs_fp32() -> None:
 
 
 def test_parity_gate_names_the_artifact_and_numbers() -> None:
-    from benchmarks.verdict import quality_gate
+    from pipeline.measure.verdict import quality_gate
 
     rows = [*_rows(), _row("distilled_torch", 0.93, 0.3, 14.0)]
     shipped = next(r for r in rows if r["role"] == "distilled")
@@ -89,7 +89,7 @@ def test_parity_gate_names_the_artifact_and_numbers() -> None:
 
 
 def test_greedy_agreement_counts_identical_answers() -> None:
-    from benchmarks.quality import greedy_agreement
+    from pipeline.measure.quality import greedy_agreement
 
     answers = [{"distilled_torch": "a", "distilled": "a", "distilled_fp": "a", "base": "b"},
                {"distilled_torch": "c", "distilled": "d", "distilled_fp": "c", "base": "e"}]
@@ -99,7 +99,7 @@ def test_greedy_agreement_counts_identical_answers() -> None:
 
 def test_quant_loss_exactly_at_the_limit_passes() -> None:
     """0.900 - 0.880 is 0.020000000000000018 in floats: "at most 2 points" must still hold."""
-    from benchmarks.verdict import quality_gate
+    from pipeline.measure.verdict import quality_gate
 
     rows = [_row("distilled_torch", 0.9, 0.3, 14.0), _row("distilled", 0.88, 0.1, 80.0)]
     gate = quality_gate(rows, min_field_accuracy=None, max_quant_loss=0.02)

@@ -23,7 +23,7 @@ SETTINGS = {"seed": 0, "batch_size": 4, "epochs": 3, "learning_rate": 1e-2, "wei
 
 
 def examples(tok: object, n: int) -> list[tuple[list[int], list[int]]]:
-    from pipeline.sft_data import encode_example
+    from pipeline.training.sft_data import encode_example
 
     return [encode_example(tok, SYSTEM, f"order {i}: {i + 1} lamps to Oslo",
                            f'{{"item":"lamps","quantity":{i + 1},"city":"Oslo"}}') for i in range(n)]
@@ -35,7 +35,7 @@ def main() -> None:
     from safetensors.torch import save_file
 
     from pipeline.models.hf import load_causal_lm, load_tokenizer
-    from pipeline.trainer import train
+    from pipeline.training.trainer import TrainSettings, train
 
     parser = argparse.ArgumentParser()
     parser.add_argument("model", type=Path)
@@ -51,7 +51,7 @@ def main() -> None:
             os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no flush: a real kill -9
 
     args.out.mkdir(parents=True, exist_ok=True)
-    trained, summary = train(model, data, SETTINGS, tok.pad_token_id, args.out, data[:2],
+    trained, summary = train(model, data, TrainSettings(**SETTINGS), tok.pad_token_id, args.out, data[:2],
                              on_step=on_step)
     state = PartialState()
     weights = {n: p.detach().contiguous() for n, p in trained.named_parameters()}

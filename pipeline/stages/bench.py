@@ -20,122 +20,102 @@ Example:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from pipeline.cache import artifact_bytes
 from pipeline.config import BuildConfig
-from pipeline.stage import StageContext
-from pipeline.targets import FORMATS, Target
+from pipeline.formats import FORMATS
+from pipeline.measure.bench import REFERENCE_FILE
+from pipeline.stage import Settings, StageContext
+from pipeline.targets import Target
 from pipeline.tasks import load_rows
 
-REFERENCE_FILE = "reference_logprobs.npy"  # the fp32 student's log-probs (float16)
+
+class BenchSettings(Settings):
+    """The three bench steps' settings; each sets only the fields it reads (its key)."""
+
+    task: str
+    task_version: str
+    threads: int
+    n_ctx: int
+    warmup: int
+    max_tokens: int
+    max_eval_rows: int
+    synthetic: dict[str, int] | None  # llama-bench-style pp/tg tests; None = skipped
+    teacher_system: str
+    teacher_template: str
+    include_teacher: bool = False  # bench_teacher
+    score_rows: int = 0  # bench_student, bench
+    student_system: str = ""
+    student_template: str = "{prompt}"
+    torch_row: bool = False  # bench_student
+    artifact: str = ""  # bench: the target's export and its unquantized reference
+    fp_artifact: str = ""
+    quant_label: str = ""
+    fp_label: str = ""
 
 
-def _student_rows(ctx: StageContext, reference: str | None) -> list[dict[str, Any]]:
-    """The target's student rows, in report order; `score` marks the rows scored
-    teacher-forced (student prompt and vocabulary), `reference` the one the others are held
-    to when no fp32 torch reference exists (`reference` = that role, or None)."""
-    s = ctx.settings
-    teacher_p = (s["teacher_system"], s["teacher_template"])
-    student_p = (s["student_system"], s["student_template"])
-    base, student = ctx.inputs["base_export"], ctx.inputs["student_export"]
-    fp, quant = s["fp_label"], s["quant_label"]
-    rows = [
-        (f"base {fp}", "base_fp", base / s["fp_artifact"], student_p),
-        (f"base {quant}", "base", base / s["artifact"], student_p),
-        (f"base {quant} + few-shot prompt", "base_fewshot", base / s["artifact"], teacher_p),
-        (f"distilled {fp}", "distilled_fp", student / s["fp_artifact"], student_p),
-        (f"distilled {quant}", "distilled", student / s["artifact"], student_p),
-    ]
-    return [{"label": label, "role": role, "model": path, "system": p[0], "template": p[1],
-             "score": bool(s["score_rows"]) and p is student_p,
-             "reference": bool(s["score_rows"]) and role == reference}
-            for label, role, path, p in rows]
-
-
-def score_texts(ctx: StageContext, eval_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Token ids of the first `score_rows` eval answers after the student's prompt, made once
-    with the student's tokenizer so every artifact is scored on the same ids."""
-    from pipeline.models.hf import load_tokenizer
-    from pipeline.sft_data import IGNORE, encode_example
-    from pipeline.tasks.extraction import canonical
-
-    s = ctx.settings
-    tok = load_tokenizer(Path(ctx.inputs["student"]))
-    texts = []
-    for row in eval_rows[: s["score_rows"]]:
-        ids, labels = encode_example(tok, s["student_system"],
-                                     s["student_template"].format(prompt=row["prompt"]),
-                                     canonical(row["reference"]))
-        texts.append({"tokens": ids, "start": labels.count(IGNORE)})
-    return texts
-
-
-def _common_settings(config: BuildConfig, target: Target) -> dict[str, Any]:
+def _common(config: BuildConfig, target: Target) -> dict[str, Any]:
     from pipeline.tasks import extraction
 
+    b = config.bench
     return {
         "task": config.task.name, "task_version": extraction.TASK_VERSION,
         "threads": target.threads, "n_ctx": max(target.n_ctx, config.teacher.n_ctx),
-        "warmup": target.bench_warmup, "max_tokens": config.bench.max_tokens,
+        "warmup": target.bench_warmup, "max_tokens": b.max_tokens,
         "max_eval_rows": config.task.max_eval_rows,
-        "synthetic": ({"pp": config.bench.pp_tokens, "tg": config.bench.tg_tokens,
-                       "repeats": config.bench.repeats} if config.bench.repeats else None),
+        "synthetic": ({"pp": b.pp_tokens, "tg": b.tg_tokens, "repeats": b.repeats}
+                      if b.repeats else None),
         "teacher_system": config.teacher.system_prompt or extraction.TEACHER_SYSTEM_PROMPT,
         "teacher_template": extraction.TEACHER_USER_TEMPLATE,
     }
 
 
-def run_rows(ctx: StageContext, rows: list[dict[str, Any]], reference: Path | None = None,
-             keep_reference: bool = False) -> dict[str, Any]:
-    """Benchmark each row in its own process; write bench.json and answers.jsonl.
+def _student(config: BuildConfig) -> dict[str, Any]:
+    from pipeline.tasks import extraction
 
-    Scored rows are held to `reference` (log-probs an upstream step saved) or, without it, to
-    the row marked `reference`, whose log-probs are saved here (kept with `keep_reference`).
-    """
-    from benchmarks.latency import bench_artifact, summarize_latency
-    from pipeline.tasks.extraction import aggregate, parse_answer, score
+    return {"score_rows": config.bench.score_rows,
+            "student_system": config.student.system_prompt or extraction.STUDENT_SYSTEM_PROMPT,
+            "student_template": extraction.STUDENT_USER_TEMPLATE}
+
+
+def _student_rows(ctx: StageContext[BenchSettings], reference: str | None) -> list[dict[str, Any]]:
+    """The target's student rows, in report order; `score` marks the rows scored
+    teacher-forced (student prompt and vocabulary), `reference` the one the others are held
+    to when no fp32 torch reference exists (`reference` = that role, or None)."""
+    s = ctx.settings
+    teacher_p = (s.teacher_system, s.teacher_template)
+    student_p = (s.student_system, s.student_template)
+    base, student = ctx.inputs["base_export"], ctx.inputs["student_export"]
+    fp, quant = s.fp_label, s.quant_label
+    rows = [
+        (f"base {fp}", "base_fp", base / s.fp_artifact, student_p),
+        (f"base {quant}", "base", base / s.artifact, student_p),
+        (f"base {quant} + few-shot prompt", "base_fewshot", base / s.artifact, teacher_p),
+        (f"distilled {fp}", "distilled_fp", student / s.fp_artifact, student_p),
+        (f"distilled {quant}", "distilled", student / s.artifact, student_p),
+    ]
+    return [{"label": label, "role": role, "model": path, "system": p[0], "template": p[1],
+             "runtime": ctx.runtime.get("adapter"), "score": bool(s.score_rows) and p is student_p,
+             "reference": bool(s.score_rows) and role == reference}
+            for label, role, path, p in rows]
+
+
+def run_rows(ctx: StageContext[BenchSettings], rows: list[dict[str, Any]],
+             reference: Path | None = None, keep_reference: bool = False) -> dict[str, Any]:
+    """The stage's eval rows through the bench's row loop (pipeline.measure.bench)."""
+    from pipeline.measure.bench import bench_rows, score_texts
 
     s = ctx.settings
     eval_rows = load_rows(ctx.inputs["eval_data"], "eval data", need_reference=True)
-    eval_rows = eval_rows[: s["max_eval_rows"] or None]
-    prompts = [r["prompt"] for r in eval_rows]
-    texts = score_texts(ctx, eval_rows) if any(r.get("score") for r in rows) else []
-    ref_file = reference or ctx.out_dir / REFERENCE_FILE
-    table, answers = [], {}
-    # The reference row first, so every other row can be held to its log-probs.
-    for row in sorted(rows, key=lambda r: not r.get("reference")):
-        ctx.log(f"benchmarking {row['label']} on {len(prompts)} prompts")
-        scoring = ({"texts": texts, "reference": None if row["reference"] else str(ref_file),
-                    "save_reference": str(ref_file) if row["reference"] else None}
-                   if row.get("score") else None)
-        raw = bench_artifact(Path(row["model"]), row["system"], row["template"], prompts,
-                             threads=s["threads"], n_ctx=s["n_ctx"], max_tokens=s["max_tokens"],
-                             warmup=s["warmup"], synthetic=s["synthetic"], score=scoring)
-        scores = [score(parse_answer(r["response"])[0], ref["reference"])
-                  for r, ref in zip(raw["results"], eval_rows, strict=True)]
-        quality = {k: round(v, 4) for k, v in aggregate(scores).items()}
-        model = Path(row["model"])
-        table.append({"label": row["label"], "role": row["role"], "file": model.name,
-                      "runtime": raw["runtime"], "file_mb": round(artifact_bytes(model) / 1e6, 1),
-                      **quality, **summarize_latency(raw)})
-        answers[row["role"]] = [r["response"] for r in raw["results"]]
-        ctx.log(f"{row['label']}: field accuracy {quality['field_accuracy']:.3f}, "
-                f"decode {table[-1]['decode_tok_s']} tok/s")
-    if reference is None and not keep_reference:
-        ref_file.unlink(missing_ok=True)  # scratch
-    order = [r["role"] for r in rows]
-    table.sort(key=lambda r: order.index(r["role"]))
-    result = {"eval_rows": len(eval_rows), "threads": s["threads"], "synthetic": s["synthetic"],
-              "scored_rows": len(texts), "rows": table}
-    (ctx.out_dir / "bench.json").write_text(json.dumps(result, indent=2))
-    with (ctx.out_dir / "answers.jsonl").open("w", encoding="utf-8") as fh:
-        for i, ev in enumerate(eval_rows):
-            fh.write(json.dumps({"id": ev["id"], "reference": ev["reference"],
-                                 **{k: v[i] for k, v in answers.items()}}, ensure_ascii=False) + "\n")
-    return {r["role"]: r["field_accuracy"] for r in table}
+    eval_rows = eval_rows[: s.max_eval_rows or None]
+    texts = (score_texts(Path(ctx.inputs["student"]), s.student_system, s.student_template,
+                         eval_rows, s.score_rows) if any(r.get("score") for r in rows) else [])
+    result = bench_rows(rows, eval_rows, ctx.out_dir, threads=s.threads, n_ctx=s.n_ctx,
+                        max_tokens=s.max_tokens, warmup=s.warmup, synthetic=s.synthetic,
+                        texts=texts, reference=reference, keep_reference=keep_reference,
+                        log=ctx.log)
+    return {r["role"]: r["field_accuracy"] for r in result["rows"]}
 
 
 class BenchTeacherStage:
@@ -147,27 +127,20 @@ class BenchTeacherStage:
     libraries = ("llama-cpp-python",)
     resumable = False
 
-    def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+    def settings(self, config: BuildConfig, target: Target) -> BenchSettings:
         # the row runs the teacher's GGUF; a remote or HF teacher is not benchmarked
-        return {**_common_settings(config, target),
-                "include_teacher": config.bench.include_teacher and config.teacher.backend == "llama_cpp"}
+        return BenchSettings(**_common(config, target), include_teacher=(
+            config.bench.include_teacher and config.teacher.backend == "llama_cpp"))
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {}
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
+    def run(self, ctx: StageContext[BenchSettings]) -> dict[str, Any]:
         s = ctx.settings
         rows = [{"label": "teacher", "role": "teacher", "model": ctx.inputs["teacher_model"],
-                 "system": s["teacher_system"], "template": s["teacher_template"]}]
-        return run_rows(ctx, rows if s["include_teacher"] else [])
-
-
-def _student_settings(config: BuildConfig, target: Target) -> dict[str, Any]:
-    from pipeline.tasks import extraction
-
-    return {**_common_settings(config, target), "score_rows": config.bench.score_rows,
-            "student_system": config.student.system_prompt or extraction.STUDENT_SYSTEM_PROMPT,
-            "student_template": extraction.STUDENT_USER_TEMPLATE}
+                 "runtime": FORMATS["gguf"].adapter,
+                 "system": s.teacher_system, "template": s.teacher_template}]
+        return run_rows(ctx, rows if s.include_teacher else [])
 
 
 class BenchStudentStage:
@@ -180,19 +153,20 @@ class BenchStudentStage:
     libraries = ("torch", "transformers")
     resumable = False
 
-    def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {**_student_settings(config, target), "torch_row": config.bench.torch_row}
+    def settings(self, config: BuildConfig, target: Target) -> BenchSettings:
+        return BenchSettings(**_common(config, target), **_student(config),
+                             torch_row=config.bench.torch_row)
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {}
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
+    def run(self, ctx: StageContext[BenchSettings]) -> dict[str, Any]:
         s = ctx.settings
         row = {"label": "distilled fp32 (torch)", "role": "distilled_torch",
-               "model": ctx.inputs["student"], "system": s["student_system"],
-               "template": s["student_template"], "score": bool(s["score_rows"]),
-               "reference": bool(s["score_rows"])}
-        return run_rows(ctx, [row] if s["torch_row"] else [], keep_reference=True)
+               "model": ctx.inputs["student"], "runtime": "torch", "system": s.student_system,
+               "template": s.student_template, "score": bool(s.score_rows),
+               "reference": bool(s.score_rows)}
+        return run_rows(ctx, [row] if s.torch_row else [], keep_reference=True)
 
 
 class BenchStage:
@@ -201,16 +175,17 @@ class BenchStage:
     libraries = ("llama-cpp-python", "torch", "transformers", "onnxruntime-genai")
     resumable = False
 
-    def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        onnx = " ONNX" if target.format == "onnx" else ""
-        return {**_student_settings(config, target), "artifact": target.artifact(),
-                "fp_artifact": target.artifact(fp=True), "quant_label": target.quant + onnx,
-                "fp_label": FORMATS[target.format]["fp"] + onnx}
+    def settings(self, config: BuildConfig, target: Target) -> BenchSettings:
+        fmt = target.fmt
+        return BenchSettings(**_common(config, target), **_student(config),
+                             artifact=target.artifact(), fp_artifact=target.artifact(fp=True),
+                             quant_label=target.quant + fmt.label, fp_label=fmt.fp + fmt.label)
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {}
+        # the format's runtime adapter: a function of the artifact names already in the key
+        return {"adapter": target.fmt.adapter}
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
+    def run(self, ctx: StageContext[BenchSettings]) -> dict[str, Any]:
         # Held to the fp32 torch student when bench_student measured it, else to the F16/fp32 export.
         ref = ctx.inputs["student_bench"] / REFERENCE_FILE
         if ref.is_file():

@@ -31,7 +31,7 @@ from typing import Any
 from pipeline import run_bundle
 from pipeline.cache import link_or_copy
 from pipeline.config import BuildConfig
-from pipeline.stage import StageContext
+from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
 
 # Tokenizer files a runtime or a user may need beside the artifact (those that exist are copied).
@@ -73,24 +73,24 @@ def _row_line(row: dict[str, Any]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def model_card(s: dict[str, Any], report: dict[str, Any], gen: dict[str, Any]) -> str:
+def model_card(s: BundleSettings, report: dict[str, Any], gen: dict[str, Any]) -> str:
     """README.md of the bundle: what it is, where it came from, how good and fast, how to run."""
     rows = report["bench"]["rows"]
     data, training = report.get("data") or {}, report.get("training") or {}
     gate = report["gate"]
     lines = [
-        f"# {s['task']} student — target `{s['target']}` ({s['format']} {s['quant']})", "",
-        f"Built by distill-edge. Runtime: {s['runtime']}"
-        + (f" ({s['execution_provider']} execution provider)" if s["format"] == "onnx" else "")
-        + f". Numbers measured on {s['benchmarked_on']}, {report['bench'].get('threads')} threads.",
+        f"# {s.task} student — target `{s.target}` ({s.format} {s.quant})", "",
+        f"Built by distill-edge. Runtime: {s.runtime}"
+        + (f" ({s.execution_provider} execution provider)" if s.providers > 1 else "")
+        + f". Numbers measured on {s.benchmarked_on}, {report['bench'].get('threads')} threads.",
         "", "## Lineage", "",
-        f"- teacher: `{s['teacher']}` answered {data.get('rows_in', '?')} task prompts",
+        f"- teacher: `{s.teacher}` answered {data.get('rows_in', '?')} task prompts",
         f"- filter: kept {data.get('kept', '?')}, dropped {data.get('dropped', '?')} "
         f"({json.dumps(data.get('drops_by_reason', {}))})",
-        f"- student: `{s['student']}` fine-tuned on the kept answers "
+        f"- student: `{s.student}` fine-tuned on the kept answers "
         f"({training.get('examples', '?')} examples, {training.get('steps', '?')} steps; held-out "
         f"loss {training.get('first_eval_loss', '?')} → {training.get('final_eval_loss', '?')})",
-        f"- export: {s['format']} {s['quant']} (`{s['artifact']}`)", "",
+        f"- export: {s.format} {s.quant} (`{s.artifact}`)", "",
         "## Quality and speed (held-out eval prompts)", "",
         "| artifact | size MB | field accuracy | decode tok/s | KL vs fp32 student | same answer as fp32 |",
         "|---|---|---|---|---|---|",
@@ -100,11 +100,7 @@ def model_card(s: dict[str, Any], report: dict[str, Any], gen: dict[str, Any]) -
         + "".join(f"\n- {c['text']}: {'pass' if c['passed'] else 'FAIL'}" for c in gate["checks"]),
         "", "## Run it", "", "```sh", "python run.py \"your prompt\"          # needs only this folder",
         "distill-edge run . \"your prompt\"", "```"]
-    if s["format"] == "gguf":
-        lines += ["", "Ollama: `ollama create my-student -f Modelfile`.",
-                  "llama.cpp: `llama-cli -m " + gen["model"] + " -sys \"$(jq -r .system generation.json)\"`."]
-    else:
-        lines += ["", "onnxruntime-genai loads this folder as is (`og.Model(\".\")`)."]
+    lines += ["", *(n.format(model=gen["model"]) for n in s.notes)]  # the format's own words
     lines += ["", "## Prompt format", "", "System prompt (the student was trained with it; keep it):",
               "", "```", gen["system"], "```", "",
               f"User message: `{gen['user_template']}`. Decoding: greedy, at most "
@@ -112,15 +108,39 @@ def model_card(s: dict[str, Any], report: dict[str, Any], gen: dict[str, Any]) -
     return "\n".join(lines) + "\n"
 
 
-def _copy_artifact(export: Path, artifact: str, bundle: Path) -> str:
-    """The artifact into the bundle; returns its name relative to the bundle."""
+def _copy_artifact(export: Path, artifact: str, layout: str, bundle: Path) -> str:
+    """The artifact into the bundle; returns what generation.json's `model` names."""
     src = export / artifact
-    if src.is_dir():  # onnxruntime-genai folder: its files are the bundle's top level
+    if layout == "folder":  # e.g. an onnxruntime-genai folder: its files are the bundle's top level
         for f in src.iterdir():
             link_or_copy(f, bundle / f.name)
-        return "genai_config.json"
+        return "."
     link_or_copy(src, bundle / artifact)
     return artifact
+
+
+class BundleSettings(Settings):
+    """The target and format facts the bundle holds (the format's from pipeline.formats)."""
+
+    target: str
+    format: str
+    quant: str
+    runner: str  # run_bundle.RUNNERS key
+    layout: str  # "file" or "folder"
+    providers: int  # execution providers the format offers (> 1: name the chosen one)
+    modelfile: bool  # an Ollama Modelfile beside the artifact
+    notes: list[str]
+    artifact: str
+    runtime: str
+    execution_provider: str
+    threads: int
+    n_ctx: int
+    benchmarked_on: str
+    max_tokens: int
+    task: str
+    teacher: str
+    student: str
+    runner_sha256: str
 
 
 class BundleStage:
@@ -129,24 +149,28 @@ class BundleStage:
     libraries = ()
     resumable = False
 
-    def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+    def settings(self, config: BuildConfig, target: Target) -> BundleSettings:
         def who(src: Any) -> str:  # a catalog name, a path, or an endpoint's model
             return (src.model or src.path
                     or f"{getattr(src, 'model_name', '')} at {getattr(src, 'base_url', '')}")
 
-        return {"target": target.name, "format": target.format, "quant": target.quant,
-                "artifact": target.artifact(), "runtime": target.runtime,
-                "execution_provider": target.execution_provider, "threads": target.threads,
-                "n_ctx": target.n_ctx, "benchmarked_on": target.benchmarked_on,
-                "max_tokens": config.bench.max_tokens, "task": config.task.name,
-                "teacher": who(config.teacher), "student": who(config.student),
-                # run.py is part of the output: a change to it re-bundles
-                "runner_sha256": hashlib.sha256(Path(run_bundle.__file__).read_bytes()).hexdigest()}
+        fmt = target.fmt
+        return BundleSettings(
+            target=target.name, format=target.format, quant=target.quant,
+            runner=fmt.bundle_runner, layout=fmt.bundle_layout,
+            providers=len(fmt.execution_providers), modelfile=fmt.ollama_modelfile,
+            notes=list(fmt.notes), artifact=target.artifact(), runtime=target.runtime,
+            execution_provider=target.execution_provider, threads=target.threads,
+            n_ctx=target.n_ctx, benchmarked_on=target.benchmarked_on,
+            max_tokens=config.bench.max_tokens, task=config.task.name,
+            teacher=who(config.teacher), student=who(config.student),
+            # run.py is part of the output: a change to it re-bundles
+            runner_sha256=hashlib.sha256(Path(run_bundle.__file__).read_bytes()).hexdigest())
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {}
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
+    def run(self, ctx: StageContext[BundleSettings]) -> dict[str, Any]:
         s, export = ctx.settings, ctx.inputs["export"]
         report = json.loads((ctx.inputs["report"] / "report.json").read_text())
         if not report["gate"]["passed"]:  # nothing deployable from an artifact that failed
@@ -154,19 +178,19 @@ class BundleStage:
             return {"files": [], "skipped": "quality gate failed"}
         bundle = ctx.out_dir / "bundle"
         bundle.mkdir()
-        model = _copy_artifact(export, s["artifact"], bundle)
+        model = _copy_artifact(export, s.artifact, s.layout, bundle)
         fmt = json.loads((export / "prompt_format.json").read_text())
         for name in TOKENIZER_FILES:
             if (ctx.inputs["distill"] / name).is_file() and not (bundle / name).exists():
                 shutil.copyfile(ctx.inputs["distill"] / name, bundle / name)
-        gen = {"format": s["format"], "model": model if s["format"] == "gguf" else ".",
+        gen = {"format": s.format, "runner": s.runner, "model": model,
                "system": fmt["system"], "user_template": fmt["user_template"],
-               "max_tokens": s["max_tokens"], "temperature": 0.0, "n_ctx": s["n_ctx"],
-               "threads": s["threads"], "execution_provider": s["execution_provider"]}
+               "max_tokens": s.max_tokens, "temperature": 0.0, "n_ctx": s.n_ctx,
+               "threads": s.threads, "execution_provider": s.execution_provider}
         (bundle / run_bundle.SETTINGS_FILE).write_text(json.dumps(gen, indent=2) + "\n")
         shutil.copyfile(run_bundle.__file__, bundle / "run.py")
         (bundle / "README.md").write_text(model_card(s, report, gen))
-        if s["format"] == "gguf":
+        if s.modelfile:
             (bundle / "Modelfile").write_text(modelfile(model, gen, fmt.get("chat_template") or ""))
         files = sorted(p.name for p in bundle.iterdir())
         ctx.log(f"bundle: {', '.join(files)}")

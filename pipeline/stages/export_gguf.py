@@ -27,8 +27,9 @@ from typing import Any
 
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
-from pipeline.stage import StageContext
-from pipeline.targets import GGUF_FTYPES, Target
+from pipeline.formats import FORMATS, GGUF_FTYPES
+from pipeline.stage import Settings, StageContext
+from pipeline.targets import Target
 
 
 def converter_path() -> Path:
@@ -71,21 +72,21 @@ def quantize(src: Path, dest: Path, quant: str, threads: int,
         raise RuntimeError(f"llama_model_quantize to {quant} failed with code {rc}")
 
 
-def _imatrix(ctx: StageContext, f16: Path) -> dict[str, Any]:
+def _imatrix(ctx: StageContext[ExportGgufSettings], f16: Path) -> dict[str, Any]:
     """The importance matrix of the model on the task's own kept teacher rows (prompt and
     answer in the student's trained format), saved beside the GGUF for inspection."""
     import json
 
     from pipeline.models import imatrix
     from pipeline.models.hf import load_tokenizer
-    from pipeline.sft_data import encode_example
+    from pipeline.training.sft_data import encode_example
 
     s, hf_dir = ctx.settings, ctx.inputs["model"]
     tok = load_tokenizer(hf_dir)
     lines = (ctx.inputs["calibration"] / "kept.jsonl").read_text().splitlines()
-    rows = [json.loads(x) for x in lines[: s["calibration_rows"]]]
-    texts = [encode_example(tok, s["system_prompt"], s["user_template"].format(prompt=r["prompt"]),
-                            r["response"])[0] for r in rows]
+    rows = [json.loads(x) for x in lines[: s.calibration_rows or None]]
+    texts = [encode_example(tok, s.system_prompt or "", (s.user_template or "{prompt}").format(
+        prompt=r["prompt"]), r["response"])[0] for r in rows]
     stats = imatrix.for_gguf(imatrix.collect(hf_dir, texts, threads=os.cpu_count() or 1), f16)
     (ctx.out_dir / "imatrix.json").write_text(json.dumps(
         {"rows": len(rows), "tokens": sum(map(len, texts)),
@@ -94,36 +95,49 @@ def _imatrix(ctx: StageContext, f16: Path) -> dict[str, Any]:
     return stats
 
 
+class ExportGgufSettings(Settings):
+    """Keyed only on the target fields it reads: profiles that agree share the export."""
+
+    format: str
+    quant: str
+    # calibration = "imatrix" only: the student's prompt renders the calibration rows
+    calibration: str | None = None
+    calibration_rows: int | None = None
+    system_prompt: str | None = None
+    user_template: str | None = None
+
+
 class ExportGgufStage:
     name = "export"
     version = "1"
     libraries = ("llama-cpp-python",)
     resumable = False
 
-    def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+    def settings(self, config: BuildConfig, target: Target) -> ExportGgufSettings:
         from pipeline.tasks import extraction
 
-        keyed: dict[str, Any] = {"format": target.format, "quant": target.quant}
         if target.calibration == "imatrix" and target.quant != "F16":
-            keyed |= {"calibration": "imatrix", "calibration_rows": target.calibration_rows,
-                      "system_prompt": config.student.system_prompt
-                      or extraction.STUDENT_SYSTEM_PROMPT,
-                      "user_template": extraction.STUDENT_USER_TEMPLATE}
-        return keyed
+            return ExportGgufSettings(
+                format=target.format, quant=target.quant, calibration="imatrix",
+                calibration_rows=target.calibration_rows,
+                system_prompt=config.student.system_prompt or extraction.STUDENT_SYSTEM_PROMPT,
+                user_template=extraction.STUDENT_USER_TEMPLATE)
+        return ExportGgufSettings(format=target.format, quant=target.quant)
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {}
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
-        from pipeline.llm import open_gguf
+    def run(self, ctx: StageContext[ExportGgufSettings]) -> dict[str, Any]:
+        from pipeline.generation.llm import open_gguf
 
-        quant = ctx.settings["quant"]
+        quant = ctx.settings.quant
         hf_dir = ctx.inputs["model"]
-        f16 = ctx.out_dir / "model.F16.gguf"
+        gguf = FORMATS["gguf"]  # this stage's format: artifact names from the table
+        f16 = ctx.out_dir / gguf.artifact(gguf.fp)
         convert_to_f16(hf_dir, f16)
-        out = ctx.out_dir / f"model.{quant}.gguf"
+        out = ctx.out_dir / gguf.artifact(quant)
         if quant != "F16":
-            matrix = _imatrix(ctx, f16) if ctx.settings.get("calibration") == "imatrix" else None
+            matrix = _imatrix(ctx, f16) if ctx.settings.calibration == "imatrix" else None
             quantize(f16, out, quant, threads=os.cpu_count() or 1, imatrix=matrix)
         fmt = hf_dir / "prompt_format.json"
         if fmt.is_file():  # the messages the student was trained with travel with the GGUF

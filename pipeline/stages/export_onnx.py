@@ -32,7 +32,8 @@ from typing import Any
 
 from pipeline.cache import artifact_bytes
 from pipeline.config import BuildConfig
-from pipeline.stage import StageContext
+from pipeline.formats import FORMATS
+from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
 
 
@@ -50,35 +51,43 @@ def build_onnx(hf_dir: Path, out_dir: Path, precision: str, provider: str,
         raise RuntimeError(f"onnxruntime-genai builder ({precision}) failed: {last[0]}")
 
 
+class ExportOnnxSettings(Settings):
+    format: str
+    quant: str
+    execution_provider: str
+    block_size: int | None = None  # int4/int8 (MatMulNBits) only
+    accuracy_level: int | None = None
+    algo_config: str | None = None
+
+
 class ExportOnnxStage:
     name = "export_onnx"
     version = "1"
     libraries = ("onnxruntime-genai", "onnxruntime", "onnx", "transformers")
     resumable = False
 
-    def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        keyed: dict[str, Any] = {"format": target.format, "quant": target.quant,
-                                 "execution_provider": target.execution_provider}
-        if target.quant in ("int4", "int8"):
-            keyed |= {"block_size": target.block_size, "accuracy_level": target.accuracy_level,
-                      "algo_config": target.algo_config}
-        return keyed
+    def settings(self, config: BuildConfig, target: Target) -> ExportOnnxSettings:
+        quantizer = ({"block_size": target.block_size, "accuracy_level": target.accuracy_level,
+                      "algo_config": target.algo_config} if target.quant in ("int4", "int8") else {})
+        return ExportOnnxSettings(format=target.format, quant=target.quant,
+                                  execution_provider=target.execution_provider, **quantizer)
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {}
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
+    def run(self, ctx: StageContext[ExportOnnxSettings]) -> dict[str, Any]:
         from pipeline.run_bundle import open_onnx
 
         s, hf_dir = ctx.settings, ctx.inputs["model"]
         scratch = ctx.out_dir / "_builder_cache"  # the builder's temp files, removed below
-        fp32 = ctx.out_dir / "onnx-fp32"
+        onnx = FORMATS["onnx"]  # this stage's format: artifact names from the table
+        fp32 = ctx.out_dir / onnx.artifact(onnx.fp)
         build_onnx(hf_dir, fp32, "fp32", "cpu", {}, scratch)
-        out = ctx.out_dir / f"onnx-{s['quant']}"
-        if s["quant"] != "fp32":
-            extra = ({k: s[k] for k in ("block_size", "accuracy_level", "algo_config")}
-                     if "block_size" in s else {})
-            build_onnx(hf_dir, out, s["quant"], s["execution_provider"], extra, scratch)
+        out = ctx.out_dir / onnx.artifact(s.quant)
+        if s.quant != "fp32":
+            extra = s.model_dump(include={"block_size", "accuracy_level", "algo_config"},
+                                 exclude_unset=True)  # MatMulNBits options (int4/int8)
+            build_onnx(hf_dir, out, s.quant, s.execution_provider, extra, scratch)
         shutil.rmtree(scratch, ignore_errors=True)
         fmt = hf_dir / "prompt_format.json"
         if fmt.is_file():  # the messages the student was trained with travel with the model
@@ -88,5 +97,5 @@ class ExportOnnxStage:
         open_onnx(out, threads=1)
         size = artifact_bytes(out)
         ctx.log(f"wrote {out.name}/ ({size / 1e6:.1f} MB)")
-        return {"artifact": out.name, "quant": s["quant"], "bytes": size,
+        return {"artifact": out.name, "quant": s.quant, "bytes": size,
                 "fp32_bytes": artifact_bytes(fp32)}

@@ -21,7 +21,7 @@ from typing import Any
 
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
-from pipeline.filters import apply_filters, load_schema
+from pipeline.filters import FilterSettings, apply_filters, load_schema
 from pipeline.stage import StageContext
 from pipeline.targets import Target
 
@@ -61,21 +61,21 @@ class FilterStage:
     libraries: tuple[str, ...] = ("jsonschema",)
     resumable = False
 
-    def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+    def settings(self, config: BuildConfig, target: Target) -> FilterSettings:
         from pipeline.tasks.extraction import TASK_VERSION
 
         f = config.filter
-        return {"task": config.task.name, "task_version": TASK_VERSION, "checks": list(f.checks),
-                "min_response_chars": f.min_response_chars,
-                "max_response_chars": f.max_response_chars, "validator": f.validator,
-                "pattern": f.pattern, "labels": list(f.labels),
-                "json_schema": load_schema(f.json_schema_file), "dedupe": f.dedupe,
-                "n_samples": config.teacher.n_samples}
+        return FilterSettings(
+            task=config.task.name, task_version=TASK_VERSION, checks=list(f.checks),
+            min_response_chars=f.min_response_chars, max_response_chars=f.max_response_chars,
+            validator=f.validator, pattern=f.pattern, labels=list(f.labels),
+            json_schema=load_schema(f.json_schema_file), dedupe=f.dedupe,
+            n_samples=config.teacher.n_samples)
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {}
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
+    def run(self, ctx: StageContext[FilterSettings]) -> dict[str, Any]:
         teacher_dir = ctx.inputs["teacher"]
         rows = _read_jsonl(teacher_dir / "rows.jsonl") + _read_jsonl(teacher_dir / "failed.jsonl")
         kept, dropped = apply_filters(rows, ctx.settings)

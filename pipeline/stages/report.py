@@ -17,7 +17,7 @@ from typing import Any
 
 from pipeline.cache import file_sha256, library_versions, read_jsonl, read_meta
 from pipeline.config import BuildConfig
-from pipeline.stage import StageContext
+from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
 
 # The rows of the table, in order: teacher, the small model used directly, the student.
@@ -25,6 +25,20 @@ ROLE_ORDER = ("teacher", "base_fp", "base", "base_fewshot", "distilled_torch", "
               "distilled")
 REPORT_LIBRARIES = ("torch", "transformers", "llama-cpp-python", "gguf", "tokenizers",
                     "onnxruntime", "onnxruntime-genai")
+
+
+class ReportSettings(Settings):
+    """The user's goal (the verdict) and the target's gate."""
+
+    target: str
+    benchmarked_on: str
+    min_field_accuracy: float
+    requests_per_day: int
+    latency_budget_s: float
+    gate_min_field_accuracy: float | None
+    gate_max_quant_loss: float | None
+    gate_max_kl: float | None
+    gate_min_greedy_agreement: float | None
 
 
 def _curve(log_path: Any, max_points: int = 300) -> list[dict[str, Any]]:
@@ -39,11 +53,11 @@ def _curve(log_path: Any, max_points: int = 300) -> list[dict[str, Any]]:
     return [{"step": p["step"], "loss": p["loss"]} for p in train[::stride]] + evals
 
 
-def build_report(ctx: StageContext) -> dict[str, Any]:
+def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
     """The report dict (report.json) from the stage inputs."""
-    from benchmarks.quality import greedy_agreement, teacher_agreement
-    from benchmarks.report import environment
-    from benchmarks.verdict import attribution, decide, quality_gate
+    from pipeline.measure.quality import greedy_agreement, teacher_agreement
+    from pipeline.measure.verdict import attribution, decide, quality_gate
+    from pipeline.report.render import environment
 
     s = ctx.settings
     steps = ("bench_teacher", "bench_student", "bench")  # the bench rows' three steps
@@ -63,14 +77,14 @@ def build_report(ctx: StageContext) -> dict[str, Any]:
              if folder.is_dir() and (meta := read_meta(folder))}
     distill_meta = read_meta(ctx.inputs["distill"]) or {}
     return {
-        "target": s["target"],
-        "benchmarked_on": s["benchmarked_on"],
+        "target": s.target,
+        "benchmarked_on": s.benchmarked_on,
         "bench": bench,
-        "verdict": decide(bench["rows"], s["min_field_accuracy"], s["requests_per_day"],
-                          s["latency_budget_s"]),
+        "verdict": decide(bench["rows"], s.min_field_accuracy, s.requests_per_day,
+                          s.latency_budget_s),
         "attribution": attribution(bench["rows"]),
-        "gate": quality_gate(bench["rows"], s["gate_min_field_accuracy"], s["gate_max_quant_loss"],
-                             s["gate_max_kl"], s["gate_min_greedy_agreement"]),
+        "gate": quality_gate(bench["rows"], s.gate_min_field_accuracy, s.gate_max_quant_loss,
+                             s.gate_max_kl, s.gate_min_greedy_agreement),
         "data": json.loads((ctx.inputs["filter"] / "drops.json").read_text()),
         "teacher": json.loads((ctx.inputs["teacher"] / "stats.json").read_text()),
         "training": distill_meta.get("summary"),
@@ -91,18 +105,18 @@ class ReportStage:
     libraries = REPORT_LIBRARIES + ("matplotlib",)
     resumable = False
 
-    def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {"target": target.name, "benchmarked_on": target.benchmarked_on,
-                **config.goal.model_dump(),
-                "gate_min_field_accuracy": target.min_field_accuracy,
-                "gate_max_quant_loss": target.max_quant_loss, "gate_max_kl": target.max_kl,
-                "gate_min_greedy_agreement": target.min_greedy_agreement}
+    def settings(self, config: BuildConfig, target: Target) -> ReportSettings:
+        return ReportSettings(
+            target=target.name, benchmarked_on=target.benchmarked_on, **config.goal.model_dump(),
+            gate_min_field_accuracy=target.min_field_accuracy,
+            gate_max_quant_loss=target.max_quant_loss, gate_max_kl=target.max_kl,
+            gate_min_greedy_agreement=target.min_greedy_agreement)
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {}
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
-        from benchmarks.report import render_html, render_markdown
+    def run(self, ctx: StageContext[ReportSettings]) -> dict[str, Any]:
+        from pipeline.report.render import render_html, render_markdown
 
         report = build_report(ctx)
         (ctx.out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -15,8 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.config import BuildConfig
-from pipeline.stage import StageContext
+from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
+
+
+class StudentBaseSettings(Settings):
+    dtype: str  # the HF copy's dtype (fp32: the reference every export is held to)
 
 
 class StudentBaseStage:
@@ -25,13 +29,13 @@ class StudentBaseStage:
     libraries = ("torch", "transformers", "gguf", "safetensors", "tokenizers")
     resumable = False
 
-    def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {"dtype": "float32"}
+    def settings(self, config: BuildConfig, target: Target) -> StudentBaseSettings:
+        return StudentBaseSettings(dtype="float32")
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {}
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
+    def run(self, ctx: StageContext[StudentBaseSettings]) -> dict[str, Any]:
         from pipeline.models.hf import save_hf_copy
 
         info = save_hf_copy(ctx.inputs["student_model"], ctx.out_dir)

@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.backends import Request, Result, make_backend
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
-from pipeline.stage import StageContext
+from pipeline.generation.backends import BackendOptions, Request, Result, make_backend
+from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
 from pipeline.tasks import few_shot_messages, load_rows
 
@@ -54,15 +54,33 @@ def _done_rows(path: Path) -> dict[str, dict[str, Any]]:
     return done
 
 
-def _requests(prompts: list[dict[str, Any]], s: dict[str, Any], done: dict[str, Any]) -> list[Request]:
-    prefix = few_shot_messages(s["system_prompt"], s["few_shot"], s["user_template"])
+class TeacherSettings(Settings):
+    """What the teacher's answers depend on (not concurrency or timeouts: those are runtime)."""
+
+    backend: str
+    system_prompt: str
+    few_shot: list[dict[str, str]]
+    user_template: str
+    max_tokens: int
+    temperature: float
+    n_samples: int
+    seed: int
+    max_rows: int
+    base_url: str | None = None  # openai backend
+    model_name: str | None = None
+    n_ctx: int | None = None  # local backends
+    threads: int | None = None
+
+
+def _requests(prompts: list[dict[str, Any]], s: TeacherSettings, done: dict[str, Any]) -> list[Request]:
+    prefix = few_shot_messages(s.system_prompt, s.few_shot, s.user_template)
     reqs = []
     for row in prompts:
-        user = {"role": "user", "content": s["user_template"].format(prompt=row["prompt"])}
-        for sample in range(s["n_samples"]):
+        user = {"role": "user", "content": s.user_template.format(prompt=row["prompt"])}
+        for sample in range(s.n_samples):
             req = Request(row_id=row["id"], sample=sample, messages=(*prefix, user),
-                          max_tokens=s["max_tokens"], temperature=s["temperature"],
-                          seed=s["seed"] + sample)
+                          max_tokens=s.max_tokens, temperature=s.temperature,
+                          seed=s.seed + sample)
             if req.key not in done:
                 reqs.append(req)
     return reqs
@@ -84,40 +102,39 @@ class TeacherStage:
     libraries = ("llama-cpp-python", "transformers", "httpx")
     resumable = True
 
-    def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+    def settings(self, config: BuildConfig, target: Target) -> TeacherSettings:
         from pipeline.tasks import extraction
 
         t = config.teacher
-        keyed = {"backend": t.backend,
-                 "system_prompt": t.system_prompt or extraction.TEACHER_SYSTEM_PROMPT,
-                 "few_shot": [shot.model_dump() for shot in t.few_shot],
-                 "user_template": extraction.TEACHER_USER_TEMPLATE, "max_tokens": t.max_tokens,
-                 "temperature": t.temperature, "n_samples": t.n_samples, "seed": t.seed,
-                 "max_rows": config.task.max_train_rows}
-        if t.backend == "openai":  # what the answers depend on; not concurrency or timeouts
-            keyed |= {"base_url": t.base_url, "model_name": t.model_name}
-        else:
-            keyed |= {"n_ctx": t.n_ctx, "threads": t.threads}
-        return keyed
+        where = ({"base_url": t.base_url, "model_name": t.model_name} if t.backend == "openai"
+                 else {"n_ctx": t.n_ctx, "threads": t.threads})
+        return TeacherSettings(
+            backend=t.backend, system_prompt=t.system_prompt or extraction.TEACHER_SYSTEM_PROMPT,
+            few_shot=[shot.model_dump() for shot in t.few_shot],
+            user_template=extraction.TEACHER_USER_TEMPLATE, max_tokens=t.max_tokens,
+            temperature=t.temperature, n_samples=t.n_samples, seed=t.seed,
+            max_rows=config.task.max_train_rows, **where)
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         t = config.teacher
         return {"api_key_env": t.api_key_env, "concurrency": t.concurrency,
                 "timeout_s": t.timeout_s, "max_retries": t.max_retries, "backoff_s": t.backoff_s}
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
+    def run(self, ctx: StageContext[TeacherSettings]) -> dict[str, Any]:
         from tqdm import tqdm
 
-        s = {**ctx.settings, **ctx.runtime}
-        prompts = load_rows(ctx.inputs["train_data"], "train data")[: s["max_rows"] or None]
+        s = ctx.settings
+        prompts = load_rows(ctx.inputs["train_data"], "train data")[: s.max_rows or None]
         by_id = {p["id"]: p for p in prompts}
         out_path = ctx.out_dir / ROWS_FILE
         done = _done_rows(out_path)
         todo = _requests(prompts, s, done)
-        total = len(prompts) * s["n_samples"]
+        total = len(prompts) * s.n_samples
         if done:
             ctx.log(f"resuming: {len(done)} of {total} answers already done")
-        backend = make_backend(s["backend"], s, ctx.inputs.get("teacher_model"))
+        # the backend's options: these settings + the runtime ones (concurrency, timeouts)
+        backend = make_backend(s.backend, BackendOptions.pick({**s.key_dict(), **ctx.runtime}),
+                               ctx.inputs.get("teacher_model"))
         start, failed = time.perf_counter(), []
         totals = {"prompt_tokens": 0, "prefill_tokens": 0, "completion_tokens": 0}
         try:

@@ -1,10 +1,10 @@
 """Teacher-logits stage: decide sequence vs logit KD, and cache the teacher's top-k per reply token.
 
 setup:   `distill.mode` = sequence | logits | auto. For logits/auto, compare the two
-         tokenizers' actual token->id maps (pipeline.kd.choose_mode; a GGUF teacher's map is
+         tokenizers' actual token->id maps (pipeline.training.kd.choose_mode; a GGUF teacher's map is
          read from llama.cpp's vocabulary, no weights loaded) and trim padded logit rows.
 run:     with `distill.teacher_logits = "cached"`, run the teacher over the reply tokens the
-         student trains on (pipeline.sft_data), after the teacher's own few-shot prompt (the
+         student trains on (pipeline.training.sft_data), after the teacher's own few-shot prompt (the
          context it wrote them in), and keep, for every reply position, its top-k ids and
          log-probs; for the held-out eval answers too (KL during training).
          A GGUF teacher runs in llama.cpp with all logits on, reusing the KV cache of the
@@ -29,19 +29,21 @@ from typing import Any
 
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
-from pipeline.kd import ModeDecision, choose_mode
-from pipeline.llm_batch import common_prefix
-from pipeline.sft_data import (
+from pipeline.generation.llm_batch import common_prefix
+from pipeline.stage import Settings, StageContext
+from pipeline.targets import Target
+from pipeline.training.kd import ModeDecision, choose_mode
+from pipeline.training.sft_data import (
     held_out_rows,
     kept_rows,
     prompt_settings,
+    student_prompt,
     teacher_prefix,
+    teacher_prompt,
     teacher_prompt_settings,
     teacher_view,
 )
-from pipeline.stage import StageContext
-from pipeline.targets import Target
-from pipeline.topk_cache import write_shards
+from pipeline.training.topk_cache import write_shards
 
 DECISION = "decision.json"
 
@@ -66,13 +68,29 @@ def _rows_of(folder: Path) -> int:
     return int(json.loads((folder / "config.json").read_text())["vocab_size"])
 
 
-def decide(s: dict[str, Any], inputs: dict[str, Path], student_tok: Any) -> ModeDecision:
+class TeacherLogitsSettings(Settings):
+    """The mode decision and, for cached logits, what the teacher's top-k are computed over."""
+
+    mode: str
+    source: str  # distill.teacher_logits: cached | on_the_fly
+    top_k: int
+    backend: str
+    max_seq_len: int
+    eval_rows: int
+    system_prompt: str
+    user_template: str
+    teacher_system: str
+    teacher_few_shot: list[dict[str, str]]
+    teacher_template: str
+
+
+def decide(s: TeacherLogitsSettings, inputs: dict[str, Path], student_tok: Any) -> ModeDecision:
     """The mode to train with; an HTTP teacher exposes no logits."""
-    if s["mode"] == "sequence":
+    if s.mode == "sequence":
         return ModeDecision("sequence", "requested")
     teacher = inputs.get("teacher_model")
-    if s["backend"] == "openai" or teacher is None:
-        if s["mode"] == "logits":
+    if s.backend == "openai" or teacher is None:
+        if s.mode == "logits":
             raise UserError("distill.mode = 'logits' needs a local teacher (llama_cpp or "
                             "transformers backend): an HTTP endpoint gives no logits")
         return ModeDecision("sequence", "the teacher is an HTTP endpoint: no logits")
@@ -83,7 +101,7 @@ def decide(s: dict[str, Any], inputs: dict[str, Path], student_tok: Any) -> Mode
     else:
         gguf = GgufVocab(teacher)
         teacher_tok, teacher_rows = gguf, gguf.rows
-    return choose_mode(s["mode"], student_tok, teacher_tok, _rows_of(inputs["base"]), teacher_rows)
+    return choose_mode(s.mode, student_tok, teacher_tok, _rows_of(inputs["base"]), teacher_rows)
 
 
 def gguf_scorer(path: Path, n_ctx: int, threads: int) -> Any:
@@ -132,17 +150,17 @@ class TeacherLogitsStage:
     libraries = ("torch", "transformers", "tokenizers", "safetensors", "llama_cpp_python")
     resumable = True  # finished shards survive a kill -9
 
-    def settings(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+    def settings(self, config: BuildConfig, target: Target) -> TeacherLogitsSettings:
         d = config.distill
-        return {"mode": d.mode, "source": d.teacher_logits, "top_k": d.top_k,
-                "backend": config.teacher.backend, "max_seq_len": d.max_seq_len,
-                "eval_rows": d.eval_rows or config.task.max_eval_rows, **prompt_settings(config),
-                **teacher_prompt_settings(config)}
+        return TeacherLogitsSettings(
+            mode=d.mode, source=d.teacher_logits, top_k=d.top_k, backend=config.teacher.backend,
+            max_seq_len=d.max_seq_len, eval_rows=d.eval_rows or config.task.max_eval_rows,
+            **prompt_settings(config), **teacher_prompt_settings(config))
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {"threads": config.teacher.threads}
 
-    def run(self, ctx: StageContext) -> dict[str, Any]:
+    def run(self, ctx: StageContext[TeacherLogitsSettings]) -> dict[str, Any]:
         from pipeline.models.hf import load_tokenizer
 
         s = ctx.settings
@@ -150,27 +168,30 @@ class TeacherLogitsStage:
         decision = decide(s, ctx.inputs, tok)
         ctx.log(f"mode {decision.mode}: {decision.reason}")
         summary: dict[str, Any] = {"mode": decision.mode, "reason": decision.reason,
-                                   "shared_vocab": decision.shared_vocab, "source": s["source"]}
-        if decision.mode == "logits" and s["source"] == "cached":
+                                   "shared_vocab": decision.shared_vocab, "source": s.source}
+        if decision.mode == "logits" and s.source == "cached":
             summary |= self._score(ctx, tok, decision.shared_vocab or 0)
         (ctx.out_dir / DECISION).write_text(json.dumps(summary, indent=2))
         return summary
 
-    def _score(self, ctx: StageContext, tok: Any, shared: int) -> dict[str, Any]:
+    def _score(self, ctx: StageContext[TeacherLogitsSettings], tok: Any, shared: int
+               ) -> dict[str, Any]:
         s, teacher = ctx.settings, ctx.inputs["teacher_model"]
-        train_rows, train_prompts, _ = kept_rows(tok, s, ctx.inputs["data"] / "kept.jsonl")
-        held_rows, held_prompts = held_out_rows(tok, s, ctx.inputs["eval_data"])
+        student, teacher_p = student_prompt(s), teacher_prompt(s)
+        train_rows, train_prompts, _ = kept_rows(tok, student, ctx.inputs["data"] / "kept.jsonl",
+                                                 s.max_seq_len)
+        held_rows, held_prompts = held_out_rows(tok, student, ctx.inputs["eval_data"], s.eval_rows)
         # the student's reply tokens after the teacher's own (few-shot) prompt
-        train = [teacher_view(teacher_prefix(tok, s, p), ex)
+        train = [teacher_view(teacher_prefix(tok, teacher_p, p), ex)
                  for ex, p in zip(train_rows, train_prompts, strict=True)]
-        held = [teacher_view(teacher_prefix(tok, s, p), ex)
+        held = [teacher_view(teacher_prefix(tok, teacher_p, p), ex)
                 for ex, p in zip(held_rows, held_prompts, strict=True)]
         longest = max(len(ids) for ids, _ in train + held)
         score = (hf_scorer(teacher) if teacher.is_dir() else
                  gguf_scorer(teacher, longest + 8, ctx.runtime.get("threads", 2)))
         start = time.perf_counter()
-        positions = sum(write_shards(ctx.out_dir, split, rows, score, s["top_k"], shared, ctx.log)
+        positions = sum(write_shards(ctx.out_dir, split, rows, score, s.top_k, shared, ctx.log)
                         for split, rows in (("train", train), ("eval", held)))
         wall = time.perf_counter() - start
         return {"train_rows": len(train), "eval_rows": len(held), "positions_scored": positions,
-                "top_k": s["top_k"], "score_wall_s": round(wall, 1)}
+                "top_k": s.top_k, "score_wall_s": round(wall, 1)}

@@ -6,7 +6,7 @@ read before the teacher-forced scoring pass (its full-vocabulary logits are a me
 cost, not a serving one).
 
 Example:
-    python -m benchmarks.child spec.json result.json
+    python -m pipeline.measure.child spec.json result.json
     # spec.json: {"runtime": "llama_cpp", "model": "m.gguf", "n_ctx": 1024, "threads": 2,
     #             "max_tokens": 96, "warmup": 1, "system": "...", "user_template": "{prompt}",
     #             "prompts": ["Hi, this is Ann Lee ..."],
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.runtimes import Runtime, open_runtime
+from pipeline.measure.runtimes import Runtime, open_runtime
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:

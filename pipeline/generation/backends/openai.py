@@ -8,10 +8,10 @@ failing returns a Result with `error` set, so the stage records it instead of dr
 The API key is read from the environment variable the config names, never from the file.
 
 Example:
-    python -c "from pipeline.backends.openai import OpenAIBackend; \
-        b = OpenAIBackend({'base_url': 'http://127.0.0.1:8000/v1', 'model_name': 'qwen', \
-        'api_key_env': 'OPENAI_API_KEY', 'concurrency': 4, 'timeout_s': 60, 'max_retries': 4, \
-        'backoff_s': 1.0})"
+    python -c "from pipeline.generation.backends import BackendOptions; \
+        from pipeline.generation.backends.openai import OpenAIBackend; \
+        b = OpenAIBackend(BackendOptions(base_url='http://127.0.0.1:8000/v1', model_name='qwen', \
+        api_key_env='OPENAI_API_KEY', concurrency=4, timeout_s=60))"
 """
 
 from __future__ import annotations
@@ -21,34 +21,33 @@ import random
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any
 
-from pipeline.backends import Request, Result
+from pipeline.generation.backends import BackendOptions, Request, Result
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
 class OpenAIBackend:
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: BackendOptions) -> None:
         import httpx
 
         self.s = settings
-        key = os.environ.get(settings["api_key_env"], "") if settings.get("api_key_env") else ""
+        key = os.environ.get(settings.api_key_env, "") if settings.api_key_env else ""
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.url = settings["base_url"].rstrip("/") + "/chat/completions"
-        self.client = httpx.Client(headers=headers, timeout=settings["timeout_s"])
-        self.pool = ThreadPoolExecutor(max_workers=settings["concurrency"])
+        self.url = (settings.base_url or "").rstrip("/") + "/chat/completions"
+        self.client = httpx.Client(headers=headers, timeout=settings.timeout_s)
+        self.pool = ThreadPoolExecutor(max_workers=settings.concurrency)
 
     def _once(self, req: Request) -> tuple[Result | None, str, float]:
         """One HTTP attempt: (result or None, error text, suggested wait before retrying)."""
         import httpx
 
-        body = {"model": self.s["model_name"], "messages": list(req.messages),
+        body = {"model": self.s.model_name, "messages": list(req.messages),
                 "max_tokens": req.max_tokens, "temperature": req.temperature, "seed": req.seed}
         try:
             resp = self.client.post(self.url, json=body)
         except httpx.TimeoutException:
-            return None, f"timeout after {self.s['timeout_s']} s", 0.0
+            return None, f"timeout after {self.s.timeout_s} s", 0.0
         except httpx.TransportError as exc:  # refused, reset, closed mid-response
             return None, f"connection error: {type(exc).__name__}", 0.0
         if resp.status_code != 200:
@@ -68,20 +67,20 @@ class OpenAIBackend:
     def _call(self, req: Request) -> Result:
         """Attempts with exponential backoff + jitter; a final failure is a Result with error."""
         error = ""
-        for attempt in range(1, self.s["max_retries"] + 2):
+        for attempt in range(1, self.s.max_retries + 2):
             result, error, wait_s = self._once(req)
             if result is not None:
                 return Result(**{**result.__dict__, "attempts": attempt})
-            if wait_s < 0 or attempt > self.s["max_retries"]:
+            if wait_s < 0 or attempt > self.s.max_retries:
                 return Result(request=req, error=error, attempts=attempt)
-            backoff = self.s["backoff_s"] * 2 ** (attempt - 1) * (1 + random.random() / 4)
+            backoff = self.s.backoff_s * 2 ** (attempt - 1) * (1 + random.random() / 4)
             time.sleep(min(max(wait_s, backoff), 60.0))
-        return Result(request=req, error=error, attempts=self.s["max_retries"] + 1)
+        return Result(request=req, error=error, attempts=self.s.max_retries + 1)
 
     def run(self, requests: Iterable[Request]) -> Iterator[Result]:
         pending: set[Future[Result]] = set()
         todo = iter(requests)
-        limit = self.s["concurrency"] * 2  # keep the pool busy without queueing everything
+        limit = self.s.concurrency * 2  # keep the pool busy without queueing everything
         while True:
             while len(pending) < limit and (req := next(todo, None)) is not None:
                 pending.add(self.pool.submit(self._call, req))

@@ -153,7 +153,7 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 def render_html(report: dict[str, Any]) -> str:
     """One self-contained HTML file: table, verdict, sections and embedded PNG plots."""
-    from benchmarks import plots
+    from pipeline.report import plots
 
     rows, esc = report["bench"]["rows"], html.escape
     head = "".join(f"<th>{esc(h)}</th>" for h, _, _ in COLUMNS)

@@ -1,7 +1,7 @@
 """Report plots as self-contained PNG data URIs (matplotlib, headless Agg backend).
 
 Example:
-    python -c "from benchmarks.plots import decode_speed; \
+    python -c "from pipeline.report.plots import decode_speed; \
         print(decode_speed([{'label': 'a', 'decode_tok_s': 10.0}])[:30])"
 """
 

@@ -6,7 +6,7 @@ bar and the scale in the config's [goal] section; every number here comes from t
 bench rows of the same build (same prompts, same hardware, same threads).
 
 Example:
-    >>> from benchmarks.verdict import decide
+    >>> from pipeline.measure.verdict import decide
     >>> rows = [
     ...   {"role": "teacher", "field_accuracy": 0.96, "seconds_per_request": 3.0},
     ...   {"role": "base", "field_accuracy": 0.10, "seconds_per_request": 0.3},

@@ -7,8 +7,8 @@ decoding is a plain loop over the model with its KV cache — what `generate` do
 its per-step processors — timed per token. No prefix cache between prompts (the HF way).
 
 Example:
-    python -c "from benchmarks.runtimes.torch_hf import TorchRuntime; \
-        r = TorchRuntime('build/cache/distill/<key>', 2); \
+    python -c "from pipeline.measure.runtimes.torch_hf import TorchRuntime; \
+        r = TorchRuntime('build/cache/distill/<key>', 1024, 2); \
         print(r.chat('You extract orders.', 'Ann Lee wants 2 lamps', 32).text)"
 """
 
@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.runtimes import chat_prompt, log_softmax, run_interleaved, timed_generation
-from pipeline.llm import Generation
+from pipeline.generation.llm import Generation
+from pipeline.measure.runtimes import chat_prompt, log_softmax, run_interleaved, timed_generation
 
 
 class TorchRuntime:
-    def __init__(self, model: str, threads: int) -> None:
+    def __init__(self, model: str, n_ctx: int, threads: int) -> None:
         import torch
 
         from pipeline.models.hf import load_causal_lm, load_tokenizer

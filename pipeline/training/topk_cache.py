@@ -7,7 +7,7 @@ most the shard in progress, and a rerun skips every finished one.
 
 Example:
     >>> from pathlib import Path
-    >>> from pipeline.topk_cache import load_cached
+    >>> from pipeline.training.topk_cache import load_cached
     >>> load_cached(Path("/nonexistent"))
     {'train': {}, 'eval': {}}
 """
@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.kd import topk, trim
-from pipeline.sft_data import Example, reply_positions
+from pipeline.training.kd import topk, trim
+from pipeline.training.sft_data import Example, reply_positions
 
 SHARD_ROWS = 16
 Scorer = Callable[[list[int], list[int]], Any]  # (ids, positions) -> logits [positions, vocab]

@@ -1,10 +1,10 @@
 """GGUF runtime adapter: llama-cpp-python, the way the shipped artifact is served.
 
-Generation goes through `pipeline.llm.ChatRunner` (the GGUF's own chat template, greedy,
+Generation goes through `pipeline.generation.llm.ChatRunner` (the GGUF's own chat template, greedy,
 KV cache of the shared system prompt kept between prompts, as a server would).
 
 Example:
-    python -c "from benchmarks.runtimes.gguf import GgufRuntime; \
+    python -c "from pipeline.measure.runtimes.gguf import GgufRuntime; \
         r = GgufRuntime('build/cpu-int4/model.Q4_K_M.gguf', 1024, 2); \
         print(r.chat('You extract orders.', 'Ann Lee wants 2 lamps', 32).text)"
 """
@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.runtimes import log_softmax, run_interleaved
-from pipeline.llm import ChatRunner, Generation, open_gguf
+from pipeline.generation.llm import ChatRunner, Generation, open_gguf
+from pipeline.measure.runtimes import log_softmax, run_interleaved
 
 
 class GgufRuntime:
@@ -33,7 +33,7 @@ class GgufRuntime:
         """Teacher-forced log-probs of tokens[start:], from one batch over the whole text."""
         import llama_cpp
 
-        from pipeline.llm_batch import add_token
+        from pipeline.generation.llm_batch import add_token
 
         if len(tokens) > self.llm.n_batch:
             raise ValueError(f"scoring text of {len(tokens)} tokens > n_batch {self.llm.n_batch}")

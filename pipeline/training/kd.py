@@ -22,7 +22,7 @@ reverse KL and JSD renormalise the student over the same k ids (they need a dist
 
 Example:
     >>> import torch
-    >>> from pipeline.kd import kd_loss
+    >>> from pipeline.training.kd import kd_loss
     >>> s, t = torch.zeros(1, 2, 3), torch.zeros(1, 2, 3)
     >>> float(kd_loss(s, t, torch.ones(1, 2, dtype=torch.bool), "forward_kl"))
     0.0

@@ -2,14 +2,14 @@
 llama.cpp for GGUF, onnxruntime-genai for ONNX, torch for HF safetensors folders.
 
 Every adapter loads one artifact and offers the same four things, so the harness
-(`benchmarks.child`) times every format the same way:
+(`pipeline.measure.child`) times every format the same way:
 - `chat(system, user, max_tokens) -> Generation`: greedy, timed per token;
 - `synthetic(pp, tg, repeats) -> dict`: llama-bench-style fixed-length prefill/decode tests;
 - `logprobs(tokens, start) -> ndarray`: log-softmax rows predicting tokens[start:];
 - `n_vocab`.
 
 Example:
-    >>> from benchmarks.runtimes import runtime_for
+    >>> from pipeline.measure.runtimes import runtime_for
     >>> runtime_for("student.Q4_K_M.gguf"), runtime_for("distill-out/")
     ('llama_cpp', 'torch')
 """
@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from pipeline.llm import Generation
+from pipeline.generation.llm import Generation
 
 
 class Runtime(Protocol):
@@ -47,25 +47,27 @@ def runtime_for(model: str | Path) -> str:
     return "onnxruntime_plain" if (Path(model) / "model.onnx").is_file() else "torch"
 
 
+# The adapters, written once: name -> "module:Class", imported lazily (each pulls in a heavy
+# library). Every class takes (model, n_ctx, threads). A format names its adapter in
+# pipeline.formats; a new format adds its line here.
+RUNTIMES: dict[str, str] = {
+    "llama_cpp": "pipeline.measure.runtimes.gguf:GgufRuntime",
+    "onnxruntime": "pipeline.measure.runtimes.onnx_genai:OnnxGenaiRuntime",
+    # optimum-style KV-cache export (benchmarks.onnx_paths)
+    "onnxruntime_plain": "pipeline.measure.runtimes.onnx_plain:OrtRuntime",
+    "torch": "pipeline.measure.runtimes.torch_hf:TorchRuntime",
+}
+
+
 def open_runtime(name: str, model: str, n_ctx: int, threads: int) -> Runtime:
-    """The registry, written once (imports are lazy: each pulls in a heavy library)."""
-    if name == "llama_cpp":
-        from benchmarks.runtimes.gguf import GgufRuntime
+    """Load `model` in the named adapter."""
+    import importlib
 
-        return GgufRuntime(model, n_ctx, threads)
-    if name == "onnxruntime":
-        from benchmarks.runtimes.onnx_genai import OnnxGenaiRuntime
-
-        return OnnxGenaiRuntime(model, threads)
-    if name == "onnxruntime_plain":  # optimum-style KV-cache export (benchmarks.onnx_paths)
-        from benchmarks.runtimes.onnx_plain import OrtRuntime
-
-        return OrtRuntime(model, threads)
-    if name == "torch":
-        from benchmarks.runtimes.torch_hf import TorchRuntime
-
-        return TorchRuntime(model, threads)
-    raise ValueError(f"unknown runtime {name!r}")
+    if name not in RUNTIMES:
+        raise ValueError(f"unknown runtime {name!r}: known are {', '.join(RUNTIMES)}")
+    module, _, cls = RUNTIMES[name].partition(":")
+    adapter: Runtime = getattr(importlib.import_module(module), cls)(model, n_ctx, threads)
+    return adapter
 
 
 def stats(values: list[float]) -> dict[str, float]:

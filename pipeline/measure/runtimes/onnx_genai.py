@@ -6,8 +6,8 @@ template the student was trained with); generation is onnxruntime-genai's greedy
 cache managed by the library, threads set through the session options.
 
 Example:
-    python -c "from benchmarks.runtimes.onnx_genai import OnnxGenaiRuntime; \
-        r = OnnxGenaiRuntime('build/onnx-int4', 2); \
+    python -c "from pipeline.measure.runtimes.onnx_genai import OnnxGenaiRuntime; \
+        r = OnnxGenaiRuntime('build/onnx-int4', 1024, 2); \
         print(r.chat('You extract orders.', 'Ann Lee wants 2 lamps', 32).text)"
 """
 
@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.runtimes import chat_prompt, log_softmax, run_interleaved, timed_generation
-from pipeline.llm import Generation
+from pipeline.generation.llm import Generation
+from pipeline.measure.runtimes import chat_prompt, log_softmax, run_interleaved, timed_generation
 
 
 class OnnxGenaiRuntime:
-    def __init__(self, model: str, threads: int) -> None:
+    def __init__(self, model: str, n_ctx: int, threads: int) -> None:
         import onnxruntime_genai as og
 
         from pipeline.models.hf import load_tokenizer

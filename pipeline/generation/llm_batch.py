@@ -9,8 +9,8 @@ busy slot in a single `llama_decode`, and a slot that finishes takes the next pr
 (its suffix is prefilled inside the same step as the others' decode tokens).
 
 Example (needs a GGUF; the teacher the build downloads will do):
-    python -c "from pipeline.llm import open_gguf, ChatRunner; \
-        from pipeline.llm_batch import BatchedChat; \
+    python -c "from pipeline.generation.llm import open_gguf, ChatRunner; \
+        from pipeline.generation.llm_batch import BatchedChat; \
         r = ChatRunner(open_gguf('build/cache/models/qwen.gguf', 2048, 2)); \
         b = BatchedChat(r, parallel=4, threads=2); \
         print([g.text for _, g in b.generate([[{'role': 'user', 'content': 'Hi'}]] * 4, 16)])"
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import UserError
-from pipeline.llm import ChatRunner, Generation
+from pipeline.generation.llm import ChatRunner, Generation
 
 
 @dataclass

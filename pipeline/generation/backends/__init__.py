@@ -10,7 +10,7 @@ order), so the teacher stage can append it to disk at once. A request that keeps
 comes back as a `Result` with `error` set — never silently dropped.
 
 Example:
-    >>> from pipeline.backends import BACKENDS
+    >>> from pipeline.generation.backends import BACKENDS
     >>> sorted(BACKENDS)
     ['llama_cpp', 'openai', 'transformers']
 """
@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 
@@ -58,18 +58,40 @@ class TeacherBackend(Protocol):
         ...
 
 
-def make_backend(name: str, settings: dict[str, Any], model_path: Any) -> TeacherBackend:
+@dataclass(frozen=True)
+class BackendOptions:
+    """How a backend runs (the teacher stage's settings and runtime values it reads)."""
+
+    threads: int = 2
+    n_ctx: int = 2048
+    seed: int = 0
+    concurrency: int = 1  # rows decoded together (llama_cpp) / requests in flight (openai)
+    base_url: str | None = None  # openai
+    model_name: str | None = None
+    api_key_env: str | None = None  # the variable's name; the key never goes in a file
+    timeout_s: float = 120.0
+    max_retries: int = 4
+    backoff_s: float = 1.0
+
+    @classmethod
+    def pick(cls, values: dict[str, Any]) -> BackendOptions:
+        """The options among a stage's settings and runtime values (None: keep the default)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names and v is not None})
+
+
+def make_backend(name: str, settings: BackendOptions, model_path: Any) -> TeacherBackend:
     """The registry, written once: backend name -> constructor (imported lazily: heavy libs)."""
     if name == "llama_cpp":
-        from pipeline.backends.llama_cpp import LlamaCppBackend
+        from pipeline.generation.backends.llama_cpp import LlamaCppBackend
 
         return LlamaCppBackend(model_path, settings)
     if name == "transformers":
-        from pipeline.backends.transformers_hf import TransformersBackend
+        from pipeline.generation.backends.transformers_hf import TransformersBackend
 
         return TransformersBackend(model_path, settings)
     if name == "openai":
-        from pipeline.backends.openai import OpenAIBackend
+        from pipeline.generation.backends.openai import OpenAIBackend
 
         return OpenAIBackend(settings)
     raise ValueError(f"unknown backend {name!r}")

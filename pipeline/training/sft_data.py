@@ -6,7 +6,7 @@ calibrates on them and the bench scores held-out answers with them. Position t o
 sequence predicts token t+1, so a reply's positions are those whose *next* label is kept.
 
 Example:
-    >>> from pipeline.sft_data import IGNORE, reply_positions
+    >>> from pipeline.training.sft_data import IGNORE, reply_positions
     >>> reply_positions([IGNORE, IGNORE, 7, 8])
     [1, 2]
 """
@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,26 @@ def teacher_prompt_settings(config: Any) -> dict[str, Any]:
             "teacher_template": extraction.TEACHER_USER_TEMPLATE}
 
 
-def teacher_prefix(tok: Any, s: dict[str, Any], prompt: str) -> list[int]:
+@dataclass(frozen=True)
+class ChatPrompt:
+    """A system prompt, worked examples (user/assistant turns) and the user-message template."""
+
+    system: str
+    user_template: str
+    few_shot: tuple[dict[str, str], ...] = ()
+
+
+def student_prompt(s: Any) -> ChatPrompt:
+    """The student's short prompt from a stage's settings (`system_prompt`, `user_template`)."""
+    return ChatPrompt(s.system_prompt, s.user_template)
+
+
+def teacher_prompt(s: Any) -> ChatPrompt:
+    """The teacher's few-shot prompt from a stage's settings (`teacher_*`)."""
+    return ChatPrompt(s.teacher_system, s.teacher_template, tuple(s.teacher_few_shot))
+
+
+def teacher_prefix(tok: Any, prompt: ChatPrompt, text: str) -> list[int]:
     """Token ids of the teacher's own prompt for a row, up to where its answer starts.
 
     Logit KD scores the teacher's answer in the context the teacher wrote it in (context
@@ -69,8 +89,8 @@ def teacher_prefix(tok: Any, s: dict[str, Any], prompt: str) -> list[int]:
     runs only when the two token->id maps are identical."""
     from pipeline.tasks import few_shot_messages
 
-    messages = few_shot_messages(s["teacher_system"], s["teacher_few_shot"], s["teacher_template"])
-    messages.append({"role": "user", "content": s["teacher_template"].format(prompt=prompt)})
+    messages = few_shot_messages(prompt.system, list(prompt.few_shot), prompt.user_template)
+    messages.append({"role": "user", "content": prompt.user_template.format(prompt=text)})
     return _ids(tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
                                         return_dict=True))
 
@@ -92,7 +112,7 @@ def reply_positions(labels: list[int]) -> list[int]:
     return [t for t in range(len(labels) - 1) if labels[t + 1] != IGNORE]
 
 
-def kept_rows(tok: Any, s: dict[str, Any], kept_jsonl: Path
+def kept_rows(tok: Any, prompt: ChatPrompt, kept_jsonl: Path, max_seq_len: int
               ) -> tuple[list[Example], list[str], int]:
     """The filter's kept rows as examples, in file order, with their prompts; rows over
     max_seq_len are skipped (truncating would cut the answer). Returns (examples, prompts,
@@ -100,26 +120,27 @@ def kept_rows(tok: Any, s: dict[str, Any], kept_jsonl: Path
     rows = [json.loads(x) for x in kept_jsonl.read_text().splitlines()]
     examples, prompts, skipped = [], [], 0
     for row in rows:
-        ids, labels = encode_example(tok, s["system_prompt"],
-                                     s["user_template"].format(prompt=row["prompt"]), row["response"])
-        if len(ids) > s["max_seq_len"]:
+        ids, labels = encode_example(tok, prompt.system,
+                                     prompt.user_template.format(prompt=row["prompt"]), row["response"])
+        if len(ids) > max_seq_len:
             skipped += 1
             continue
         examples.append((ids, labels))
         prompts.append(row["prompt"])
     if not examples:
-        raise UserError(f"no training example fits distill.max_seq_len={s['max_seq_len']}")
+        raise UserError(f"no training example fits distill.max_seq_len={max_seq_len}")
     return examples, prompts, skipped
 
 
-def held_out_rows(tok: Any, s: dict[str, Any], eval_path: Path) -> tuple[list[Example], list[str]]:
+def held_out_rows(tok: Any, prompt: ChatPrompt, eval_path: Path, limit: int
+                  ) -> tuple[list[Example], list[str]]:
     """The eval split's reference answers as examples (a loss to watch, never to select on),
     with their prompts."""
     from pipeline.tasks import load_rows
     from pipeline.tasks.extraction import canonical
 
-    rows = load_rows(eval_path, "eval data", need_reference=True)[: s["eval_rows"] or None]
-    return ([encode_example(tok, s["system_prompt"], s["user_template"].format(prompt=r["prompt"]),
+    rows = load_rows(eval_path, "eval data", need_reference=True)[: limit or None]
+    return ([encode_example(tok, prompt.system, prompt.user_template.format(prompt=r["prompt"]),
                             canonical(r["reference"])) for r in rows], [r["prompt"] for r in rows])
 
 

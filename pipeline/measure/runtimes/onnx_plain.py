@@ -7,8 +7,8 @@ export with the same harness as the onnxruntime-genai builder's (same prompts, m
 The loop is what optimum's ORTModelForCausalLM does per token, minus `generate()`'s overhead.
 
 Example:
-    python -c "from benchmarks.runtimes.onnx_plain import OrtRuntime; \
-        r = OrtRuntime('/tmp/onnx-paths/optimum-int4', 2); \
+    python -c "from pipeline.measure.runtimes.onnx_plain import OrtRuntime; \
+        r = OrtRuntime('/tmp/onnx-paths/optimum-int4', 1024, 2); \
         print(r.chat('You extract orders.', 'Ann Lee wants 2 lamps', 32).text)"
 """
 
@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.runtimes import chat_prompt, log_softmax, run_interleaved, timed_generation
-from pipeline.llm import Generation
+from pipeline.generation.llm import Generation
+from pipeline.measure.runtimes import chat_prompt, log_softmax, run_interleaved, timed_generation
 
 
 class OrtRuntime:
-    def __init__(self, model: str, threads: int) -> None:
+    def __init__(self, model: str, n_ctx: int, threads: int) -> None:
         import onnxruntime as ort
 
         from pipeline.models.hf import load_tokenizer

@@ -5,7 +5,7 @@ chat template the same way. `Llama.generate` keeps the KV cache of the longest c
 prefix with the previous call, so a fixed system prompt is prefilled once, not per row.
 
 Example (needs a GGUF; the student the build writes will do):
-    python -c "from pipeline.llm import open_gguf, ChatRunner; \
+    python -c "from pipeline.generation.llm import open_gguf, ChatRunner; \
         r = ChatRunner(open_gguf('build/cpu-int4/student.Q4_0.gguf', 1024, 2)); \
         print(r.chat('You extract orders.', 'Ann Lee wants 2 lamps in Oslo on 2025-03-04'))"
 """

@@ -1,7 +1,7 @@
 """Benchmark one artifact (GGUF file or HF folder) in a fresh subprocess and summarize it.
 
 Example:
-    python -c "from benchmarks.latency import bench_artifact; from pathlib import Path; \
+    python -c "from pipeline.measure.latency import bench_artifact; from pathlib import Path; \
         print(bench_artifact(Path('m.gguf'), 'sys', '{prompt}', ['hi'], threads=2))"
 """
 
@@ -19,24 +19,25 @@ from typing import Any
 def bench_artifact(model: Path, system: str, user_template: str, prompts: list[str],
                    threads: int, n_ctx: int = 1024, max_tokens: int = 96, warmup: int = 1,
                    synthetic: dict[str, int] | None = None,
-                   score: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run benchmarks.child in a child process; return its raw per-prompt results.
+                   score: dict[str, Any] | None = None, runtime: str | None = None) -> dict[str, Any]:
+    """Run pipeline.measure.child in a child process; return its raw per-prompt results.
 
-    The runtime follows the artifact: a .gguf runs on llama.cpp, an HF folder on torch.
+    `runtime` names the adapter (the format table's); without it, it is guessed from the
+    artifact: a .gguf runs on llama.cpp, an HF folder on torch.
     `synthetic` = {"pp": N, "tg": M, "repeats": R} adds llama-bench-style fixed-length tests;
     `score` = {"texts": [...], "reference": path, "save_reference": path} adds perplexity
-    and KL/top-1 against a reference (see benchmarks.child.score).
+    and KL/top-1 against a reference (see pipeline.measure.child.score).
     """
-    from benchmarks.runtimes import runtime_for
+    from pipeline.measure.runtimes import runtime_for
 
-    spec = {"runtime": runtime_for(model), "model": str(model), "n_ctx": n_ctx,
+    spec = {"runtime": runtime or runtime_for(model), "model": str(model), "n_ctx": n_ctx,
             "threads": threads, "max_tokens": max_tokens, "warmup": warmup, "system": system,
             "user_template": user_template, "prompts": prompts, "synthetic": synthetic,
             "score": score}
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec))
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.child", str(spec_path),
+        proc = subprocess.run([sys.executable, "-m", "pipeline.measure.child", str(spec_path),
                                str(out_path)], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]

@@ -1,7 +1,7 @@
 """Quality beyond the reference metric: agreement with the teacher, and with the fp32 student.
 
 Example:
-    >>> from benchmarks.quality import greedy_agreement, teacher_agreement
+    >>> from pipeline.measure.quality import greedy_agreement, teacher_agreement
     >>> a = '{"name":"A B","item":"x","quantity":1,"city":"C","date":"2025-01-01"}'
     >>> teacher_agreement([{"teacher": a, "distilled": a}])
     {'distilled': 1.0}

@@ -2,13 +2,14 @@
 
 Every request shares the system/few-shot prefix, so it is prefilled once. With
 `concurrency` > 1 (the default: 32) the requests are decoded together by continuous batching
-(`pipeline.llm_batch`): on this 2-core CPU a step of 32 tokens ran at 64 tok/s vs 22 for one
+(`pipeline.generation.llm_batch`): on this 2-core CPU a step of 32 tokens ran at 64 tok/s vs 22 for one
 token, because wide batches take llama.cpp's matrix-multiply path. With 1, requests run one at
 a time (llama.cpp's own prefix match then reuses the prefix's KV cache).
 
 Example:
-    python -c "from pipeline.backends.llama_cpp import LlamaCppBackend; \
-        b = LlamaCppBackend('m.gguf', {'n_ctx': 2048, 'threads': 2, 'seed': 0, 'concurrency': 8})"
+    python -c "from pipeline.generation.backends import BackendOptions; \
+        from pipeline.generation.backends.llama_cpp import LlamaCppBackend; \
+        b = LlamaCppBackend('m.gguf', BackendOptions(n_ctx=2048, threads=2, concurrency=8))"
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from collections.abc import Iterable, Iterator
 from itertools import groupby
 from typing import Any
 
-from pipeline.backends import Request, Result
-from pipeline.llm import Generation
+from pipeline.generation.backends import BackendOptions, Request, Result
+from pipeline.generation.llm import Generation
 
 
 def _result(req: Request, gen: Generation) -> Result:
@@ -27,12 +28,12 @@ def _result(req: Request, gen: Generation) -> Result:
 
 
 class LlamaCppBackend:
-    def __init__(self, model_path: Any, settings: dict[str, Any]) -> None:
-        from pipeline.llm import ChatRunner, open_gguf
+    def __init__(self, model_path: Any, settings: BackendOptions) -> None:
+        from pipeline.generation.llm import ChatRunner, open_gguf
 
-        self.threads, self.parallel = settings["threads"], settings.get("concurrency", 1)
-        self.runner = ChatRunner(open_gguf(model_path, settings["n_ctx"], settings["threads"],
-                                           settings["seed"]))
+        self.threads, self.parallel = settings.threads, settings.concurrency
+        self.runner = ChatRunner(open_gguf(model_path, settings.n_ctx, settings.threads,
+                                           settings.seed))
 
     def run(self, requests: Iterable[Request]) -> Iterator[Result]:
         if self.parallel <= 1:
@@ -40,7 +41,7 @@ class LlamaCppBackend:
                 yield _result(req, self.runner.chat_messages(
                     list(req.messages), req.max_tokens, temperature=req.temperature, seed=req.seed))
             return
-        from pipeline.llm_batch import BatchedChat
+        from pipeline.generation.llm_batch import BatchedChat
 
         batched = BatchedChat(self.runner, self.parallel, self.threads)
         # One batch per run of requests with the same generation settings (in practice: all).

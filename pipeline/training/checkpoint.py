@@ -11,7 +11,7 @@ checkpoint or the new one, never half of one. Only the newest is kept.
 
 Example:
     >>> from pathlib import Path
-    >>> from pipeline.checkpoint import latest
+    >>> from pipeline.training.checkpoint import latest
     >>> latest(Path("/nonexistent")) is None
     True
 """

@@ -3,8 +3,9 @@
 Also the loading path logit-level KD will use. Greedy at temperature 0, else seeded sampling.
 
 Example:
-    python -c "from pipeline.backends.transformers_hf import TransformersBackend; \
-        b = TransformersBackend('teacher-hf/', {'threads': 2})"
+    python -c "from pipeline.generation.backends import BackendOptions; \
+        from pipeline.generation.backends.transformers_hf import TransformersBackend; \
+        b = TransformersBackend('teacher-hf/', BackendOptions(threads=2))"
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pipeline.backends import Request, Result
+from pipeline.generation.backends import BackendOptions, Request, Result
 
 
 class TransformersBackend:
-    def __init__(self, model_path: Any, settings: dict[str, Any]) -> None:
+    def __init__(self, model_path: Any, settings: BackendOptions) -> None:
         import torch
 
         from pipeline.models.hf import load_causal_lm, load_tokenizer
         from pipeline.precision import torch_device
 
-        torch.set_num_threads(settings["threads"])
+        torch.set_num_threads(settings.threads)
         self.device = torch_device()  # accelerate's: CUDA when present
         self.tok = load_tokenizer(Path(model_path))
         self.model = load_causal_lm(Path(model_path)).eval().to(self.device)

@@ -2,7 +2,7 @@
 logit-KD term, with checkpoints, resume, held-out evals and accelerate for scale-out.
 
 loss = (1 − kd_weight) · CE(student, teacher's answer) + kd_weight · D(teacher ‖ student)
-where D is `distill.kd_loss` (forward/reverse KL or JSD, pipeline.kd) over the reply tokens,
+where D is `distill.kd_loss` (forward/reverse KL or JSD, pipeline.training.kd) over the reply tokens,
 against the teacher's cached top-k log-probs (the `teacher_logits` stage) or its full logits
 computed here under no_grad (`teacher_logits = "on_the_fly"`, an HF teacher). With
 `on_policy` = λ > 0, a λ fraction of steps trains on the student's own samples scored by the
@@ -13,7 +13,7 @@ The loop is written against `accelerate.Accelerator`: run plainly it is one proc
 taking its share of every global batch, so steps and the schedule do not change with N.
 
 Example:
-    >>> from pipeline.trainer import steps_per_epoch
+    >>> from pipeline.training.trainer import steps_per_epoch
     >>> steps_per_epoch(n_examples=20, batch_size=8, world=1)
     3
 """
@@ -26,13 +26,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pipeline import checkpoint
-from pipeline.kd import kd_loss, kd_loss_topk, trim
-from pipeline.precision import Precision, choose_precision
-from pipeline.stage import log
-from pipeline.sft_data import (
+from pipeline.precision import Precision, choose_precision, cpu_only
+from pipeline.stage import Settings
+from pipeline.stage import log as stage_log
+from pipeline.training import checkpoint
+from pipeline.training.kd import kd_loss, kd_loss_topk, trim
+from pipeline.training.sft_data import (
     IGNORE,
     Example,
     batch_indices,
@@ -42,6 +43,21 @@ from pipeline.sft_data import (
 )
 
 TopK = dict[int, tuple[Any, Any]]  # example index -> (ids [n, k], log-probs [n, k])
+
+
+class TrainSettings(Settings):
+    """The loop's settings (a slice of `[distill]` plus how to run it)."""
+
+    seed: int = 0
+    batch_size: int = 8
+    epochs: float = 3.0
+    learning_rate: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.05
+    bf16: Literal["auto"] | bool = "auto"  # pipeline.precision decides "auto"
+    eval_every: int = 0  # steps; 0 = each epoch
+    checkpoint_every: int = 0  # steps; 0 = no checkpoints
+    device: Literal["auto", "cpu"] = "auto"
 
 
 @dataclass
@@ -108,28 +124,29 @@ def _on_policy(model: Any, chunk: list[Example], pad_id: int, max_new: int) -> l
     for ids, labels in chunk:
         n = reply_start(labels)
         with torch.no_grad():
-            seq = plain.generate(torch.tensor([ids[:n]], device=_device_of(plain)), do_sample=True, temperature=1.0,
-                                 top_k=0, max_new_tokens=max_new, pad_token_id=pad_id)
+            seq = plain.generate(torch.tensor([ids[:n]], device=_device_of(plain)), do_sample=True,
+                                 temperature=1.0, top_k=0, max_new_tokens=max_new,
+                                 pad_token_id=pad_id)
         sample = [int(x) for x in seq[0, n:].tolist()] or [pad_id]
         out.append((ids[:n] + sample, [IGNORE] * n + sample))
     model.train(was_training)
     return out
 
 
-def evaluate(model: Any, examples: list[Example], s: dict[str, Any], pad_id: int,
+def evaluate(model: Any, examples: list[Example], s: TrainSettings, pad_id: int,
              kd: KD | None = None, precision: Precision | None = None) -> dict[str, float]:
     """Held-out loss per reply token, and (with KD) forward KL to the teacher at τ = 1.
-    `precision`: the training's; None decides it for the model's device from `s["bf16"]`."""
+    `precision`: the training's; None decides it for the model's device from `s.bf16`."""
     import torch
 
     was_training, loss_sum, kl_sum, count = model.training, 0.0, 0.0, 0
     # the KL reported is plain forward KL at τ = 1, whatever the training loss
     plain = None if kd is None else replace(kd, loss="forward_kl", temperature=1.0)
     device = _device_of(model)
-    precision = precision or choose_precision(s.get("bf16", "auto"), device.type)
+    precision = precision or choose_precision(s.bf16, device.type)
     model.eval()
     with torch.no_grad(), precision.autocast():
-        for idx in batch_indices(list(range(len(examples))), s["batch_size"]):
+        for idx in batch_indices(list(range(len(examples))), s.batch_size):
             chunk = [examples[i] for i in idx]
             batch = _to(collate(chunk, pad_id), device)
             n = int((batch["labels"][:, 1:] != IGNORE).sum())  # tokens the loss averages over
@@ -192,13 +209,13 @@ class _Log:
             self.file.close()
 
 
-def _optimizer(model: Any, s: dict[str, Any], total: int) -> tuple[Any, Any]:
+def _optimizer(model: Any, s: TrainSettings, total: int) -> tuple[Any, Any]:
     import torch
     from transformers import get_scheduler
 
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                            lr=s["learning_rate"], weight_decay=s["weight_decay"])
-    sched = get_scheduler("cosine", opt, num_warmup_steps=int(total * s["warmup_ratio"]),
+                            lr=s.learning_rate, weight_decay=s.weight_decay)
+    sched = get_scheduler("cosine", opt, num_warmup_steps=int(total * s.warmup_ratio),
                           num_training_steps=total)
     return opt, sched
 
@@ -218,7 +235,7 @@ def _resume(ckpt_dir: Path, model: Any, opt: Any, sched: Any, gens: dict[str, An
     return state
 
 
-def train(model: Any, examples: list[Example], s: dict[str, Any], pad_id: int, out_dir: Path,
+def train(model: Any, examples: list[Example], s: TrainSettings, pad_id: int, out_dir: Path,
           held_out: list[Example] | None = None, kd: KD | None = None,
           on_step: Callable[[int], None] | None = None) -> tuple[Any, dict[str, Any]]:
     """Train; return (the unwrapped model, a summary). Resumes from out_dir/checkpoints/.
@@ -226,25 +243,17 @@ def train(model: Any, examples: list[Example], s: dict[str, Any], pad_id: int, o
     Writes out_dir/train_log.jsonl: one line per step, and eval lines (held-out loss, KL to
     the teacher with KD) before training, every `eval_every` steps (0: each epoch) and at the end."""
     import torch
-    from accelerate import Accelerator
     from tqdm import tqdm
 
-    # accelerate picks the device (CUDA when present, one per rank under a launcher);
-    # ACCELERATE_USE_CPU=1 or `device = "cpu"` keep it on the CPU.
-    acc = Accelerator(cpu=s.get("device") == "cpu")
-    precision = choose_precision(s.get("bf16", "auto"), acc.device.type)
+    acc, precision = _accelerator(s, kd)
     scaler = precision.scaler()
-    if acc.is_main_process:
-        log("distill", f"training on {acc.device} in {precision.name}: {precision.reason}")
-    if kd is not None and kd.teacher is not None:
-        kd.teacher.to(acc.device)
     out_dir.mkdir(parents=True, exist_ok=True)
     world, rank = acc.num_processes, acc.process_index
-    torch.manual_seed(s["seed"])
-    gens = {"data": torch.Generator().manual_seed(s["seed"]),
-            "policy": torch.Generator().manual_seed(s["seed"] + 1)}  # GKD's coin per step
-    per_epoch = steps_per_epoch(len(examples), s["batch_size"], world)
-    total = max(1, math.ceil(per_epoch * s["epochs"]))
+    torch.manual_seed(s.seed)
+    gens = {"data": torch.Generator().manual_seed(s.seed),
+            "policy": torch.Generator().manual_seed(s.seed + 1)}  # GKD's coin per step
+    per_epoch = steps_per_epoch(len(examples), s.batch_size, world)
+    total = max(1, math.ceil(per_epoch * s.epochs))
     opt, sched = _optimizer(model, s, total)
     resumed = _resume(out_dir / "checkpoints", model, opt, sched, gens)
     state = resumed or {"step": 0, "losses": [], "evals": [], "tokens": 0, "order": None,
@@ -252,7 +261,7 @@ def train(model: Any, examples: list[Example], s: dict[str, Any], pad_id: int, o
     wrapped, prepared_opt = acc.prepare(model, opt)
     log = _Log(out_dir / "train_log.jsonl", acc.is_main_process,
                state["step"] if resumed else None)
-    every = s.get("eval_every") or per_epoch
+    every = s.eval_every or per_epoch
     start = time.perf_counter() - state["wall_s"]
     kd_eval = kd if kd is not None and kd.weight > 0 else None
 
@@ -268,7 +277,7 @@ def train(model: Any, examples: list[Example], s: dict[str, Any], pad_id: int, o
                disable=not acc.is_main_process)
     while state["step"] < total:
         step = state["step"]
-        idx = _batch_of(state, len(examples), s["batch_size"], per_epoch, world, rank, gens["data"])
+        idx = _batch_of(state, len(examples), s.batch_size, per_epoch, world, rank, gens["data"])
         policy = bool(kd and kd.on_policy > 0
                       and float(torch.rand(1, generator=gens["policy"])) < kd.on_policy)
         loss, tokens = _step_loss(wrapped, [examples[i] for i in idx], idx, precision, pad_id,
@@ -277,17 +286,11 @@ def train(model: Any, examples: list[Example], s: dict[str, Any], pad_id: int, o
         sched.step()
         prepared_opt.zero_grad(set_to_none=True)
         state["step"], state["wall_s"] = step + 1, time.perf_counter() - start
-        state["losses"].append(float(loss.detach()))
-        state["tokens"] += tokens * world
-        log.write({"step": step + 1, "loss": round(state["losses"][-1], 5),
-                   "lr": sched.get_last_lr()[0], "elapsed_s": round(state["wall_s"], 2),
-                   **({"on_policy": True} if policy else {})})
-        bar.update(1)
-        bar.set_postfix(loss=f"{state['losses'][-1]:.3f}",
-                        tok_s=f"{state['tokens'] / max(state['wall_s'], 1e-9):.0f}")
+        _record_step(state, float(loss.detach()), tokens * world, sched.get_last_lr()[0], policy,
+                     log, bar)
         if (step + 1) % every == 0 or step + 1 >= total:
             run_eval()
-        if s.get("checkpoint_every") and (step + 1) % s["checkpoint_every"] == 0 and step + 1 < total:
+        if s.checkpoint_every and (step + 1) % s.checkpoint_every == 0 and step + 1 < total:
             _checkpoint(acc, out_dir / "checkpoints", wrapped, opt, sched, gens, state)
         if on_step is not None:
             on_step(step + 1)
@@ -297,6 +300,32 @@ def train(model: Any, examples: list[Example], s: dict[str, Any], pad_id: int, o
     if world > 1:
         summary["backend"] = torch.distributed.get_backend()  # gloo on CPU, nccl on GPUs
     return acc.unwrap_model(wrapped), summary
+
+
+def _accelerator(s: TrainSettings, kd: KD | None) -> tuple[Any, Precision]:
+    """accelerate picks the device (CUDA when present, one per rank under a launcher;
+    ACCELERATE_USE_CPU=1 or `device = "cpu"` keep it on the CPU), then the precision that
+    device runs natively; the live teacher, if any, goes on the same device."""
+    from accelerate import Accelerator
+
+    acc = Accelerator(cpu=cpu_only(s.device))
+    precision = choose_precision(s.bf16, acc.device.type)
+    if acc.is_main_process:
+        stage_log("distill", f"training on {acc.device} in {precision.name}: {precision.reason}")
+    if kd is not None and kd.teacher is not None:
+        kd.teacher.to(acc.device)
+    return acc, precision
+
+
+def _record_step(state: dict[str, Any], loss: float, tokens: int, lr: float, policy: bool,
+                 log: _Log, bar: Any) -> None:
+    """The step's loss and tokens into the state, a train_log line, the progress bar."""
+    state["losses"].append(loss)
+    state["tokens"] += tokens
+    log.write({"step": state["step"], "loss": round(loss, 5), "lr": lr,
+               "elapsed_s": round(state["wall_s"], 2), **({"on_policy": True} if policy else {})})
+    bar.update(1)
+    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{state['tokens'] / max(state['wall_s'], 1e-9):.0f}")
 
 
 def _optimizer_step(acc: Any, model: Any, opt: Any, scaler: Any, loss: Any) -> None:
