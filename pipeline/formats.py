@@ -7,7 +7,7 @@ are named, the runtime adapter that measures it (`pipeline.measure.runtimes.RUNT
 a bundle holds it and which runner in `pipeline/run_bundle.py` answers with it.
 
 To add a format: one entry here, one export stage, one runtime adapter (README:
-"Architecture"); `tests/test_formats.py` registers a fake format this way.
+"Architecture"); `tests/test_architecture.py` registers a fake format this way.
 
 Example:
     >>> from pipeline.formats import FORMATS

@@ -26,14 +26,22 @@ from typing import Any, Literal
 PrecisionName = Literal["bf16", "fp16", "fp32"]
 
 
+# CPU units that run bf16 natively, as torch.cpu's probes for them (private, but what torch's
+# own bf16 kernels dispatch on).
+CPU_BF16_PROBES = (("AVX512_BF16", "_is_avx512_bf16_supported"), ("AMX", "_is_amx_tile_supported"))
+
+
+def _cpu_bf16_units() -> list[str]:
+    import torch
+
+    return [name for name, probe in CPU_BF16_PROBES if getattr(torch.cpu, probe, lambda: False)()]
+
+
 def cpu_capability() -> str:
     """torch's name for the CPU's vector ISA (AVX2, AVX512, ...), plus native bf16 units."""
     import torch
 
-    extras = [name for name, probe in (("AVX512_BF16", "_is_avx512_bf16_supported"),
-                                       ("AMX", "_is_amx_tile_supported"))
-              if getattr(torch.cpu, probe, lambda: False)()]
-    return "+".join([torch.backends.cpu.get_cpu_capability(), *extras])
+    return "+".join([torch.backends.cpu.get_cpu_capability(), *_cpu_bf16_units()])
 
 
 def native_bf16(device_type: str) -> bool:
@@ -42,11 +50,7 @@ def native_bf16(device_type: str) -> bool:
 
     if device_type == "cuda":
         return bool(torch.cuda.is_bf16_supported(including_emulation=False))
-    if device_type == "cpu":
-        # torch.cpu's probes are private but are what torch's own bf16 kernels dispatch on.
-        return any(getattr(torch.cpu, probe, lambda: False)()
-                   for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    return False
+    return device_type == "cpu" and bool(_cpu_bf16_units())
 
 
 def _device_words(device_type: str) -> str:
@@ -82,14 +86,15 @@ class Precision:
 
 def choose_precision(setting: bool | str, device_type: str) -> Precision:
     """`bf16` setting ("auto", True or False) + the device -> the precision to run in."""
-    native = native_bf16(device_type)
-    where = _device_words(device_type)
-    if setting is False or setting == "false":
+    if setting is False:
         return Precision("fp32", "bf16 = false", device_type)
-    if setting is True or setting == "true":
-        reason = ("bf16 = true" if native else
-                  f"bf16 = true, but {where} has no native bf16: torch emulates it (~100x slower)")
-        return Precision("bf16", reason, device_type)
+    native = native_bf16(device_type)
+    if setting is True and native:
+        return Precision("bf16", "bf16 = true", device_type)
+    where = _device_words(device_type)
+    if setting is True:
+        return Precision("bf16", f"bf16 = true, but {where} has no native bf16: torch emulates "
+                                 "it (~100x slower)", device_type)
     if native:
         return Precision("bf16", f"auto: {where} runs bf16 natively", device_type)
     if device_type == "cuda":

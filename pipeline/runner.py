@@ -119,8 +119,9 @@ def resolve_externals(config: BuildConfig, cache_root: Path) -> dict[str, tuple[
 
 def past_wall_s(cache_root: Path, stage_name: str) -> float | None:
     """The wall time of the newest earlier run of a stage (any key), from the cache's metadata."""
-    metas = sorted((cache_root / stage_name).glob(f"*/{META_FILE}"), key=lambda p: p.stat().st_mtime)
-    for meta_file in reversed(metas):
+    metas = sorted((cache_root / stage_name).glob(f"*/{META_FILE}"),
+                   key=lambda p: p.stat().st_mtime, reverse=True)
+    for meta_file in metas:
         meta = read_meta(meta_file.parent)
         if meta and isinstance(meta.get("wall_s"), int | float):
             return float(meta["wall_s"])
@@ -185,7 +186,7 @@ def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None 
     paths: dict[str, Path] = {}
     entries = []
     plan = list(PLAN)[: [s.id for s in PLAN].index(until) + 1 if until else None]
-    history = {s.id: past_wall_s(cache_root, s.stage_for(target)) for s in plan}
+    history: dict[str, float | None] | None = None  # read at the first step that runs
     for index, step in enumerate(plan):
         stage = REGISTRY[step.stage_for(target)]
         settings = stage.settings(config, target)
@@ -204,6 +205,8 @@ def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None 
         if hit:
             log(step.id, f"step {index + 1}/{len(plan)}: cache hit {key[:12]}")
         else:
+            if history is None:
+                history = {s.id: past_wall_s(cache_root, s.stage_for(target)) for s in plan}
             log("build", progress_line(index, [s.id for s in plan], history))
             log(step.id, f"running (key {key[:12]})")
             _run_step(stage, step, settings, inputs, key, final, input_keys,

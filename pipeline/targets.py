@@ -30,9 +30,7 @@ from pydantic import (
 
 from pipeline.config import parse_toml, validation_line
 from pipeline.errors import UserError
-from pipeline.formats import FORMATS, GGUF_FTYPES, ONNX_PRECISIONS, Format, format_of
-
-__all__ = ["GGUF_FTYPES", "ONNX_PRECISIONS", "FORMATS", "Target", "list_targets", "load_target"]
+from pipeline.formats import FORMATS, Format, format_of
 
 # The repo's targets/ folder; DISTILL_EDGE_TARGETS points elsewhere (tests, users' own).
 TARGETS_DIR = Path(os.environ.get("DISTILL_EDGE_TARGETS", Path(__file__).parents[1] / "targets"))

@@ -7,13 +7,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import UserError
-from pipeline.targets import (
-    GGUF_FTYPES,
-    ONNX_PRECISIONS,
-    TARGETS_DIR,
-    list_targets,
-    load_target,
-)
+from pipeline.formats import GGUF_FTYPES, ONNX_PRECISIONS
+from pipeline.targets import TARGETS_DIR, list_targets, load_target
 
 
 def test_every_target_file_validates() -> None:

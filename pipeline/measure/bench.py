@@ -34,14 +34,14 @@ def score_texts(student_dir: Path, system: str, template: str, eval_rows: list[d
     student's tokenizer so every artifact is scored on the same ids."""
     from pipeline.models.hf import load_tokenizer
     from pipeline.tasks.extraction import canonical
-    from pipeline.training.sft_data import IGNORE, encode_example
+    from pipeline.training.sft_data import encode_example, reply_start
 
     tok = load_tokenizer(student_dir)
     texts = []
     for row in eval_rows[:n]:
         ids, labels = encode_example(tok, system, template.format(prompt=row["prompt"]),
                                      canonical(row["reference"]))
-        texts.append({"tokens": ids, "start": labels.count(IGNORE)})
+        texts.append({"tokens": ids, "start": reply_start(labels)})
     return texts
 
 

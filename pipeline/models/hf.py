@@ -69,6 +69,16 @@ def load_causal_lm(source: Path) -> Any:
     return model
 
 
+def load_for_inference(source: Path) -> tuple[Any, Any]:
+    """(model, device): fp32 in eval mode on accelerate's device (CUDA when present) — the
+    teacher backend, the teacher-logits scorer, the imatrix pass and the torch bench row.
+    fp32 on any device: these are the references, and never a precision the CPU emulates."""
+    from pipeline.precision import torch_device
+
+    device = torch_device()
+    return load_causal_lm(source).eval().to(device), device
+
+
 def save_hf_copy(source: Path, out_dir: Path) -> dict[str, Any]:
     """Write source as a plain fp32 safetensors HF folder (+ tokenizer, chat template)."""
     tok = load_tokenizer(source)

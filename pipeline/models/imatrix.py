@@ -37,12 +37,10 @@ def collect(hf_dir: Path, texts: list[list[int]], threads: int) -> dict[str, np.
     """Mean squared input activation per column of every nn.Linear, keyed by HF module name."""
     import torch
 
-    from pipeline.models.hf import load_causal_lm
-    from pipeline.precision import torch_device
+    from pipeline.models.hf import load_for_inference
 
     torch.set_num_threads(threads)
-    device = torch_device()
-    model = load_causal_lm(hf_dir).eval().to(device)
+    model, device = load_for_inference(hf_dir)
     sums: dict[str, Any] = {}
     counts: dict[str, int] = {}
 

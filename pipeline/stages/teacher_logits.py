@@ -131,11 +131,9 @@ def gguf_scorer(path: Path, n_ctx: int, threads: int) -> Any:
 def hf_scorer(folder: Path) -> Any:
     import torch
 
-    from pipeline.models.hf import load_causal_lm
-    from pipeline.precision import torch_device
+    from pipeline.models.hf import load_for_inference
 
-    device = torch_device()  # accelerate's: CUDA when present; fp32 either way (the reference)
-    model = load_causal_lm(folder).eval().to(device)
+    model, device = load_for_inference(folder)
 
     def score(ids: list[int], positions: list[int]) -> Any:
         with torch.no_grad():

@@ -73,7 +73,8 @@ def _kd(s: DistillSettings, inputs: dict[str, Path], decision: dict[str, Any], t
         from pipeline.models.hf import load_causal_lm
 
         kd.teacher = load_causal_lm(inputs["teacher_model"]).eval().requires_grad_(False)
-        kd.prefixes = {split: [teacher_prefix(tok, teacher_prompt(s), p) for p in rows]
+        teacher_p = teacher_prompt(s)
+        kd.prefixes = {split: [teacher_prefix(tok, teacher_p, p) for p in rows]
                        for split, rows in prompts.items()}
     else:
         from pipeline.training.topk_cache import load_cached

@@ -21,13 +21,11 @@ class TransformersBackend:
     def __init__(self, model_path: Any, settings: BackendOptions) -> None:
         import torch
 
-        from pipeline.models.hf import load_causal_lm, load_tokenizer
-        from pipeline.precision import torch_device
+        from pipeline.models.hf import load_for_inference, load_tokenizer
 
         torch.set_num_threads(settings.threads)
-        self.device = torch_device()  # accelerate's: CUDA when present
         self.tok = load_tokenizer(Path(model_path))
-        self.model = load_causal_lm(Path(model_path)).eval().to(self.device)
+        self.model, self.device = load_for_inference(Path(model_path))
 
     def run(self, requests: Iterable[Request]) -> Iterator[Result]:
         import torch

@@ -29,13 +29,12 @@ class TorchRuntime:
     def __init__(self, model: str, n_ctx: int, threads: int) -> None:
         import torch
 
-        from pipeline.models.hf import load_causal_lm, load_tokenizer
-        from pipeline.precision import torch_device
+        from pipeline.models.hf import load_for_inference, load_tokenizer
 
         torch.set_num_threads(threads)
-        self.torch, self.device = torch, torch_device()
+        self.torch = torch
         self.tok = load_tokenizer(Path(model))
-        self.model = load_causal_lm(Path(model)).eval().to(self.device)
+        self.model, self.device = load_for_inference(Path(model))
         self.n_vocab = int(self.model.config.vocab_size)
         eos = self.model.generation_config.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [eos]) | {self.tok.eos_token_id}
