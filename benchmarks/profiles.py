@@ -52,23 +52,21 @@ def measure(builds: list[dict[str, Any]], out_dir: Path) -> tuple[list[dict[str,
     """Every profile's artifact, held to the cached fp32 reference: (rows, answers per eval
     prompt, the fp32 student's included)."""
     from pipeline.measure.bench import REFERENCE_FILE, bench_rows, score_texts
-    from pipeline.runner import resolve_externals
     from pipeline.stages import REGISTRY
-    from pipeline.tasks import load_rows
+    from pipeline.tasks import make_task
+    from pipeline.tasks.inputs import read_rows
 
     first = builds[0]
     reference = first["paths"][UNTIL]
     if not (reference / REFERENCE_FILE).is_file():
         raise SystemExit("no fp32 torch reference was benchmarked: set [bench] torch_row = true")
     s = REGISTRY["bench"].settings(first["config"], first["target"])
-    common = {"system": s.student_system, "template": s.student_template, "score": True}
+    common = {"prompt": s.student_prompt, "score": True}
     rows = [{"label": b["target"].quant + b["target"].fmt.label, "role": b["target"].name,
              "model": b["artifact"], "runtime": b["target"].fmt.adapter, **common} for b in builds]
-    evals_file = resolve_externals(first["config"], first["root"] / "cache")["eval_data"][0]
-    evals = load_rows(evals_file, "eval data", need_reference=True)[: s.max_eval_rows or None]
-    texts = score_texts(first["paths"]["distill"], s.student_system, s.student_template,
-                        evals, s.score_rows)
-    result = bench_rows(rows, evals, out_dir, threads=s.threads, n_ctx=s.n_ctx,
+    evals = read_rows(first["paths"]["eval_set"] / "eval.jsonl")  # the build's own eval split
+    texts = score_texts(first["paths"]["distill"], s.student_prompt, evals, s.score_rows)
+    result = bench_rows(rows, evals, out_dir, make_task(s.task), threads=s.threads, n_ctx=s.n_ctx,
                         max_tokens=s.max_tokens, warmup=s.warmup, synthetic=s.synthetic,
                         texts=texts, reference=reference / REFERENCE_FILE)
     torch_rows = json.loads((reference / "bench.json").read_text())["rows"]
@@ -84,6 +82,7 @@ def with_parity(rows: list[dict[str, Any]], answers: list[dict[str, Any]],
 
     reference = next(r for r in rows if r["role"] == "distilled_torch")
     targets = {b["target"].name: b["target"] for b in builds}
+    metric = builds[0]["config"].task.primary_metric
     out = [{**reference, "profile": "(fp32 reference, cached)",
             "benchmarked_on": "this build machine"}]
     for row in rows:
@@ -93,8 +92,9 @@ def with_parity(rows: list[dict[str, Any]], answers: list[dict[str, Any]],
         same = [a[row["role"]] == a["distilled_torch"] for a in answers]
         row = {**row, "greedy_agreement": round(sum(same) / len(same), 4), "profile": target.name,
                "benchmarked_on": target.benchmarked_on}
-        gate = quality_gate([reference, {**row, "role": "distilled"}], target.min_field_accuracy,
-                            target.max_quant_loss, target.max_kl, target.min_greedy_agreement)
+        gate = quality_gate([reference, {**row, "role": "distilled"}], target.min_quality,
+                            target.max_quant_loss, target.max_kl, target.min_greedy_agreement,
+                            metric=metric)
         row["gate"] = "PASS" if gate["passed"] else "FAIL: " + "; ".join(
             c["check"] for c in gate["checks"] if not c["passed"])
         out.append(row)

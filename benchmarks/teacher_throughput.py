@@ -21,16 +21,18 @@ from pathlib import Path
 
 def measure(model: Path, rows: int, threads: int, parallel: int) -> dict[str, float]:
     """rows/min and prefill tokens per row of each mode on the first `rows` prompts."""
+    from pipeline.config import load_config
     from pipeline.generation.llm import ChatRunner, open_gguf
     from pipeline.generation.llm_batch import BatchedChat
-    from pipeline.tasks import extraction, load_rows, shipped_split
+    from pipeline.tasks import make_task
+    from pipeline.tasks.inputs import load_rows
 
-    prompts = [r["prompt"] for r in load_rows(shipped_split("extraction", "train"), "train")][:rows]
+    task = load_config(None).task  # the default task: its train prompts and teacher prompt
+    prompts = [r["prompt"] for r in load_rows(Path(str(task.train_data)), "train data",
+                                              make_task(task.spec))][:rows]
     runner = ChatRunner(open_gguf(model, 2048, threads))
-    system, template = extraction.TEACHER_SYSTEM_PROMPT, extraction.TEACHER_USER_TEMPLATE
-    runner.chat(system, template.format(prompt=prompts[0]), 8)  # warm-up (load, first graph)
-    chats = [[{"role": "system", "content": system},
-              {"role": "user", "content": template.format(prompt=p)}] for p in prompts]
+    runner.chat_messages(task.teacher_prompt.messages(prompts[0]), 8)  # warm-up (load, first graph)
+    chats = [task.teacher_prompt.messages(p) for p in prompts]
     out: dict[str, float] = {"rows": rows, "threads": threads, "parallel": parallel}
     answers: dict[str, list[str]] = {}
     for mode in ("naive", "prefix_reuse", "batched"):

@@ -39,8 +39,10 @@ def build(
     target: Annotated[str, typer.Option(help="hardware profile name (see `targets list`)")] = "cpu-int4",
     config: Annotated[Optional[Path], typer.Option(help="build config TOML (default: embedded)")] = None,
     build_dir: Annotated[Path, typer.Option(help="where cache and outputs go")] = Path("build"),
-    train_data: Annotated[Optional[Path], typer.Option(help="JSONL {id, prompt} train split")] = None,
-    eval_data: Annotated[Optional[Path], typer.Option(help="JSONL {id, prompt, reference}")] = None,
+    train_data: Annotated[Optional[Path], typer.Option(
+        help="train prompts: JSONL / CSV / Parquet / datasets folder (columns: see [task])")] = None,
+    eval_data: Annotated[Optional[Path], typer.Option(
+        help="eval prompts, same formats; without references the teacher labels them")] = None,
     until: Annotated[Optional[str], typer.Option(help="stop after this step (e.g. teacher)")] = None,
 ) -> None:
     """Run the whole pipeline for one target (cached stages are reused)."""

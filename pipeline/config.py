@@ -13,13 +13,17 @@ Example:
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from pipeline.errors import UserError
+from pipeline.prompts import ChatPrompt
+from pipeline.tasks.base import TaskSpec
+from pipeline.tasks.inputs import Columns
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
 
@@ -41,17 +45,8 @@ def _one_source(src: ModelSource) -> None:
         raise ValueError("set exactly one of 'model' (a catalog name) or 'path'")
 
 
-class FewShot(_Strict):
-    """One worked example, sent to the teacher as a user/assistant turn pair."""
-
-    user: str
-    assistant: str
-
-
 class TeacherConfig(ModelSource):
     backend: Literal["llama_cpp", "transformers", "openai"] = "llama_cpp"
-    system_prompt: str | None = None  # None: the task's few-shot teacher prompt
-    few_shot: tuple[FewShot, ...] = ()
     max_tokens: int = Field(96, gt=0, le=4096)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     n_samples: int = Field(1, ge=1, le=16)  # > 1: self-consistency filtering by majority
@@ -84,8 +79,6 @@ class TeacherConfig(ModelSource):
 
 
 class StudentConfig(ModelSource):
-    system_prompt: str | None = None  # None: the task's short student prompt
-
     @model_validator(mode="after")
     def _source(self) -> StudentConfig:
         _one_source(self)
@@ -93,11 +86,117 @@ class StudentConfig(ModelSource):
 
 
 class TaskConfig(_Strict):
-    name: Literal["extraction"] = "extraction"
-    train_data: str | None = None  # None: the task's shipped train split
-    eval_data: str | None = None
+    """The user's task: its kind and contract, its prompts and its data (see pipeline.tasks).
+
+    With no `kind`, `name` must be a built-in task (`extraction`), which supplies every key
+    left out; with a `kind`, `name` is only the task's label in reports."""
+
+    name: str = "extraction"
+    kind: str
+    json_schema: dict[str, Any] | None = None  # json: the schema (from schema_file, or inline)
+    schema_file: str | None = None
+    labels: tuple[str, ...] = ()  # label
+    aliases: dict[str, str] = {}  # label: other spellings -> label
+    primary_metric: str  # default: the kind's first metric
+    instructions: str | None = None  # the task in a sentence: default prompts are built from it
+    teacher_prompt: ChatPrompt  # default: instructions + the output contract
+    student_prompt: ChatPrompt  # default: instructions
+    train_data: str | None = None  # JSONL / CSV / Parquet / datasets folder
+    eval_data: str | None = None  # None: hold out `holdout` train prompts
+    id_field: str = "id"
+    prompt_field: str = "prompt"
+    reference_field: str = "reference"
+    prompt_template: str | None = None  # e.g. "Subject: {subject}\n\n{body}" over columns
+    holdout: int = Field(40, ge=1)  # train prompts held out as eval when there is no eval_data
     max_train_rows: int = Field(0, ge=0)  # 0: all rows
     max_eval_rows: int = Field(0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        base = Path((info.context or {}).get("base_dir", "."))
+        return resolve_task(data, base)
+
+    @model_validator(mode="after")
+    def _contract(self) -> TaskConfig:
+        from pipeline.tasks import KINDS
+
+        kind = KINDS[self.kind]
+        if self.primary_metric not in kind.metrics:
+            raise ValueError(f"primary_metric '{self.primary_metric}' is not a {self.kind} metric: "
+                             f"use one of {', '.join(kind.metrics)}")
+        if self.kind == "json" and self.json_schema is None:
+            raise ValueError("kind = 'json' needs schema_file (a JSON Schema of the answer object)")
+        if self.kind == "label":
+            if len(set(self.labels)) < 2:
+                raise ValueError("kind = 'label' needs labels = [...] with at least two labels")
+            if bad := [a for a, lab in self.aliases.items() if lab not in self.labels]:
+                raise ValueError(f"aliases: '{bad[0]}' maps to '{self.aliases[bad[0]]}', "
+                                 "which is not in labels")
+        return self
+
+    @property
+    def spec(self) -> TaskSpec:
+        """What parsing and scoring depend on (part of every cache key that reads them)."""
+        from pipeline.tasks import KINDS
+
+        return TaskSpec(name=self.name, kind=self.kind, version=KINDS[self.kind].version,
+                        json_schema=self.json_schema, labels=self.labels,
+                        aliases=dict(self.aliases), primary=self.primary_metric)
+
+    @property
+    def columns(self) -> Columns:
+        return Columns(id_field=self.id_field, prompt_field=self.prompt_field,
+                       reference_field=self.reference_field, prompt_template=self.prompt_template)
+
+
+def resolve_task(data: dict[str, Any], base: Path) -> dict[str, Any]:
+    """The `[task]` keys made whole: a preset's keys under the user's, paths made absolute
+    (the user's relative to the config file), the schema read, default prompts built."""
+    from pipeline.tasks import KINDS, preset, presets
+    from pipeline.tasks.json_task import check_schema
+
+    data = dict(data)
+    for key in ("schema_file", "train_data", "eval_data"):
+        if isinstance(data.get(key), str):
+            data[key] = str((base / data[key]).expanduser())
+    if "kind" not in data:
+        name = data.get("name", "extraction")
+        found = preset(name) if isinstance(name, str) else None
+        if found is None:
+            raise ValueError(f"'{name}' is not a built-in task ({', '.join(presets())}): set "
+                             f"kind = {' | '.join(KINDS)} and the task's contract")
+        data = {**found, **data}
+    kind = KINDS.get(data["kind"]) if isinstance(data["kind"], str) else None
+    if kind is None:
+        raise ValueError(f"kind '{data['kind']}' is not a task kind: use one of {', '.join(KINDS)}")
+    if data.get("schema_file") and "json_schema" not in data:
+        data["json_schema"] = _read_schema(Path(data["schema_file"]))
+    if data.get("json_schema") is not None:
+        check_schema(data["json_schema"])
+    data.setdefault("primary_metric", kind.metrics[0])
+    if "teacher_prompt" not in data or "student_prompt" not in data:
+        if not data.get("instructions"):
+            raise ValueError("give instructions = \"...\" (the task in a sentence) or both "
+                             "teacher_prompt and student_prompt")
+        spec = TaskSpec(name=str(data.get("name", "")), kind=data["kind"],
+                        json_schema=data.get("json_schema"), labels=tuple(data.get("labels", ())))
+        system = f"{data['instructions'].strip()}\n{kind.contract(spec)}"
+        data.setdefault("teacher_prompt", {"system": system})
+        data.setdefault("student_prompt", {"system": system})
+    return data
+
+
+def _read_schema(path: Path) -> dict[str, Any]:
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"schema_file {path}: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"schema_file {path}: a JSON Schema must be a JSON object")
+    return loaded
 
 
 class FilterConfig(_Strict):
@@ -176,7 +275,7 @@ class BenchConfig(_Strict):
 class GoalConfig(_Strict):
     """What the user needs: drives the report's "was distillation worth it?" verdict."""
 
-    min_field_accuracy: float = Field(0.9, ge=0, le=1)  # the quality bar on the task metric
+    min_quality: float = Field(0.9, ge=0, le=1)  # the bar on the task's primary metric
     requests_per_day: int = Field(100_000, ge=0)  # the scale the model must serve
     latency_budget_s: float = Field(0.0, ge=0)  # per request; 0 = no latency requirement
 
@@ -184,11 +283,16 @@ class GoalConfig(_Strict):
 class BuildConfig(_Strict):
     teacher: TeacherConfig
     student: StudentConfig
-    task: TaskConfig = TaskConfig()
+    task: TaskConfig  # a missing [task] section is the built-in default task
     filter: FilterConfig = FilterConfig()
     distill: DistillConfig = DistillConfig()
     bench: BenchConfig = BenchConfig()
     goal: GoalConfig = GoalConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_task(cls, data: Any) -> Any:
+        return {"task": {}, **data} if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _kd_needs(self) -> BuildConfig:
@@ -205,12 +309,24 @@ class BuildConfig(_Strict):
         return self
 
 
+# Keys that moved: the error names the new place instead of a bare "unknown key".
+MOVED = {
+    "teacher.system_prompt": "task.teacher_prompt.system",
+    "teacher.few_shot": "task.teacher_prompt.few_shot",
+    "student.system_prompt": "task.student_prompt.system",
+    "goal.min_field_accuracy": "goal.min_quality (the bar on the task's primary metric)",
+    "min_field_accuracy": "min_quality (the gate on the task's primary metric)",
+}
+
+
 def validation_line(err: ValidationError, source: str) -> str:
     """Turn pydantic's multi-line report into one line naming the first bad key."""
     errors = err.errors()
     first = errors[0]
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
     msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+    if first["type"] == "extra_forbidden" and key in MOVED:
+        msg = f"moved: write {MOVED[key]}"
     msg = msg.removeprefix("Value error, ")  # our own validators' messages stand alone
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{source}: {key}: {msg}{more}"
@@ -226,6 +342,9 @@ def parse_toml(path: Path, what: str) -> dict[str, Any]:
         raise UserError(f"{what} {path} is not valid TOML: {exc}") from None
 
 
+PATH_KEYS = ("task.train_data", "task.eval_data", "task.schema_file")
+
+
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> BuildConfig:
     """Load and validate a build config; `None` loads the shipped default.
 
@@ -235,9 +354,12 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> B
     data = parse_toml(src, "config")
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
+        if dotted in PATH_KEYS:  # a flag's path is relative to where the command runs
+            value = str(Path(value).expanduser().resolve())
         data.setdefault(section, {})[key] = value
     try:
-        return BuildConfig.model_validate(data)
+        # relative paths in the file are relative to the file
+        return BuildConfig.model_validate(data, context={"base_dir": src.resolve().parent})
     except ValidationError as exc:
         raise UserError(validation_line(exc, f"config {src}")) from None
 

@@ -10,11 +10,14 @@ Then over groups: dedupe (exact or normalised prompt + answer) and self-consiste
 
 Example:
     >>> from pipeline.filters import FilterSettings, apply_filters
-    >>> ans = '{"name":"A B","item":"x","quantity":1,"city":"C","date":"2025-01-01"}'
-    >>> kept, dropped = apply_filters([{"id": "1", "sample": 0, "prompt": "p", "response": ans}],
-    ...                               FilterSettings(checks=["validator"], dedupe="exact"))
-    >>> len(kept), len(dropped)
-    (1, 0)
+    >>> from pipeline.tasks.base import TaskSpec
+    >>> s = FilterSettings(task=TaskSpec(name="t", kind="label", labels=("yes", "no")),
+    ...                    checks=["validator"], dedupe="exact")
+    >>> rows = [{"id": str(i), "sample": 0, "prompt": f"p{i}", "response": r}
+    ...         for i, r in enumerate(["Yes", "maybe"])]
+    >>> kept, dropped = apply_filters(rows, s)
+    >>> [r["answer"] for r in kept], [r["drop_reason"] for r in dropped]
+    (['yes'], ['unknown_label'])
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.stage import Settings
+from pipeline.tasks import make_task
+from pipeline.tasks.base import TaskSpec
 
 
 class FilterSettings(Settings):
     """The filter stage's settings (and the checks' arguments)."""
 
-    task: str = "extraction"
-    task_version: str = ""
+    task: TaskSpec
     checks: list[str] = ["length", "refusal", "validator", "reference"]
     min_response_chars: int = 1
     max_response_chars: int = 600
@@ -72,12 +76,11 @@ def _validator(row: dict[str, Any], s: FilterSettings) -> str | None:
     """Validate; on success store the canonical answer in row['answer'] (the training target)."""
     kind, text = s.validator, row["response"].strip()
     if kind == "task":
-        from pipeline.tasks.extraction import canonical, parse_answer
-
-        obj, why = parse_answer(text)
+        task = make_task(s.task)
+        obj, why = task.parse(text)
         if obj is None:
             return why
-        row["answer"], row["parsed"] = canonical(obj), obj
+        row["answer"], row["parsed"] = task.canonical(obj), obj
         return None
     if kind == "regex":
         ok = re.fullmatch(s.pattern or "", text, flags=re.DOTALL) is not None
@@ -96,14 +99,17 @@ def _validator(row: dict[str, Any], s: FilterSettings) -> str | None:
 
 
 def _reference(row: dict[str, Any], s: FilterSettings) -> str | None:
-    """Drop answers that contradict a known reference (field by field for the task)."""
+    """Drop answers that contradict a known reference (as the task compares answers; a
+    free-text task is not held to its reference word for word)."""
     ref = row.get("reference")
-    if not ref:
+    if ref is None:
         return None
     if "parsed" in row:
-        from pipeline.tasks.extraction import score
-
-        return None if score(row["parsed"], ref)["exact"] == 1.0 else "contradicts_reference"
+        task = make_task(s.task)
+        if task.exact_metric is None:
+            return None
+        agrees = task.score(row["parsed"], ref)[task.exact_metric] == 1.0
+        return None if agrees else "contradicts_reference"
     return None if row.get("answer", row["response"]).strip() == str(ref).strip() else "contradicts_reference"
 
 
@@ -175,6 +181,6 @@ def load_schema(path: str | None) -> dict[str, Any] | None:
     from pipeline.errors import UserError
 
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"filter.json_schema_file {path}: {exc}") from None

@@ -43,8 +43,11 @@ def load_settings(bundle: Path) -> dict[str, Any]:
 
 def messages(settings: dict[str, Any], prompt: str) -> list[dict[str, str]]:
     """The exact messages the student was trained with, around the user's prompt."""
-    return [{"role": "system", "content": settings["system"]},
-            {"role": "user", "content": settings["user_template"].format(prompt=prompt)}]
+    out = [{"role": "system", "content": settings["system"]}]
+    for shot in settings.get("few_shot", []):  # worked examples, if the student has any
+        out += [{"role": "user", "content": settings["user_template"].format(prompt=shot["user"])},
+                {"role": "assistant", "content": shot["assistant"]}]
+    return out + [{"role": "user", "content": settings["user_template"].format(prompt=prompt)}]
 
 
 def answer_gguf(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens: int) -> str:

@@ -9,7 +9,7 @@ Distillation is keyed without the target, so `cpu-int8` after `cpu-int4` reuses 
 Example:
     >>> from pipeline.runner import PLAN
     >>> [s.id for s in PLAN][:4]
-    ['teacher', 'filter', 'student_base', 'distill']
+    ['prompts', 'teacher', 'eval_set', 'filter']
 """
 
 from __future__ import annotations
@@ -34,11 +34,12 @@ from pipeline.cache import (
 )
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
-from pipeline.models.weights import file_digest, resolve_model
+from pipeline.models.weights import path_digest, resolve_model
 from pipeline.stage import Settings, StageContext, log
 from pipeline.stages import REGISTRY
 from pipeline.targets import Target
-from pipeline.tasks import load_rows, shipped_split
+from pipeline.tasks import make_task
+from pipeline.tasks.inputs import load_rows
 
 EXPORT = "<export>"  # the target format's export stage (pipeline.formats)
 
@@ -55,31 +56,35 @@ class Step:
 
 
 PLAN: tuple[Step, ...] = (
-    Step("teacher", "teacher", {"teacher_model": "@teacher_model", "train_data": "@train_data"}),
+    # the user's data files -> train and eval prompts (held out, de-overlapped, validated)
+    Step("prompts", "prompts", {"train_data": "@train_data", "eval_data": "@eval_data"}),
+    # the teacher answers the train prompts and the eval prompts that have no reference
+    Step("teacher", "teacher", {"teacher_model": "@teacher_model", "prompts": "prompts"}),
+    # the eval prompts with references: the data's, else the teacher's answers
+    Step("eval_set", "eval_set", {"prompts": "prompts", "teacher": "teacher"}),
     Step("filter", "filter", {"teacher": "teacher"}),
     Step("student_base", "student_base", {"student_model": "@student_model"}),
     # sequence vs logit KD, and the teacher's cached top-k per reply token when logits
     Step("teacher_logits", "teacher_logits", {"teacher_model": "@teacher_model",
                                               "base": "student_base", "data": "filter",
-                                              "eval_data": "@eval_data"}),
+                                              "eval": "eval_set"}),
     Step("distill", "distill", {"base": "student_base", "data": "filter",
-                                "eval_data": "@eval_data", "teacher_logits": "teacher_logits",
+                                "eval": "eval_set", "teacher_logits": "teacher_logits",
                                 "teacher_model": "@teacher_model"}),
     # "calibration": the task's kept teacher rows, for profiles that quantize data-aware
     Step("export_base", EXPORT, {"model": "student_base", "calibration": "filter"}),
     Step("export", EXPORT, {"model": "distill", "calibration": "filter"},
          publish=("{artifact}", "prompt_format.json")),
     Step("bench_teacher", "bench_teacher", {"teacher_model": "@teacher_model",
-                                            "eval_data": "@eval_data"}),
-    Step("bench_student", "bench_student", {"student": "distill", "eval_data": "@eval_data"}),
+                                            "eval": "eval_set"}),
+    Step("bench_student", "bench_student", {"student": "distill", "eval": "eval_set"}),
     Step("bench", "bench", {"base_export": "export_base", "student_export": "export",
                             "student": "distill", "student_bench": "bench_student",
-                            "eval_data": "@eval_data"}),
+                            "eval": "eval_set"}),
     Step("report", "report", {"teacher": "teacher", "filter": "filter", "distill": "distill",
                               "export": "export", "bench_teacher": "bench_teacher",
-                              "bench_student": "bench_student",
-                              "bench": "bench", "train_data": "@train_data",
-                              "eval_data": "@eval_data"},
+                              "bench_student": "bench_student", "bench": "bench",
+                              "prompts": "prompts", "eval": "eval_set"},
          publish=("report.md", "report.json", "report.html")),
     Step("bundle", "bundle", {"export": "export", "distill": "distill", "report": "report"},
          publish=("bundle",)),
@@ -107,14 +112,19 @@ def resolve_externals(config: BuildConfig, cache_root: Path) -> dict[str, tuple[
         if t.backend == "transformers" and teacher[0] is not None and not teacher[0].is_dir():
             raise UserError("backend = 'transformers' needs teacher.path to be a Hugging Face folder")
     student = resolve_model(config.student.model, config.student.path, models)
-    task = config.task
-    train = Path(task.train_data) if task.train_data else shipped_split(task.name, "train")
-    evals = Path(task.eval_data) if task.eval_data else shipped_split(task.name, "eval")
-    load_rows(train, "train data")  # fail now, with one line, not halfway through a build
-    load_rows(evals, "eval data", need_reference=True)
-    return {"teacher_model": teacher, "student_model": student,
-            "train_data": (train, file_digest(train, models)),
-            "eval_data": (evals, file_digest(evals, models))}
+    data = {}
+    for role, given in (("train_data", config.task.train_data), ("eval_data", config.task.eval_data)):
+        if given is None:  # no eval data: the prompts step holds out train prompts
+            if role == "train_data":
+                raise UserError("config: task.train_data: give the task's train prompts "
+                                "(JSONL / CSV / Parquet / datasets folder)")
+            data[role] = (None, "none")
+            continue
+        path = Path(given)
+        # every row read and checked now: a bad file is one line before anything is built
+        load_rows(path, role.replace("_", " "), make_task(config.task.spec), config.task.columns)
+        data[role] = (path, path_digest(path, models))
+    return {"teacher_model": teacher, "student_model": student, **data}
 
 
 def past_wall_s(cache_root: Path, stage_name: str) -> float | None:
@@ -194,7 +204,7 @@ def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None 
         for role, ref in step.inputs.items():
             if ref.startswith("@"):
                 path, input_keys[role] = externals[ref[1:]]
-                if path is not None:  # a remote teacher has a digest but no local file
+                if path is not None:  # a remote teacher, absent eval data: a digest, no file
                     inputs[role] = path
             else:
                 inputs[role], input_keys[role] = paths[ref], digests[ref]

@@ -64,7 +64,7 @@ class Target(BaseModel):
     # (arm64-q4 is benchmarked on x86 here; gpu-fp16 on the CPU provider without a GPU).
     benchmarked_on: str = "this build machine"
     # Quality gate: a build that misses it exits 3 after writing the report.
-    min_field_accuracy: float | None = Field(None, ge=0, le=1)  # of the shipped artifact
+    min_quality: float | None = Field(None, ge=0, le=1)  # the task's primary metric, shipped artifact
     max_quant_loss: float | None = Field(None, ge=0, le=1)  # shipped vs the fp32 student
     # Parity gate, shipped artifact vs the fp32 student: mean next-token KL on the scored
     # reference answers, and the share of eval prompts with an identical greedy answer.

@@ -13,8 +13,10 @@ import pytest
 from pipeline.measure.child import score
 from pipeline.measure.latency import bench_artifact, summarize_latency
 from pipeline.measure.runtimes import log_softmax
+from pipeline.prompts import ChatPrompt
 from pipeline.stages.export_gguf import convert_to_f16
 
+SYS = ChatPrompt(system="You extract orders.")
 PROMPTS = ["Ann Lee wants 2 lamps", "hello"]
 
 
@@ -32,7 +34,7 @@ def _texts(tiny_hf: Path) -> list[dict[str, Any]]:
     tok = load_tokenizer(tiny_hf)
     out = []
     for user, reply in [("Ann Lee wants 2 lamps", '{"name":"Ann Lee"}'), ("hi", "hello there")]:
-        ids, labels = encode_example(tok, "You extract orders.", user, reply)
+        ids, labels = encode_example(tok, SYS, user, reply)
         out.append({"tokens": ids, "start": labels.count(IGNORE)})
     return out
 
@@ -41,7 +43,7 @@ def test_child_process_numbers(tiny_gguf: Path) -> None:
     # Hold ~1.5 GB here: a child started from a big parent inherits ru_maxrss across
     # fork+exec, which once made every artifact report the parent's 2.7 GB.
     ballast = np.ones(1_500_000_000 // 8)
-    raw = bench_artifact(tiny_gguf, "You extract orders.", "{prompt}", PROMPTS,
+    raw = bench_artifact(tiny_gguf, SYS, PROMPTS,
                          threads=1, n_ctx=256, max_tokens=8, warmup=1,
                          synthetic={"pp": 16, "tg": 8, "repeats": 2})
     assert ballast.sum() > 0
@@ -57,7 +59,7 @@ def test_child_process_numbers(tiny_gguf: Path) -> None:
 def _torch_reference(tiny_hf: Path, texts: list[dict[str, Any]], ref: Path,
                      synthetic: dict[str, int] | None = None) -> dict[str, Any]:
     """Bench the HF folder on torch, leaving its log-probs in `ref` for the others."""
-    raw = bench_artifact(tiny_hf, "You extract orders.", "{prompt}", PROMPTS, threads=1,
+    raw = bench_artifact(tiny_hf, SYS, PROMPTS, threads=1,
                          max_tokens=8, synthetic=synthetic,
                          score={"texts": texts, "save_reference": str(ref)})
     assert raw["runtime"] == "torch" and len(raw["results"]) == 2
@@ -74,8 +76,7 @@ def test_torch_runtime_and_export_parity(tiny_hf: Path, tiny_gguf: Path, tmp_pat
     assert "tg_bare_tok_s" not in stats  # no bare loop to compare against on torch
     n_scored = sum(len(t["tokens"]) - t["start"] for t in texts)
     assert stats["scored_tokens"] == n_scored and stats["perplexity"] > 1
-    gguf = summarize_latency(bench_artifact(
-        tiny_gguf, "You extract orders.", "{prompt}", PROMPTS, threads=1, n_ctx=256,
+    gguf = summarize_latency(bench_artifact(tiny_gguf, SYS, PROMPTS, threads=1, n_ctx=256,
         max_tokens=8, score={"texts": texts, "reference": str(ref)}))
     assert gguf["kl_vs_reference"] < 1e-3, gguf
     assert gguf["top1_agreement"] >= 0.9, gguf
@@ -126,7 +127,7 @@ def test_onnx_runtime_matches_torch(tiny_hf: Path, tmp_path: Path) -> None:
     assert build.returncode == 0, build.stderr[-2000:]
     texts, ref = _texts(tiny_hf), tmp_path / "ref.npy"
     torch_row = _torch_reference(tiny_hf, texts, ref)
-    raw = bench_artifact(onnx_dir, "You extract orders.", "{prompt}", PROMPTS, threads=1,
+    raw = bench_artifact(onnx_dir, SYS, PROMPTS, threads=1,
                          max_tokens=8, synthetic={"pp": 16, "tg": 8, "repeats": 2},
                          score={"texts": texts, "reference": str(ref)})
     assert raw["runtime"] == "onnxruntime" and len(raw["results"]) == 2
@@ -163,11 +164,10 @@ def test_parity_gate_passes_a_faithful_export_and_fails_a_corrupted_one(
     gates = {}
     for name, gguf in (("faithful", tiny_gguf),
                        ("corrupted", _corrupt_copy(tiny_gguf, tmp_path / "bad.gguf"))):
-        stats = summarize_latency(bench_artifact(
-            gguf, "You extract orders.", "{prompt}", PROMPTS, threads=1, n_ctx=256,
+        stats = summarize_latency(bench_artifact(gguf, SYS, PROMPTS, threads=1, n_ctx=256,
             max_tokens=8, score={"texts": texts, "reference": str(ref)}))
         shipped = {"role": "distilled", "label": f"{name} F16", "field_accuracy": 1.0, **stats}
-        gates[name] = quality_gate([reference, shipped], None, None, max_kl=0.01)
+        gates[name] = quality_gate([reference, shipped], None, None, max_kl=0.01, metric="field_accuracy")
     assert gates["faithful"]["passed"], gates["faithful"]
     bad = gates["corrupted"]
     assert not bad["passed"] and bad["checks"][0]["value"] > 0.1, bad

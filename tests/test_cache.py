@@ -85,16 +85,22 @@ def test_progress_line_estimates_from_earlier_runs(tmp_path) -> None:  # type: i
 
 # sha256 of each stage's settings JSON for the default config, pinned when stage settings became
 # typed models: a refactor must leave every cache key as it was (a deliberate re-key updates
-# the pin and says so in the commit).
+# the pin and says so in the commit). Last re-key: tasks as data (issue 12) — the task's spec
+# and the two ChatPrompts replaced the task name and the flat prompt strings.
 PINNED_SETTINGS = {
-    ("cpu-int4", "teacher"): "034c98705c525f3f676d88b1b94beaa6521d609c4739627b580c0824e36cb5eb",
-    ("cpu-int4", "filter"): "7a0e46b2cde65f35409f7f73d82b646b269e0338292640f788485673a8b55124",
-    ("cpu-int4", "teacher_logits"): "6d8db0a94091518a8c4637958e68aad7a24bd309a02b60c43c5b27b313e93bc2",
-    ("cpu-int4", "distill"): "85b5f7ca548d5b38d563bfdaca7879c3bbece87d18629c4e411f15321a2d5a80",
+    ("cpu-int4", "prompts"): "68e4d8a4a42a5f30081957fc1bfc7334a54015d2af8f09cfce61e5f8d356e4a7",
+    ("cpu-int4", "teacher"): "cbaafc8311110c09cd3334d3d74f230277b65b83bdc0c54249670b913e62a1e7",
+    ("cpu-int4", "eval_set"): "bc0e954c8efb9e113f43e44090f0c427c3197c9d14e28af21e89cdf306ba703a",
+    ("cpu-int4", "filter"): "853bbe254e248cc69d5906afead77a91ca05105ee1dcd89a5b942a8223b2d823",
+    ("cpu-int4", "student_base"): "cb323c385c6f1a350e4653e9ce6a7a1bcbd5be756d89a92dc242f4a022285b7a",
+    ("cpu-int4", "teacher_logits"): "08f110f315a0ff25118341eb70bd5038891ff423b7af02044e200a218a957df2",
+    ("cpu-int4", "distill"): "0bcc5bd747014a90f53b164e120b702e4bdbb3470449561778e317b2995195fa",
     ("cpu-int4", "export"): "c668ae0e1b53a81dce6e1974e81ce5996c7573f64c438db829ca76128406412a",
-    ("cpu-int4", "bench"): "21dddb7f83d2d94707be3cd8dada6cbde2a3ad6568870cb8a21ebd48f46ea17e",
-    ("cpu-int4", "report"): "516d4b6dc195665fd113ca24d588352b7427312d294810a9c2f30d6ee8ebd072",
-    ("arm64-q4", "export"): "6c76a29cd9ba01b67e7065d8d411a3f4eb194d6a53e2e95d8311002651956a23",
+    ("cpu-int4", "bench_teacher"): "8849770d22583ebb7ea21697a1cac11b7b2fce70997f56322ef14a956e0ceb68",
+    ("cpu-int4", "bench_student"): "6c4411640e3d9be58aaf19f8bd53eeabbf9b35e7a8839bc28ebac5109e94e405",
+    ("cpu-int4", "bench"): "5350472626dca8cdc519538b0468214a9f50a6b066f839cb163b022740401114",
+    ("cpu-int4", "report"): "4af4d7a960ba1eeb75659d4acea02dcd638114615514b50103bb2b56444cad94",
+    ("arm64-q4", "export"): "e3166f544324627e914483cd3c3982d13e7e1d39284fcf72a456061a845af672",
     ("cpu-int4-onnx", "export"): "ae05c6367eb29cef6840e06595b7df684f670ef74a17f7e773980dffef4b049e",
 }
 

@@ -65,7 +65,7 @@ def test_malformed_and_missing_files(tmp_path: Path) -> None:
 
 def test_overrides_apply() -> None:
     cfg = load_config(DEFAULT_CONFIG, {"task.train_data": "x.jsonl"})
-    assert cfg.task.train_data == "x.jsonl"
+    assert cfg.task.train_data == str(Path("x.jsonl").resolve())  # relative to the working dir
 
 
 @pytest.mark.parametrize("args", [

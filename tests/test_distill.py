@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from pipeline.models.hf import load_causal_lm, load_tokenizer
+from pipeline.prompts import ChatPrompt
 from pipeline.training.sft_data import IGNORE, encode_example
 from pipeline.training.trainer import KD, TrainSettings, evaluate, train
 
@@ -26,7 +27,7 @@ REPLY = '{"name":"Ann Lee","item":"lamps","quantity":2,"city":"Oslo","date":"202
 
 def test_labels_cover_only_the_reply(tiny_hf: Path) -> None:
     tok = load_tokenizer(tiny_hf)
-    ids, labels = encode_example(tok, SYSTEM, "Ann Lee wants 2 lamps", REPLY)
+    ids, labels = encode_example(tok, ChatPrompt(system=SYSTEM), "Ann Lee wants 2 lamps", REPLY)
     assert len(ids) == len(labels)
     first = next(i for i, label in enumerate(labels) if label != IGNORE)
     assert all(label == IGNORE for label in labels[:first])
@@ -39,7 +40,7 @@ def test_labels_cover_only_the_reply(tiny_hf: Path) -> None:
 def test_a_few_steps_reduce_the_loss(tiny_hf: Path, tmp_path: Path) -> None:
     tok = load_tokenizer(tiny_hf)
     model = load_causal_lm(tiny_hf)
-    examples = [encode_example(tok, SYSTEM, f"order {i}", REPLY) for i in range(4)]
+    examples = [encode_example(tok, ChatPrompt(system=SYSTEM), f"order {i}", REPLY) for i in range(4)]
     settings = {"seed": 0, "batch_size": 4, "epochs": 12, "learning_rate": 2e-2,
                 "weight_decay": 0.0, "warmup_ratio": 0.0, "bf16": False}
     before = [p.detach().clone() for p in model.parameters()]
@@ -56,8 +57,8 @@ def test_held_out_loss_logged_per_epoch(tiny_hf: Path, tmp_path: Path) -> None:
     held-out answers are like the training ones (here: the same reply to other orders)."""
     tok = load_tokenizer(tiny_hf)
     model = load_causal_lm(tiny_hf)
-    examples = [encode_example(tok, SYSTEM, f"order {i}", REPLY) for i in range(4)]
-    held_out = [encode_example(tok, SYSTEM, f"another order {i}", REPLY) for i in range(3)]
+    examples = [encode_example(tok, ChatPrompt(system=SYSTEM), f"order {i}", REPLY) for i in range(4)]
+    held_out = [encode_example(tok, ChatPrompt(system=SYSTEM), f"another order {i}", REPLY) for i in range(3)]
     settings = {"seed": 0, "batch_size": 2, "epochs": 3, "learning_rate": 2e-2,
                 "weight_decay": 0.0, "warmup_ratio": 0.0, "bf16": False}
     first = evaluate(model, held_out, TrainSettings(**settings), tok.pad_token_id)["eval_loss"]
@@ -75,7 +76,7 @@ def tiny_teacher(tiny_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     distribution is sharp and differs from the student's."""
     out = tmp_path_factory.mktemp("tiny-teacher")
     tok, model = load_tokenizer(tiny_hf), load_causal_lm(tiny_hf)
-    examples = [encode_example(tok, SYSTEM, f"order {i}", REPLY) for i in range(4)]
+    examples = [encode_example(tok, ChatPrompt(system=SYSTEM), f"order {i}", REPLY) for i in range(4)]
     settings = {"seed": 1, "batch_size": 4, "epochs": 20, "learning_rate": 2e-2,
                 "weight_decay": 0.0, "warmup_ratio": 0.0, "bf16": False}
     trained, _ = train(model, examples, TrainSettings(**settings), tok.pad_token_id,
@@ -90,8 +91,8 @@ def _kd_setup(tiny_hf: Path, teacher: Path, tmp_path: Path, cached: bool) -> tup
     from pipeline.training.topk_cache import load_cached, write_shards
 
     tok = load_tokenizer(tiny_hf)
-    examples = [encode_example(tok, SYSTEM, f"order {i}", REPLY) for i in range(4)]
-    held_out = [encode_example(tok, SYSTEM, f"another order {i}", REPLY) for i in range(2)]
+    examples = [encode_example(tok, ChatPrompt(system=SYSTEM), f"order {i}", REPLY) for i in range(4)]
+    held_out = [encode_example(tok, ChatPrompt(system=SYSTEM), f"another order {i}", REPLY) for i in range(2)]
     n = len(tok)
     kd = KD("forward_kl", 1.0, 1.0, 0.5, n)
     if cached:
@@ -195,13 +196,14 @@ def test_stages_auto_logits_with_lora_give_a_plain_merged_folder(
     rows = [{"prompt": f"Ann Lee wants {i} lamps in Oslo on 2025-03-04", "response": REPLY}
             for i in range(6)]
     (data / "kept.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    evals = tmp_path / "eval.jsonl"
-    evals.write_text(json.dumps({"prompt": "Bo wants 2 lamps", "reference": json.loads(REPLY)}) + "\n")
+    evals = tmp_path / "eval_set"
+    evals.mkdir()
+    (evals / "eval.jsonl").write_text(json.dumps({"prompt": "Bo wants 2 lamps", "answer": REPLY}) + "\n")
     cfg = load_config(None).model_copy(update={"distill": load_config(None).distill.model_copy(
         update={"mode": "auto", "lora_rank": 4, "epochs": 2, "batch_size": 3, "bf16": False,
                 "learning_rate": 1e-2, "top_k": 16})})
     target = load_target("cpu-int4")
-    inputs = {"teacher_model": tiny_teacher, "base": tiny_hf, "data": data, "eval_data": evals}
+    inputs = {"teacher_model": tiny_teacher, "base": tiny_hf, "data": data, "eval": evals}
     outs = {}
     for name in ("teacher_logits", "distill"):
         stage = REGISTRY[name]
@@ -251,8 +253,8 @@ def test_gguf_teacher_vocab_and_prefix_reuse(smollm_gguf: Path, tiny_hf: Path) -
     settings = TeacherLogitsSettings.model_construct(mode="auto", backend="llama_cpp")  # decide() reads 2
     decision = decide(settings, {"teacher_model": smollm_gguf, "base": tiny_hf}, tok)
     assert decision.mode == "logits" and decision.shared_vocab == GgufVocab(smollm_gguf).rows
-    a, _ = encode_example(tok, SYSTEM, "Ann Lee wants 2 lamps", REPLY)
-    b, _ = encode_example(tok, SYSTEM, "Bo Chen wants 3 desks", REPLY)
+    a, _ = encode_example(tok, ChatPrompt(system=SYSTEM), "Ann Lee wants 2 lamps", REPLY)
+    b, _ = encode_example(tok, ChatPrompt(system=SYSTEM), "Bo Chen wants 3 desks", REPLY)
     everywhere = list(range(len(b)))
     warm = gguf_scorer(smollm_gguf, 256, 2)
     warm(a, [0])
@@ -267,22 +269,17 @@ def test_teacher_scores_the_reply_in_its_own_prompt(tiny_hf: Path, tiny_teacher:
     """Context distillation: the teacher's view is its few-shot prompt + the same reply tokens
     (same count of reply positions), and the cached top-k (all ids) of that view gives the
     KD loss the live teacher with the same prompts gives."""
+    from pipeline.prompts import Turn
     from pipeline.stages.teacher_logits import hf_scorer
-    from pipeline.training.sft_data import (
-        ChatPrompt,
-        collate,
-        reply_positions,
-        teacher_prefix,
-        teacher_view,
-    )
+    from pipeline.training.sft_data import collate, reply_positions, teacher_prefix, teacher_view
     from pipeline.training.topk_cache import load_cached, write_shards
     from pipeline.training.trainer import _kd_term
 
     tok = load_tokenizer(tiny_hf)
-    s = ChatPrompt("You extract orders.", "Order: {prompt}",
-                   ({"user": "Bo wants 1 desk", "assistant": '{"item":"desk"}'},))
+    s = ChatPrompt(system="You extract orders.", user_template="Order: {prompt}",
+                   few_shot=(Turn(user="Bo wants 1 desk", assistant='{"item":"desk"}'),))
     prompts = [f"order {i}" for i in range(3)]
-    examples = [encode_example(tok, SYSTEM, p, REPLY) for p in prompts]
+    examples = [encode_example(tok, ChatPrompt(system=SYSTEM), p, REPLY) for p in prompts]
     prefixes = [teacher_prefix(tok, s, p) for p in prompts]
     views = [teacher_view(pre, ex) for pre, ex in zip(prefixes, examples, strict=True)]
     for (_ids, labels), (t_ids, t_labels), pre in zip(examples, views, prefixes, strict=True):
@@ -315,15 +312,16 @@ def test_distill_step_under_an_accelerate_launcher(tiny_hf: Path, tmp_path: Path
     data.mkdir()
     rows = [{"prompt": f"Ann Lee wants {i} lamps", "response": REPLY} for i in range(8)]
     (data / "kept.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    evals = tmp_path / "eval.jsonl"
-    evals.write_text(json.dumps({"prompt": "Bo wants 2 lamps", "reference": json.loads(REPLY)}) + "\n")
+    evals = tmp_path / "eval_set"
+    evals.mkdir()
+    (evals / "eval.jsonl").write_text(json.dumps({"prompt": "Bo wants 2 lamps", "answer": REPLY}) + "\n")
     base = load_config(None)
     launcher = ("accelerate launch --multi_gpu --num_processes 2 --num_machines 1 "
                 "--mixed_precision no --dynamo_backend no")
     cfg = base.model_copy(update={"distill": base.distill.model_copy(update={
         "epochs": 1, "batch_size": 4, "bf16": False, "threads": 1, "launcher": launcher})})
     target = load_target("cpu-int4")
-    inputs = {"base": tiny_hf, "data": data, "eval_data": evals}
+    inputs = {"base": tiny_hf, "data": data, "eval": evals}
     for name in ("teacher_logits", "distill"):
         stage, out = REGISTRY[name], tmp_path / name
         out.mkdir()

@@ -59,7 +59,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     for name, quant, extra in (("t-int4", "Q4_K_M", 'calibration = "imatrix"'), ("t-int8", "Q8_0", ""),
                                # t-int4 with an unreachable gate: its export and bench come
                                # from the cache, only the report and the (absent) bundle run
-                               ("t-gate", "Q4_K_M", 'calibration = "imatrix"\nmin_field_accuracy = 1.0'),
+                               ("t-gate", "Q4_K_M", 'calibration = "imatrix"\nmin_quality = 1.0'),
                                ("t-onnx", "int4", "")):
         fmt, runtime = ("onnx", "onnxruntime") if name == "t-onnx" else ("gguf", "llama.cpp")
         (targets / f"{name}.toml").write_text(PROFILE.format(
@@ -187,7 +187,7 @@ def _bench_answer(build: Path, target: str) -> tuple[str, str]:
     manifest = json.loads((build / target / "manifest.json").read_text())
     bench = Path(next(s["path"] for s in manifest["steps"] if s["step"] == "bench"))
     first = json.loads((bench / "answers.jsonl").read_text().splitlines()[0])
-    evals = Path(manifest["externals"]["eval_data"]["path"])
+    evals = Path(next(s["path"] for s in manifest["steps"] if s["step"] == "eval_set")) / "eval.jsonl"
     prompt = next(json.loads(x)["prompt"] for x in evals.read_text().splitlines()
                   if json.loads(x)["id"] == first["id"])
     return prompt, first["distilled"]
@@ -244,8 +244,9 @@ def test_empty_prompt_file_fails_cleanly(built: dict, tmp_path: Path) -> None:
     before = sorted(p.name for p in built["build"].rglob("*"))
     proc = _build(built, "t-int4", "--train-data", str(empty))
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"distill-edge: error: train data {empty} has no rows: give a " \
-                                  "JSONL file with one prompt per line"
+    assert proc.stderr.strip() == f"distill-edge: error: train data {empty} has no rows: give " \
+        "JSONL (.jsonl), CSV (.csv), Parquet (.parquet) or a datasets save_to_disk folder with " \
+        "one prompt per row"
     assert sorted(p.name for p in built["build"].rglob("*")) == before
 
 

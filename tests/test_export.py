@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.generation.llm import ChatRunner, open_gguf
+from pipeline.prompts import ChatPrompt
 from pipeline.stages.export_gguf import convert_to_f16, quantize
 
 
@@ -41,7 +42,7 @@ def test_imatrix_quantization_uses_the_task_activations(tiny_hf: Path, tiny_f16:
     from pipeline.training.sft_data import encode_example
 
     tok = load_tokenizer(tiny_hf)
-    texts = [encode_example(tok, "You extract orders.", p, r)[0]
+    texts = [encode_example(tok, ChatPrompt(system="You extract orders."), p, r)[0]
              for p, r in [("Ann Lee wants 2 lamps", '{"name":"Ann Lee"}'), ("hi", "hello")]]
     stats = imatrix.for_gguf(imatrix.collect(tiny_hf, texts, threads=1), tiny_f16)
     matmuls = {t.name for t in GGUFReader(tiny_f16).tensors if t.name.startswith("blk.")
@@ -95,5 +96,6 @@ def test_onnx_export_stage_writes_loadable_folders(tiny_hf: Path, tmp_path: Path
     assert attrs["accuracy_level"] == 4
     og.Model(str(out / "onnx-fp32"))
     gen = OnnxGenaiRuntime(str(out / f"onnx-{quant}"), n_ctx=1024, threads=1).chat(
-        "You extract orders.", "Ann Lee wants 2 lamps", 8)
+        [{"role": "system", "content": "You extract orders."},
+         {"role": "user", "content": "Ann Lee wants 2 lamps"}], 8)
     assert gen.prompt_tokens > 10 and gen.completion_tokens >= 1

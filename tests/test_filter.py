@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pipeline.config import load_config
 from pipeline.filters import FilterSettings, apply_filters
 
 REF = {"name": "Felix Malik", "item": "notebooks", "quantity": 30, "city": "Boise",
        "date": "2027-11-12"}
 GOOD = '{"name":"Felix Malik","item":"notebooks","quantity":30,"city":"Boise","date":"2027-11-12"}'
-DEFAULT = {"checks": ["length", "refusal", "validator", "reference"], "min_response_chars": 1,
+TASK = load_config(None).task.spec  # the built-in extraction task (a json task)
+DEFAULT = {"task": TASK, "checks": ["length", "refusal", "validator", "reference"], "min_response_chars": 1,
            "max_response_chars": 600, "validator": "task", "dedupe": "normalized", "n_samples": 1}
 
 
@@ -47,9 +49,11 @@ def test_drop_reasons() -> None:
     ]
     kept, reasons = _reasons(rows)
     assert kept == ["r0"]
-    assert reasons == {"r1": "empty", "r2": "too_long", "r3": "invalid_json", "r4": "missing_keys",
-                       "r5": "extra_keys", "r6": "wrong_type", "r7": "bad_date", "r8": "bad_date",
-                       "r9": "duplicate", "r10": "invalid_json", "r11": "wrong_type",
+    assert reasons == {"r1": "empty", "r2": "too_long", "r3": "invalid_json",
+                       "r4": "missing_field:date", "r5": "extra_field:ref",
+                       "r6": "wrong_type:quantity", "r7": "bad_format:date",
+                       "r8": "bad_format:date",
+                       "r9": "duplicate", "r10": "invalid_json", "r11": "wrong_type:quantity",
                        "r12": "refusal", "r13": "contradicts_reference", "r14": "teacher_failed"}
 
 

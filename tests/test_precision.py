@@ -12,6 +12,7 @@ import torch
 
 from pipeline import precision
 from pipeline.precision import choose_precision, cpu_only, native_bf16, torch_device
+from pipeline.prompts import ChatPrompt
 
 
 @pytest.mark.parametrize("has_bf16", [True, False])
@@ -69,7 +70,8 @@ def test_the_device_is_the_cpu_here_and_can_be_forced(monkeypatch: pytest.Monkey
 def _examples(tok: Any) -> list[Any]:
     from pipeline.training.sft_data import encode_example
 
-    return [encode_example(tok, "Extract.", f"order {i}", '{"name":"Ann"}') for i in range(2)]
+    prompt = ChatPrompt(system="Extract.")
+    return [encode_example(tok, prompt, f"order {i}", '{"name":"Ann"}') for i in range(2)]
 
 
 @pytest.mark.parametrize("native", [False, True])

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pipeline.config import load_config
 from pipeline.measure.quality import teacher_agreement
 from pipeline.measure.verdict import attribution, decide, quality_gate
 from pipeline.report.compare import compare_reports
 from pipeline.report.render import render_html, render_markdown
+from pipeline.tasks import make_task
 
 GOOD = '{"name":"Ann Lee","item":"lamps","quantity":2,"city":"Oslo","date":"2025-03-04"}'
 
@@ -25,8 +27,9 @@ def fixture_report(shipped_acc: float = 0.9) -> dict[str, Any]:
             _row("distilled_fp", "distilled F16", 0.93, 270.9, 80.0),
             _row("distilled", "distilled Q4_K_M", shipped_acc, 105.5, 96.0)]
     return {"target": "cpu-int4", "bench": {"eval_rows": 60, "threads": 2, "rows": rows},
-            "verdict": decide(rows, 0.9, 100_000, 0), "attribution": attribution(rows),
-            "gate": quality_gate(rows, None, 0.02),
+            "verdict": decide(rows, 0.9, 100_000, 0, "field_accuracy"),
+            "attribution": attribution(rows, "field_accuracy"),
+            "gate": quality_gate(rows, None, 0.02, metric="field_accuracy"),
             "data": {"rows_in": 200, "kept": 190, "dropped": 10, "drops_by_reason": {"extra_keys": 10},
                      "kept_teacher_field_accuracy": 0.97},
             "training_curve": [{"step": i, "loss": 1.0 / i} for i in range(1, 20)],
@@ -52,7 +55,8 @@ def test_teacher_agreement() -> None:
     other = GOOD.replace("Oslo", "Bergen")
     rows = [{"id": "1", "reference": {}, "teacher": GOOD, "distilled": GOOD, "base": other},
             {"id": "2", "reference": {}, "teacher": "not json", "distilled": GOOD, "base": GOOD}]
-    assert teacher_agreement(rows) == {"distilled": 1.0, "base": 0.8}
+    task = make_task(load_config(None).task.spec)
+    assert teacher_agreement(rows, task) == {"distilled": 1.0, "base": 0.8}
 
 
 def test_compare_shows_deltas() -> None:

@@ -1,18 +1,18 @@
-"""The default task: generator, shipped splits, parser and metric on hand-made cases."""
+"""The built-in extraction task: its generator, shipped splits and schema, parsed and scored
+by the `json` kind (no code path of its own)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from pipeline.errors import UserError
-from pipeline.tasks import load_rows, shipped_split
-from pipeline.tasks.extraction import aggregate, parse_answer, score
+from pipeline.config import load_config
+from pipeline.tasks import make_task, shipped_split
 from pipeline.tasks.generator import EVAL_TEMPLATES, TRAIN_TEMPLATES, generate
 
 REF = {"name": "Ann Lee", "item": "desk lamps", "quantity": 2, "city": "Oslo", "date": "2025-03-04"}
+TASK = make_task(load_config(None).task.spec)
 
 
 def test_generator_is_deterministic_and_splits_differ() -> None:
@@ -29,40 +29,46 @@ def test_shipped_splits_match_the_generator() -> None:
         assert rows == generate(split, count, seed=2026)
 
 
-def test_references_parse_as_valid_answers() -> None:
+def test_references_are_valid_answers_of_the_schema() -> None:
     for row in generate("eval", 60, 3):
-        obj, why = parse_answer(json.dumps(row["reference"]))
-        assert why is None and score(obj, row["reference"])["exact"] == 1.0
+        assert TASK.reference(row["reference"]) == row["reference"]
+        obj, why = TASK.parse(json.dumps(row["reference"]))
+        assert why is None and TASK.score(obj, row["reference"])["exact"] == 1.0
 
 
 def test_score_hand_cases() -> None:
     pred = dict(REF, item="Desk Lamp", city="oslo")  # case and plural do not count
-    assert score(pred, REF)["field_accuracy"] == 1.0
+    assert TASK.score(pred, REF)["field_accuracy"] == 1.0
     wrong = dict(REF, quantity=3, date="2025-04-03")
-    s = score(wrong, REF)
+    s = TASK.score(wrong, REF)
     assert s["field_accuracy"] == pytest.approx(0.6) and s["exact"] == 0.0 and s["valid"] == 1.0
-    none = score(None, REF)
+    assert s["field_quantity"] == 0.0 and s["field_name"] == 1.0
+    none = TASK.score(None, REF)
     assert none["valid"] == 0.0 and none["field_accuracy"] == 0.0
-    agg = aggregate([score(REF, REF), none])
+    agg = TASK.evaluate([REF, None], [REF, REF])
     assert agg["field_accuracy"] == 0.5 and agg["valid"] == 0.5
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("", "has no rows"),
-    ("\n\n", "has no rows"),
-    ("{not json}\n", ":1: not valid JSON"),
-    ('{"id": "a"}\n', "non-empty string 'prompt'"),
-    ('{"id": "a", "prompt": "x"}\n{"id": "a", "prompt": "y"}\n', "duplicate id 'a'"),
+def test_canonical_is_compact_json_in_schema_order() -> None:
+    shuffled = '```json\n{"date": "2025-03-04", "city": "Oslo", "quantity": 2.0, "item": "desk lamps",' \
+               ' "name": "Ann Lee"}\n```'
+    obj, why = TASK.parse(shuffled)
+    assert why is None
+    assert TASK.canonical(obj) == ('{"name":"Ann Lee","item":"desk lamps","quantity":2,'
+                                   '"city":"Oslo","date":"2025-03-04"}')
+
+
+@pytest.mark.parametrize(("reply", "reason"), [
+    ("", "empty"),
+    ("no json here", "invalid_json"),
+    ("[1, 2]", "invalid_json"),
+    (json.dumps({k: v for k, v in REF.items() if k != "city"}), "missing_field:city"),
+    (json.dumps(dict(REF, ticket="88213")), "extra_field:ticket"),
+    (json.dumps(dict(REF, quantity="2")), "wrong_type:quantity"),
+    (json.dumps(dict(REF, quantity=True)), "wrong_type:quantity"),
+    (json.dumps(dict(REF, quantity=0)), "out_of_range:quantity"),
+    (json.dumps(dict(REF, date="2025-02-30")), "bad_format:date"),
+    (json.dumps(dict(REF, name="  ")), "pattern_mismatch:name"),
 ])
-def test_load_rows_rejects_bad_files(tmp_path: Path, text: str, message: str) -> None:
-    path = tmp_path / "data.jsonl"
-    path.write_text(text)
-    with pytest.raises(UserError, match=message):
-        load_rows(path, "train data")
-
-
-def test_eval_rows_need_references(tmp_path: Path) -> None:
-    path = tmp_path / "eval.jsonl"
-    path.write_text('{"id": "a", "prompt": "x"}\n')
-    with pytest.raises(UserError, match="need a 'reference'"):
-        load_rows(path, "eval data", need_reference=True)
+def test_drop_reasons_name_the_field(reply: str, reason: str) -> None:
+    assert TASK.parse(reply) == (None, reason)

@@ -74,20 +74,22 @@ def test_batched_generation_matches_one_at_a_time(smollm_gguf: Path) -> None:
     SmolLM2 (untrained for this task) has near-ties that then flip a few tokens in (the
     1.5B teacher matched 64/64). Attending to another slot's cells would derail token one.
     """
+    from pipeline.config import load_config
     from pipeline.generation.llm import ChatRunner, open_gguf
     from pipeline.generation.llm_batch import BatchedChat
-    from pipeline.tasks import extraction, load_rows, shipped_split
+    from pipeline.tasks import make_task
+    from pipeline.tasks.inputs import load_rows
 
+    task = load_config(None).task
     runner = ChatRunner(open_gguf(smollm_gguf, 2048, 2))
-    prompts = [r["prompt"] for r in load_rows(shipped_split("extraction", "train"), "train")][:7]
-    chats = [[{"role": "system", "content": extraction.TEACHER_SYSTEM_PROMPT},
-              {"role": "user", "content": extraction.TEACHER_USER_TEMPLATE.format(prompt=p)}]
-             for p in prompts]
+    prompts = [r["prompt"] for r in load_rows(Path(str(task.train_data)), "train",
+                                              make_task(task.spec))][:7]
+    chats = [task.teacher_prompt.messages(p) for p in prompts]
     one_by_one = [runner.chat_messages(c, 40) for c in chats]
     single = dict(BatchedChat(runner, parallel=1, threads=2).generate(chats, 40))
     assert [single[i].text for i in range(7)] == [g.text for g in one_by_one]
     # the few-shot prefix is prefilled once in all, not once per prompt
-    prefix = extraction.TEACHER_SYSTEM_PROMPT
+    prefix = task.teacher_prompt.system
     assert sum(g.prefill_tokens for g in single.values()) < sum(
         g.prompt_tokens for g in one_by_one) - 6 * len(runner.llm.tokenize(prefix.encode()))
     got = list(BatchedChat(runner, parallel=3, threads=2).generate(chats, 40))

@@ -24,25 +24,29 @@ def test_seconds_per_request() -> None:
 
 
 def test_small_model_already_good_enough() -> None:
-    verdict = decide(_rows(base_acc=0.93), min_quality=0.9, requests_per_day=10**6, latency_budget_s=0)
+    verdict = decide(_rows(base_acc=0.93), min_quality=0.9, requests_per_day=10**6, latency_budget_s=0,
+                     metric="field_accuracy")
     assert verdict["case"] == "skip_distillation"
     assert "skip distillation" in verdict["text"]
 
 
 def test_teacher_affordable_at_small_scale() -> None:
     # teacher: 0.6 + 40/25 = 2.2 s/request -> ~39,000 requests/day on this machine
-    verdict = decide(_rows(), min_quality=0.9, requests_per_day=1000, latency_budget_s=0)
+    verdict = decide(_rows(), min_quality=0.9, requests_per_day=1000, latency_budget_s=0,
+                     metric="field_accuracy")
     assert verdict["case"] == "run_teacher"
     assert verdict["teacher_requests_per_day"] == round(86400 / 2.2)
 
 
 def test_latency_budget_rules_out_the_teacher() -> None:
-    verdict = decide(_rows(), min_quality=0.9, requests_per_day=1000, latency_budget_s=1.0)
+    verdict = decide(_rows(), min_quality=0.9, requests_per_day=1000, latency_budget_s=1.0,
+                     metric="field_accuracy")
     assert verdict["case"] == "ship_student"
 
 
 def test_ship_the_student_at_large_scale() -> None:
-    verdict = decide(_rows(), min_quality=0.85, requests_per_day=10**6, latency_budget_s=0)
+    verdict = decide(_rows(), min_quality=0.85, requests_per_day=10**6, latency_budget_s=0,
+                     metric="field_accuracy")
     assert verdict["case"] == "ship_student"
     assert verdict["gap_recovered"] == round((0.9 - 0.1) / (0.95 - 0.1), 4)
     student_cost = 0.07 + 40 / 130
@@ -51,12 +55,13 @@ def test_ship_the_student_at_large_scale() -> None:
 
 def test_student_below_bar_is_not_shipped() -> None:
     verdict = decide(_rows(student_acc=0.5), min_quality=0.9, requests_per_day=10**6,
-                     latency_budget_s=0)
+                     latency_budget_s=0,
+                     metric="field_accuracy")
     assert verdict["case"] == "student_below_bar" and "not ready" in verdict["text"]
 
 
 def test_attribution_separates_distillation_from_quantization() -> None:
-    steps = {s["step"]: s["delta"] for s in attribution(_rows())}
+    steps = {s["step"]: s["delta"] for s in attribution(_rows(), "field_accuracy")}
     assert steps == {"distill": round(0.92 - 0.1, 4), "quantize": -0.02}
 
 
@@ -66,9 +71,9 @@ def test_attribution_export_step_and_gate_vs_fp32() -> None:
     from pipeline.measure.verdict import quality_gate
 
     rows = [*_rows(), _row("distilled_torch", 0.93, 0.3, 14.0)]
-    steps = {s["step"]: s["delta"] for s in attribution(rows)}
+    steps = {s["step"]: s["delta"] for s in attribution(rows, "field_accuracy")}
     assert steps == {"distill": round(0.92 - 0.1, 4), "export": -0.01, "quantize": -0.02}
-    gate = quality_gate(rows, min_field_accuracy=None, max_quant_loss=0.025)
+    gate = quality_gate(rows, min_quality=None, max_quant_loss=0.025, metric="field_accuracy")
     assert gate["checks"][0]["value"] == 0.03 and not gate["passed"]
 
 
@@ -78,13 +83,13 @@ def test_parity_gate_names_the_artifact_and_numbers() -> None:
     rows = [*_rows(), _row("distilled_torch", 0.93, 0.3, 14.0)]
     shipped = next(r for r in rows if r["role"] == "distilled")
     shipped |= {"kl_vs_reference": 0.05, "greedy_agreement": 0.8}
-    ok = quality_gate(rows, None, None, max_kl=0.1, min_greedy_agreement=0.75)
+    ok = quality_gate(rows, None, None, max_kl=0.1, min_greedy_agreement=0.75, metric="field_accuracy")
     assert ok["passed"] and [c["check"] for c in ok["checks"]] == ["max_kl", "min_greedy_agreement"]
-    bad = quality_gate(rows, None, None, max_kl=0.01, min_greedy_agreement=0.9)
+    bad = quality_gate(rows, None, None, max_kl=0.01, min_greedy_agreement=0.9, metric="field_accuracy")
     assert not bad["passed"] and not any(c["passed"] for c in bad["checks"])
     assert bad["checks"][0]["text"] == "distilled mean KL vs the fp32 student: 0.05 (maximum 0.01)"
     del shipped["kl_vs_reference"]  # not measured: the check cannot pass
-    missing = quality_gate(rows, None, None, max_kl=1.0)
+    missing = quality_gate(rows, None, None, max_kl=1.0, metric="field_accuracy")
     assert not missing["passed"] and "not measured" in missing["checks"][0]["text"]
 
 
@@ -102,5 +107,5 @@ def test_quant_loss_exactly_at_the_limit_passes() -> None:
     from pipeline.measure.verdict import quality_gate
 
     rows = [_row("distilled_torch", 0.9, 0.3, 14.0), _row("distilled", 0.88, 0.1, 80.0)]
-    gate = quality_gate(rows, min_field_accuracy=None, max_quant_loss=0.02)
+    gate = quality_gate(rows, min_quality=None, max_quant_loss=0.02, metric="field_accuracy")
     assert gate["passed"] and gate["checks"][0]["value"] == 0.02

@@ -23,9 +23,10 @@ SETTINGS = {"seed": 0, "batch_size": 4, "epochs": 3, "learning_rate": 1e-2, "wei
 
 
 def examples(tok: object, n: int) -> list[tuple[list[int], list[int]]]:
+    from pipeline.prompts import ChatPrompt
     from pipeline.training.sft_data import encode_example
 
-    return [encode_example(tok, SYSTEM, f"order {i}: {i + 1} lamps to Oslo",
+    return [encode_example(tok, ChatPrompt(system=SYSTEM), f"order {i}: {i + 1} lamps to Oslo",
                            f'{{"item":"lamps","quantity":{i + 1},"city":"Oslo"}}') for i in range(n)]
 
 

@@ -3,17 +3,19 @@ fresh process on the same eval prompts, scored on the task metric, written to be
 answers.jsonl. The bench stages call it; so do scripts (`benchmarks/profiles.py`), with rows
 of their own — no stage context needed.
 
-A row is a dict: label, role (its key in answers.jsonl), model (file or folder), system and
-template (the prompt), and optionally runtime (the adapter in pipeline.measure.runtimes; by
-default guessed from the file), score (teacher-forced scoring of `texts`) and reference
-(this row's log-probs are the ones the other scored rows are held to).
+A row is a dict: label, role (its key in answers.jsonl), model (file or folder), prompt (the
+`ChatPrompt` it is asked with), and optionally runtime (the adapter in
+pipeline.measure.runtimes; by default guessed from the file), score (teacher-forced scoring
+of `texts`) and reference (this row's log-probs are the ones the other scored rows are held
+to). Eval rows are eval_set's: `{"id", "prompt", "reference", "answer"}`.
 
 Example:
     from pipeline.measure.bench import bench_rows, score_texts
-    texts = score_texts(Path("student-hf"), "Extract.", "{prompt}", eval_rows, 16)
-    bench_rows([{"label": "q4", "role": "q4", "model": Path("m.gguf"), "system": "Extract.",
-                 "template": "{prompt}", "score": True}], eval_rows, Path("out"),
-               threads=2, n_ctx=1024, max_tokens=96, texts=texts, reference=Path("ref.npy"))
+    prompt = ChatPrompt(system="Extract.")
+    texts = score_texts(Path("student-hf"), prompt, eval_rows, 16)
+    bench_rows([{"label": "q4", "role": "q4", "model": Path("m.gguf"), "prompt": prompt,
+                 "score": True}], eval_rows, Path("out"), task, threads=2, n_ctx=1024,
+               max_tokens=96, texts=texts, reference=Path("ref.npy"))
 """
 
 from __future__ import annotations
@@ -24,29 +26,29 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cache import artifact_bytes
+from pipeline.prompts import ChatPrompt
+from pipeline.tasks.base import Task
 
 REFERENCE_FILE = "reference_logprobs.npy"  # the fp32 student's log-probs (float16)
 
 
-def score_texts(student_dir: Path, system: str, template: str, eval_rows: list[dict[str, Any]],
+def score_texts(student_dir: Path, prompt: ChatPrompt, eval_rows: list[dict[str, Any]],
                 n: int) -> list[dict[str, Any]]:
     """Token ids of the first `n` eval answers after the student's prompt, made once with the
     student's tokenizer so every artifact is scored on the same ids."""
     from pipeline.models.hf import load_tokenizer
-    from pipeline.tasks.extraction import canonical
     from pipeline.training.sft_data import encode_example, reply_start
 
     tok = load_tokenizer(student_dir)
     texts = []
     for row in eval_rows[:n]:
-        ids, labels = encode_example(tok, system, template.format(prompt=row["prompt"]),
-                                     canonical(row["reference"]))
+        ids, labels = encode_example(tok, prompt, row["prompt"], row["answer"])
         texts.append({"tokens": ids, "start": reply_start(labels)})
     return texts
 
 
-def bench_rows(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_dir: Path, *,
-               threads: int, n_ctx: int, max_tokens: int, warmup: int = 1,
+def bench_rows(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_dir: Path,
+               task: Task, *, threads: int, n_ctx: int, max_tokens: int, warmup: int = 1,
                synthetic: dict[str, int] | None = None, texts: list[dict[str, Any]] | None = None,
                reference: Path | None = None, keep_reference: bool = False,
                log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -57,8 +59,9 @@ def bench_rows(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_
     marked `reference`, whose log-probs are saved in out_dir (kept with `keep_reference`).
     """
     from pipeline.measure.latency import bench_artifact, summarize_latency
-    from pipeline.tasks.extraction import aggregate, parse_answer, score
 
+    metric = task.spec.primary
+    refs = [r["reference"] for r in eval_rows]
     prompts = [r["prompt"] for r in eval_rows]
     texts = texts or []
     ref_file = reference or out_dir / REFERENCE_FILE
@@ -69,24 +72,23 @@ def bench_rows(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_
         scoring = ({"texts": texts, "reference": None if row.get("reference") else str(ref_file),
                     "save_reference": str(ref_file) if row.get("reference") else None}
                    if row.get("score") and texts else None)
-        raw = bench_artifact(Path(row["model"]), row["system"], row["template"], prompts,
+        raw = bench_artifact(Path(row["model"]), row["prompt"], prompts,
                              threads=threads, n_ctx=n_ctx, max_tokens=max_tokens, warmup=warmup,
                              synthetic=synthetic, score=scoring, runtime=row.get("runtime"))
-        scores = [score(parse_answer(r["response"])[0], ref["reference"])
-                  for r, ref in zip(raw["results"], eval_rows, strict=True)]
-        quality = {k: round(v, 4) for k, v in aggregate(scores).items()}
+        quality = task.evaluate([task.parse(r["response"])[0] for r in raw["results"]], refs)
+        quality = {k: round(v, 4) if isinstance(v, float) else v for k, v in quality.items()}
         model = Path(row["model"])
         table.append({"label": row["label"], "role": row["role"], "file": model.name,
                       "runtime": raw["runtime"], "file_mb": round(artifact_bytes(model) / 1e6, 1),
                       **quality, **summarize_latency(raw)})
         answers[row["role"]] = [r["response"] for r in raw["results"]]
-        log(f"{row['label']}: field accuracy {quality['field_accuracy']:.3f}, "
+        log(f"{row['label']}: {metric} {quality[metric]:.3f}, "
             f"decode {table[-1]['decode_tok_s']} tok/s")
     if reference is None and not keep_reference:
         ref_file.unlink(missing_ok=True)  # scratch
     order = [r["role"] for r in rows]
     table.sort(key=lambda r: order.index(r["role"]))
-    result = {"eval_rows": len(eval_rows), "threads": threads, "synthetic": synthetic,
+    result = {"eval_rows": len(eval_rows), "metric": metric, "threads": threads, "synthetic": synthetic,
               "scored_rows": len(texts), "rows": table}
     (out_dir / "bench.json").write_text(json.dumps(result, indent=2))
     with (out_dir / "answers.jsonl").open("w", encoding="utf-8") as fh:

@@ -8,7 +8,8 @@ cost, not a serving one).
 Example:
     python -m pipeline.measure.child spec.json result.json
     # spec.json: {"runtime": "llama_cpp", "model": "m.gguf", "n_ctx": 1024, "threads": 2,
-    #             "max_tokens": 96, "warmup": 1, "system": "...", "user_template": "{prompt}",
+    #             "max_tokens": 96, "warmup": 1,
+    #             "prompt": {"system": "...", "user_template": "{prompt}", "few_shot": []},
     #             "prompts": ["Hi, this is Ann Lee ..."],
     #             "synthetic": {"pp": 128, "tg": 64, "repeats": 5},          # optional
     #             "score": {"texts": [{"tokens": [1, 2, 3], "start": 2}],     # optional
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.measure.runtimes import Runtime, open_runtime
+from pipeline.prompts import ChatPrompt
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
@@ -34,12 +36,12 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     rt = open_runtime(spec["runtime"], spec["model"], spec["n_ctx"], spec["threads"])
     load_s = time.perf_counter() - start
-    system, template = spec["system"], spec["user_template"]
+    chat = ChatPrompt.model_validate(spec["prompt"])
     for prompt in spec["prompts"][: spec["warmup"]]:
-        rt.chat(system, template.format(prompt=prompt), spec["max_tokens"])
+        rt.chat(chat.messages(prompt), spec["max_tokens"])
     results = []
     for prompt in spec["prompts"]:
-        gen = rt.chat(system, template.format(prompt=prompt), spec["max_tokens"])
+        gen = rt.chat(chat.messages(prompt), spec["max_tokens"])
         results.append({"response": gen.text, "prompt_tokens": gen.prompt_tokens,
                         "prefill_tokens": gen.prefill_tokens,
                         "completion_tokens": gen.completion_tokens, "ttft_s": gen.ttft_s,

@@ -2,7 +2,8 @@
 
 Example:
     python -c "from pipeline.measure.latency import bench_artifact; from pathlib import Path; \
-        print(bench_artifact(Path('m.gguf'), 'sys', '{prompt}', ['hi'], threads=2))"
+        from pipeline.prompts import ChatPrompt; \
+        print(bench_artifact(Path('m.gguf'), ChatPrompt(system='sys'), ['hi'], threads=2))"
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pipeline.prompts import ChatPrompt
 
-def bench_artifact(model: Path, system: str, user_template: str, prompts: list[str],
+
+def bench_artifact(model: Path, prompt: ChatPrompt, prompts: list[str],
                    threads: int, n_ctx: int = 1024, max_tokens: int = 96, warmup: int = 1,
                    synthetic: dict[str, int] | None = None,
                    score: dict[str, Any] | None = None, runtime: str | None = None) -> dict[str, Any]:
@@ -31,8 +34,8 @@ def bench_artifact(model: Path, system: str, user_template: str, prompts: list[s
     from pipeline.measure.runtimes import runtime_for
 
     spec = {"runtime": runtime or runtime_for(model), "model": str(model), "n_ctx": n_ctx,
-            "threads": threads, "max_tokens": max_tokens, "warmup": warmup, "system": system,
-            "user_template": user_template, "prompts": prompts, "synthetic": synthetic,
+            "threads": threads, "max_tokens": max_tokens, "warmup": warmup,
+            "prompt": prompt.model_dump(mode="json"), "prompts": prompts, "synthetic": synthetic,
             "score": score}
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"

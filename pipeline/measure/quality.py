@@ -2,9 +2,12 @@
 
 Example:
     >>> from pipeline.measure.quality import greedy_agreement, teacher_agreement
-    >>> a = '{"name":"A B","item":"x","quantity":1,"city":"C","date":"2025-01-01"}'
-    >>> teacher_agreement([{"teacher": a, "distilled": a}])
-    {'distilled': 1.0}
+    >>> from pipeline.tasks import make_task
+    >>> from pipeline.tasks.base import TaskSpec
+    >>> task = make_task(TaskSpec(name="t", kind="label", labels=("yes", "no"), primary="accuracy"))
+    >>> teacher_agreement([{"teacher": "yes", "distilled": "Yes"},
+    ...                    {"teacher": "no", "distilled": "yes"}], task)
+    {'distilled': 0.5}
     >>> greedy_agreement([{"distilled_torch": "x", "distilled": "x"},
     ...                   {"distilled_torch": "x", "distilled": "y"}], "distilled_torch")
     {'distilled': 0.5}
@@ -14,22 +17,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.tasks.base import Task
 
-def teacher_agreement(answers: list[dict[str, Any]]) -> dict[str, float]:
-    """Mean field agreement of each role's answer with the teacher's (where the teacher's parses)."""
-    from pipeline.tasks.extraction import parse_answer, score
 
-    totals: dict[str, list[float]] = {}
+def teacher_agreement(answers: list[dict[str, Any]], task: Task) -> dict[str, float]:
+    """Each role's answers scored against the teacher's as references (the task's primary
+    metric), on the prompts where the teacher's answer is valid."""
+    pairs: dict[str, tuple[list[Any], list[Any]]] = {}
     for row in answers:
-        teacher, _ = parse_answer(row.get("teacher", ""))
+        teacher, _ = task.parse(row.get("teacher", ""))
         if teacher is None:
             continue  # no valid teacher answer to agree with
         for role, text in row.items():
             if role in ("id", "reference", "teacher"):
                 continue
-            pred, _ = parse_answer(text)
-            totals.setdefault(role, []).append(score(pred, teacher)["field_accuracy"])
-    return {role: round(sum(v) / len(v), 4) for role, v in totals.items() if v}
+            preds, refs = pairs.setdefault(role, ([], []))
+            preds.append(task.parse(text)[0])
+            refs.append(teacher)
+    return {role: round(task.evaluate(p, r)[task.spec.primary], 4) for role, (p, r) in pairs.items()}
 
 
 STUDENT_ROLES = ("base_fp", "base", "distilled_fp", "distilled")  # student prompt + vocabulary

@@ -11,7 +11,8 @@ Example:
     ...   {"role": "teacher", "field_accuracy": 0.96, "seconds_per_request": 3.0},
     ...   {"role": "base", "field_accuracy": 0.10, "seconds_per_request": 0.3},
     ...   {"role": "distilled", "field_accuracy": 0.95, "seconds_per_request": 0.3}]
-    >>> decide(rows, min_quality=0.9, requests_per_day=100_000, latency_budget_s=0)["case"]
+    >>> decide(rows, min_quality=0.9, requests_per_day=100_000, latency_budget_s=0,
+    ...        metric="field_accuracy")["case"]
     'ship_student'
 """
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-METRIC = "field_accuracy"
 SECONDS_PER_DAY = 86_400
 
 
@@ -30,8 +30,8 @@ def seconds_per_request(row: dict[str, Any]) -> float:
     return float(row.get("ttft_mean_s", 0.0) + rest)
 
 
-def attribution(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The change of the task metric at each step: base fp -> distilled fp (same runtime),
+def attribution(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """The change of the task's primary metric at each step: base fp -> distilled fp (same runtime),
     distilled fp32 on torch -> its F16 GGUF export, and -> the quantized artifact.
 
     Keeps a quantization or export loss from being mistaken for a distillation gain (or
@@ -44,25 +44,25 @@ def attribution(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
              ("export", by_role.get("distilled_torch"), by_role.get("distilled_fp")),
              ("quantize", by_role.get("distilled_fp"), by_role.get("distilled"))]
     return [{"step": step, "from": a["label"], "to": b["label"],
-             "delta": round(b[METRIC] - a[METRIC], 4)}
+             "delta": round(b[metric] - a[metric], 4)}
             for step, a, b in pairs if a is not None and b is not None]
 
 
 def decide(rows: list[dict[str, Any]], min_quality: float, requests_per_day: int,
-           latency_budget_s: float) -> dict[str, Any]:
+           latency_budget_s: float, metric: str) -> dict[str, Any]:
     """One of three cases, with the numbers behind it (see module docstring)."""
     by_role = {r["role"]: r for r in rows}
     for r in rows:
         r.setdefault("seconds_per_request", seconds_per_request(r))
     base = max((by_role[k] for k in ("base_fp", "base", "base_fewshot") if k in by_role),
-               key=lambda r: r[METRIC], default=None)
+               key=lambda r: r[metric], default=None)
     teacher, student = by_role.get("teacher"), by_role.get("distilled")
     numbers: dict[str, Any] = {"quality_bar": min_quality, "requests_per_day": requests_per_day,
                                "latency_budget_s": latency_budget_s or None}
-    if base is not None and base[METRIC] >= min_quality:
+    if base is not None and base[metric] >= min_quality:
         return {"case": "skip_distillation", **numbers, "best_base": base["label"],
                 "text": f"The small model alone already meets the bar ({base['label']}: "
-                        f"{METRIC} {base[METRIC]:.3f} ≥ {min_quality}) — skip distillation."}
+                        f"{metric} {base[metric]:.3f} ≥ {min_quality}) — skip distillation."}
     if teacher is None or student is None or base is None:
         return {"case": "incomplete", **numbers,
                 "text": "Teacher, base or student was not benchmarked: no verdict."}
@@ -76,38 +76,38 @@ def decide(rows: list[dict[str, Any]], min_quality: float, requests_per_day: int
                 "text": f"The teacher is affordable at your stated scale: {t_cost:.2f} s/request "
                         f"serves {capacity:,.0f} requests/day on this machine ≥ {requests_per_day:,}"
                         " — run the teacher."}
-    gap = teacher[METRIC] - base[METRIC]
-    recovered = (student[METRIC] - base[METRIC]) / gap if gap > 0 else 1.0
+    gap = teacher[metric] - base[metric]
+    recovered = (student[metric] - base[metric]) / gap if gap > 0 else 1.0
     speedup = t_cost / s_cost if s_cost > 0 else float("inf")
     numbers.update(gap_recovered=round(recovered, 4), cost_ratio=round(speedup, 2))
-    meets = student[METRIC] >= min_quality
+    meets = student[metric] >= min_quality
     tail = "ship it." if meets else f"but it misses the quality bar of {min_quality} — not ready to ship."
     return {"case": "ship_student" if meets else "student_below_bar", **numbers,
             "text": f"Distillation recovers {recovered * 100:.0f}% of the base→teacher gap "
-                    f"({base[METRIC]:.3f} → {student[METRIC]:.3f}, teacher {teacher[METRIC]:.3f}) at "
+                    f"({base[metric]:.3f} → {student[metric]:.3f}, teacher {teacher[metric]:.3f}) at "
                     f"{speedup:.1f}× lower cost per request — {tail}"}
 
 
-def quality_gate(rows: list[dict[str, Any]], min_field_accuracy: float | None,
+def quality_gate(rows: list[dict[str, Any]], min_quality: float | None,
                  max_quant_loss: float | None, max_kl: float | None = None,
-                 min_greedy_agreement: float | None = None) -> dict[str, Any]:
+                 min_greedy_agreement: float | None = None, *, metric: str) -> dict[str, Any]:
     """The target's quality gate on the shipped (distilled, quantized) artifact; its loss is
     measured against the fp32 student (torch) when benchmarked, else its F16 export."""
     by_role = {r["role"]: r for r in rows}
     shipped = by_role.get("distilled")
     fp = by_role.get("distilled_torch") or by_role.get("distilled_fp")
     checks = []
-    if min_field_accuracy is not None and shipped:
-        value = shipped[METRIC]
-        checks.append({"check": "min_field_accuracy", "value": round(value, 4),
-                       "limit": min_field_accuracy, "passed": value >= min_field_accuracy,
-                       "text": f"{shipped['label']} {METRIC} {value:.3f} (minimum {min_field_accuracy})"})
+    if min_quality is not None and shipped:
+        value = shipped[metric]
+        checks.append({"check": "min_quality", "value": round(value, 4),
+                       "limit": min_quality, "passed": value >= min_quality,
+                       "text": f"{shipped['label']} {metric} {value:.3f} (minimum {min_quality})"})
     if max_quant_loss is not None and shipped and fp:
         # rounded: 0.900 - 0.880 is 0.020000000000000018 in floats, and "at most 2 points" holds
-        loss = round(fp[METRIC] - shipped[METRIC], 6)
+        loss = round(fp[metric] - shipped[metric], 6)
         checks.append({"check": "max_quant_loss", "value": round(loss, 4), "limit": max_quant_loss,
                        "passed": loss <= max_quant_loss,
-                       "text": f"{shipped['label']} vs {fp['label']}: {METRIC} loss {loss:+.3f} "
+                       "text": f"{shipped['label']} vs {fp['label']}: {metric} loss {loss:+.3f} "
                                f"(maximum {max_quant_loss}; negative = a gain)"})
     if shipped:
         checks += _parity_checks(shipped, max_kl, min_greedy_agreement)

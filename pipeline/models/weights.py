@@ -168,10 +168,17 @@ def resolve_model(model: str | None, path: str | None, cache_dir: Path) -> tuple
             raise UserError(f"model folder {local} has no config.json: give a Hugging Face folder")
         if not any(local.glob("*.safetensors")):
             raise UserError(f"model folder {local} has no .safetensors weights (pickles are refused)")
-        files = sorted(p for p in local.rglob("*") if p.is_file())
-        joined = "".join(f"{p.relative_to(local)}:{file_digest(p, cache_dir)};" for p in files)
-        return local, hashlib.sha256(joined.encode()).hexdigest()
+        return local, path_digest(local, cache_dir)
     raise UserError(f"model path not found: {local}")
+
+
+def path_digest(path: Path, cache_dir: Path) -> str:
+    """sha256 of a file, or of a folder's file names and contents."""
+    if path.is_file():
+        return file_digest(path, cache_dir)
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    joined = "".join(f"{p.relative_to(path)}:{file_digest(p, cache_dir)};" for p in files)
+    return hashlib.sha256(joined.encode()).hexdigest()
 
 
 def _magic(path: Path) -> bytes:

@@ -32,16 +32,16 @@ def _data_uri(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def quality_vs_size(rows: list[dict[str, Any]]) -> str:
-    """Task metric against file size, one labelled point per artifact."""
+def quality_vs_size(rows: list[dict[str, Any]], metric: str) -> str:
+    """The task's primary metric against file size, one labelled point per artifact."""
     fig, ax = _figure()
     for row in rows:
-        ax.scatter(row["file_mb"], row["field_accuracy"], s=40)
-        ax.annotate(row["label"], (row["file_mb"], row["field_accuracy"]), fontsize=7,
+        ax.scatter(row["file_mb"], row[metric], s=40)
+        ax.annotate(row["label"], (row["file_mb"], row[metric]), fontsize=7,
                     xytext=(4, 4), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("file size (MB, log scale)")
-    ax.set_ylabel("field accuracy")
+    ax.set_ylabel(metric.replace("_", " "))
     ax.set_ylim(-0.05, 1.05)
     ax.set_title("Quality vs size")
     return _data_uri(fig)
@@ -89,4 +89,22 @@ def data_card(data: dict[str, Any]) -> str:
     ax.set_ylabel("teacher rows")
     ax.set_title("Teacher data: kept and dropped by reason")
     ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    return _data_uri(fig)
+
+
+def confusion(data: dict[str, Any]) -> str:
+    """A label task's confusion matrix: reference labels (rows) against answers (columns,
+    the last one for replies that are no label)."""
+    import numpy as np
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    fig, ax = _figure()
+    matrix = np.asarray(data["matrix"])
+    labels = data["labels"]
+    ConfusionMatrixDisplay(matrix, display_labels=labels[: matrix.shape[0]]).plot(
+        ax=ax, colorbar=False, include_values=True, xticks_rotation=45)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
+    ax.set_xlabel("answer")
+    ax.set_ylabel("reference")
+    ax.set_title("Confusion matrix")
     return _data_uri(fig)

@@ -14,12 +14,12 @@ import os
 import platform
 from typing import Any
 
-COLUMNS = [  # (header, key, format) — the table is data, not code
-    ("artifact", "label", "{}"),
-    ("size MB", "file_mb", "{:.1f}"),
-    ("valid JSON", "valid", "{:.2f}"),
-    ("field acc", "field_accuracy", "{:.3f}"),
-    ("exact", "exact", "{:.3f}"),
+HEAD = [("artifact", "label", "{}"), ("size MB", "file_mb", "{:.1f}")]
+# (header, key, format) — the table is data, not code; the task's own metric columns
+# (report["task"]["columns"]) go between HEAD and COLUMNS
+JSON_TASK_COLUMNS = [("valid JSON", "valid", "{:.2f}"), ("field acc", "field_accuracy", "{:.3f}"),
+                     ("exact", "exact", "{:.3f}")]
+COLUMNS = [
     ("agrees w/ teacher", "teacher_agreement", "{:.3f}"),
     ("ppl (ref. answers)", "perplexity", "{:.3f}"),
     ("KL vs fp32", "kl_vs_reference", "{:.4f}"),
@@ -63,6 +63,16 @@ def environment() -> dict[str, Any]:
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (OpenMP default)")}
 
 
+def columns(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The table's columns for this report's task (reports before tasks were data: JSON)."""
+    task = [tuple(c) for c in report.get("task", {}).get("columns", JSON_TASK_COLUMNS)]
+    return [*HEAD, *task, *COLUMNS]  # type: ignore[list-item]
+
+
+def _metric(report: dict[str, Any]) -> str:
+    return str(report.get("task", {}).get("metric", "field_accuracy")).replace("_", " ")
+
+
 def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
     value = row.get(key)
     if value is None:
@@ -74,19 +84,26 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
     """(heading, paragraphs) shared by the Markdown and HTML renderings."""
     out: list[tuple[str, list[str]]] = []
     verdict = report.get("verdict") or {}
-    out.append(("Verdict", [verdict.get("text", "no verdict")]))
+    task = report.get("task", {})
+    lines = [verdict.get("text", "no verdict")]
+    if task.get("references") in ("teacher", "mixed"):
+        lines.append("The eval prompts had no references: their references are the teacher's "
+                     "answers, so every quality figure here is agreement with the teacher — "
+                     "quality against ground truth is unknown.")
+    out.append(("Verdict", lines))
     if gate := report.get("gate"):
         lines = [("PASS" if c["passed"] else "FAIL") + ": " + c["text"] for c in gate["checks"]]
         out.append(("Quality gate", lines or ["no checks set by this target"]))
     if steps := report.get("attribution"):
-        out.append(("Attribution (field accuracy change per step)",
+        out.append((f"Attribution ({_metric(report)} change per step)",
                     [f"{s['step']}: {s['from']} → {s['to']}: {s['delta']:+.3f}" for s in steps]))
     if data := report.get("data"):
         drops = ", ".join(f"{k}: {v}" for k, v in data["drops_by_reason"].items()) or "none"
         out.append(("Teacher data", [
             f"Teacher rows {data['rows_in']}, kept {data['kept']}, dropped {data['dropped']} ({drops}).",
-            "Kept rows' field accuracy vs the generator's references (diagnostic only, never "
-            f"trained on): {data.get('kept_teacher_field_accuracy')}."]))
+            f"Kept rows' {str(data.get('kept_teacher_metric', 'quality')).replace('_', ' ')} vs "
+            "the train data's references, where it has them (diagnostic only, never trained "
+            f"on): {data.get('kept_teacher_quality', data.get('kept_teacher_field_accuracy'))}."]))
     if t := report.get("teacher"):
         out.append(("Teacher stage", [
             f"{t['rows']} rows at {t.get('rows_per_min')} rows/min; prompt tokens "
@@ -117,11 +134,24 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
     return out
 
 
+METRIC_HELP = {  # what the task columns mean, per kind
+    "json": "Field accuracy = share of the schema's top-level fields equal to the reference "
+            "(strings ignoring case, spacing and articles; dates as dates; arrays as sets). ",
+    "label": "Accuracy = share of answers with the reference label; macro-F1 = mean F1 over "
+             "the labels that occur. ",
+    "text": "chrF = corpus character n-gram F-score against the references (sacrebleu). ",
+}
+
+
 def _caption(report: dict[str, Any]) -> str:
     bench = report["bench"]
-    text = (f"Eval prompts: {bench.get('eval_rows')}, threads: {bench.get('threads')}, greedy "
-            "decoding, each artifact in its own process after a warm-up. Field accuracy = share "
-            "of the 5 fields (name, item, quantity, city, date) equal to the reference. "
+    task = report.get("task", {"name": "extraction", "kind": "json", "metric": "field_accuracy"})
+    text = (f"Task: {task['name']} ({task['kind']}); primary metric: {_metric(report)}"
+            + (" (against the teacher's answers)" if task.get("references") in ("teacher", "mixed")
+               else "") + ". "
+            f"Eval prompts: {bench.get('eval_rows')}, threads: {bench.get('threads')}, greedy "
+            "decoding, each artifact in its own process after a warm-up. "
+            + METRIC_HELP.get(task["kind"], "") +
             "TTFT, prefill and decode tok/s are measured on the task's own prompts (each row with "
             "the prompt it needs: the teacher its few-shot prompt, the student a short one).")
     if (where := report.get("benchmarked_on")) and where != "this build machine":
@@ -140,10 +170,10 @@ def _caption(report: dict[str, Any]) -> str:
 
 def render_markdown(report: dict[str, Any]) -> str:
     """The human report as Markdown."""
-    rows = report["bench"]["rows"]
+    rows, cols = report["bench"]["rows"], columns(report)
     lines = [f"# distill-edge report — target `{report['target']}`", "",
-             "| " + " | ".join(h for h, _, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_cell(r, k, f) for _, k, f in COLUMNS) + " |" for r in rows]
+             "| " + " | ".join(h for h, _, _ in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_cell(r, k, f) for _, k, f in cols) + " |" for r in rows]
     lines += ["", _caption(report)]
     for heading, paragraphs in _sections(report):
         lines += ["", f"## {heading}", "", *[f"- {p}" if len(paragraphs) > 1 else p
@@ -155,12 +185,16 @@ def render_html(report: dict[str, Any]) -> str:
     """One self-contained HTML file: table, verdict, sections and embedded PNG plots."""
     from pipeline.report import plots
 
-    rows, esc = report["bench"]["rows"], html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h, _, _ in COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{esc(_cell(r, k, f))}</td>" for _, k, f in COLUMNS)
+    rows, esc, cols = report["bench"]["rows"], html.escape, columns(report)
+    metric = report.get("task", {}).get("metric", "field_accuracy")
+    head = "".join(f"<th>{esc(h)}</th>" for h, _, _ in cols)
+    body = "".join("<tr>" + "".join(f"<td>{esc(_cell(r, k, f))}</td>" for _, k, f in cols)
                    + "</tr>" for r in rows)
-    figures = [("Quality vs size", plots.quality_vs_size(rows)),
+    figures = [("Quality vs size", plots.quality_vs_size(rows, metric)),
                ("Decode speed", plots.decode_speed(rows))]
+    shipped = next((r for r in rows if r["role"] == "distilled"), None)
+    if shipped and (confusion := (shipped.get("details") or {}).get("confusion")):
+        figures.append((f"Confusion matrix: {shipped['label']}", plots.confusion(confusion)))
     if curve := report.get("training_curve"):
         figures.append(("Training loss", plots.loss_curve(curve)))
     if data := report.get("data"):

@@ -3,7 +3,7 @@
 Example:
     >>> from pipeline.stages import REGISTRY
     >>> list(REGISTRY)[:3]
-    ['teacher', 'filter', 'student_base']
+    ['prompts', 'teacher', 'eval_set']
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from pipeline.stage import Stage
 from pipeline.stages.bench import BenchStage, BenchStudentStage, BenchTeacherStage
 from pipeline.stages.bundle import BundleStage
 from pipeline.stages.distill import DistillStage
+from pipeline.stages.eval_set import EvalSetStage
 from pipeline.stages.export_gguf import ExportGgufStage
 from pipeline.stages.export_onnx import ExportOnnxStage
 from pipeline.stages.filter import FilterStage
+from pipeline.stages.prompts import PromptsStage
 from pipeline.stages.report import ReportStage
 from pipeline.stages.student_base import StudentBaseStage
 from pipeline.stages.teacher import TeacherStage
@@ -22,7 +24,7 @@ from pipeline.stages.teacher_logits import TeacherLogitsStage
 
 REGISTRY: dict[str, Stage] = {
     stage.name: stage
-    for stage in (TeacherStage(), FilterStage(), StudentBaseStage(), TeacherLogitsStage(), DistillStage(),
-                  ExportGgufStage(), ExportOnnxStage(), BenchTeacherStage(), BenchStudentStage(),
-                  BenchStage(), ReportStage(), BundleStage())
+    for stage in (PromptsStage(), TeacherStage(), EvalSetStage(), FilterStage(), StudentBaseStage(),
+                  TeacherLogitsStage(), DistillStage(), ExportGgufStage(), ExportOnnxStage(),
+                  BenchTeacherStage(), BenchStudentStage(), BenchStage(), ReportStage(), BundleStage())
 }

@@ -26,28 +26,27 @@ from typing import Any
 from pipeline.config import BuildConfig
 from pipeline.formats import FORMATS
 from pipeline.measure.bench import REFERENCE_FILE
+from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
-from pipeline.tasks import load_rows
+from pipeline.tasks import make_task
+from pipeline.tasks.base import TaskSpec
+from pipeline.tasks.inputs import EVAL_FILE, read_rows
 
 
 class BenchSettings(Settings):
     """The three bench steps' settings; each sets only the fields it reads (its key)."""
 
-    task: str
-    task_version: str
+    task: TaskSpec
     threads: int
     n_ctx: int
     warmup: int
     max_tokens: int
-    max_eval_rows: int
     synthetic: dict[str, int] | None  # llama-bench-style pp/tg tests; None = skipped
-    teacher_system: str
-    teacher_template: str
+    teacher_prompt: ChatPrompt
     include_teacher: bool = False  # bench_teacher
     score_rows: int = 0  # bench_student, bench
-    student_system: str = ""
-    student_template: str = "{prompt}"
+    student_prompt: ChatPrompt | None = None  # bench_student, bench
     torch_row: bool = False  # bench_student
     artifact: str = ""  # bench: the target's export and its unquantized reference
     fp_artifact: str = ""
@@ -56,27 +55,19 @@ class BenchSettings(Settings):
 
 
 def _common(config: BuildConfig, target: Target) -> dict[str, Any]:
-    from pipeline.tasks import extraction
-
     b = config.bench
     return {
-        "task": config.task.name, "task_version": extraction.TASK_VERSION,
+        "task": config.task.spec,
         "threads": target.threads, "n_ctx": max(target.n_ctx, config.teacher.n_ctx),
         "warmup": target.bench_warmup, "max_tokens": b.max_tokens,
-        "max_eval_rows": config.task.max_eval_rows,
         "synthetic": ({"pp": b.pp_tokens, "tg": b.tg_tokens, "repeats": b.repeats}
                       if b.repeats else None),
-        "teacher_system": config.teacher.system_prompt or extraction.TEACHER_SYSTEM_PROMPT,
-        "teacher_template": extraction.TEACHER_USER_TEMPLATE,
+        "teacher_prompt": config.task.teacher_prompt,
     }
 
 
 def _student(config: BuildConfig) -> dict[str, Any]:
-    from pipeline.tasks import extraction
-
-    return {"score_rows": config.bench.score_rows,
-            "student_system": config.student.system_prompt or extraction.STUDENT_SYSTEM_PROMPT,
-            "student_template": extraction.STUDENT_USER_TEMPLATE}
+    return {"score_rows": config.bench.score_rows, "student_prompt": config.task.student_prompt}
 
 
 def _student_rows(ctx: StageContext[BenchSettings], reference: str | None) -> list[dict[str, Any]]:
@@ -84,8 +75,7 @@ def _student_rows(ctx: StageContext[BenchSettings], reference: str | None) -> li
     teacher-forced (student prompt and vocabulary), `reference` the one the others are held
     to when no fp32 torch reference exists (`reference` = that role, or None)."""
     s = ctx.settings
-    teacher_p = (s.teacher_system, s.teacher_template)
-    student_p = (s.student_system, s.student_template)
+    teacher_p, student_p = s.teacher_prompt, s.student_prompt
     base, student = ctx.inputs["base_export"], ctx.inputs["student_export"]
     fp, quant = s.fp_label, s.quant_label
     rows = [
@@ -95,7 +85,7 @@ def _student_rows(ctx: StageContext[BenchSettings], reference: str | None) -> li
         (f"distilled {fp}", "distilled_fp", student / s.fp_artifact, student_p),
         (f"distilled {quant}", "distilled", student / s.artifact, student_p),
     ]
-    return [{"label": label, "role": role, "model": path, "system": p[0], "template": p[1],
+    return [{"label": label, "role": role, "model": path, "prompt": p,
              "runtime": ctx.runtime.get("adapter"), "score": bool(s.score_rows) and p is student_p,
              "reference": bool(s.score_rows) and role == reference}
             for label, role, path, p in rows]
@@ -107,15 +97,14 @@ def run_rows(ctx: StageContext[BenchSettings], rows: list[dict[str, Any]],
     from pipeline.measure.bench import bench_rows, score_texts
 
     s = ctx.settings
-    eval_rows = load_rows(ctx.inputs["eval_data"], "eval data", need_reference=True)
-    eval_rows = eval_rows[: s.max_eval_rows or None]
-    texts = (score_texts(Path(ctx.inputs["student"]), s.student_system, s.student_template,
-                         eval_rows, s.score_rows) if any(r.get("score") for r in rows) else [])
-    result = bench_rows(rows, eval_rows, ctx.out_dir, threads=s.threads, n_ctx=s.n_ctx,
+    eval_rows = read_rows(ctx.inputs["eval"] / EVAL_FILE)
+    texts = (score_texts(Path(ctx.inputs["student"]), s.student_prompt, eval_rows, s.score_rows)
+             if s.student_prompt and any(r.get("score") for r in rows) else [])
+    result = bench_rows(rows, eval_rows, ctx.out_dir, make_task(s.task), threads=s.threads, n_ctx=s.n_ctx,
                         max_tokens=s.max_tokens, warmup=s.warmup, synthetic=s.synthetic,
                         texts=texts, reference=reference, keep_reference=keep_reference,
                         log=ctx.log)
-    return {r["role"]: r["field_accuracy"] for r in result["rows"]}
+    return {r["role"]: r[s.task.primary] for r in result["rows"]}
 
 
 class BenchTeacherStage:
@@ -123,7 +112,7 @@ class BenchTeacherStage:
     one run serves every target and every retrained student."""
 
     name = "bench_teacher"
-    version = "1"
+    version = "2"
     libraries = ("llama-cpp-python",)
     resumable = False
 
@@ -138,8 +127,7 @@ class BenchTeacherStage:
     def run(self, ctx: StageContext[BenchSettings]) -> dict[str, Any]:
         s = ctx.settings
         rows = [{"label": "teacher", "role": "teacher", "model": ctx.inputs["teacher_model"],
-                 "runtime": FORMATS["gguf"].adapter,
-                 "system": s.teacher_system, "template": s.teacher_template}]
+                 "runtime": FORMATS["gguf"].adapter, "prompt": s.teacher_prompt}]
         return run_rows(ctx, rows if s.include_teacher else [])
 
 
@@ -149,7 +137,7 @@ class BenchStudentStage:
     its log-probs stay in its output (float16) for the targets' bench steps."""
 
     name = "bench_student"
-    version = "1"
+    version = "2"
     libraries = ("torch", "transformers")
     resumable = False
 
@@ -163,15 +151,15 @@ class BenchStudentStage:
     def run(self, ctx: StageContext[BenchSettings]) -> dict[str, Any]:
         s = ctx.settings
         row = {"label": "distilled fp32 (torch)", "role": "distilled_torch",
-               "model": ctx.inputs["student"], "runtime": "torch", "system": s.student_system,
-               "template": s.student_template, "score": bool(s.score_rows),
+               "model": ctx.inputs["student"], "runtime": "torch", "prompt": s.student_prompt,
+               "score": bool(s.score_rows),
                "reference": bool(s.score_rows)}
         return run_rows(ctx, [row] if s.torch_row else [], keep_reference=True)
 
 
 class BenchStage:
     name = "bench"
-    version = "7"
+    version = "8"
     libraries = ("llama-cpp-python", "torch", "transformers", "onnxruntime-genai")
     resumable = False
 

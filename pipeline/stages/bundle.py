@@ -145,7 +145,7 @@ class BundleSettings(Settings):
 
 class BundleStage:
     name = "bundle"
-    version = "1"
+    version = "2"
     libraries = ()
     resumable = False
 
@@ -185,6 +185,7 @@ class BundleStage:
                 shutil.copyfile(ctx.inputs["distill"] / name, bundle / name)
         gen = {"format": s.format, "runner": s.runner, "model": model,
                "system": fmt["system"], "user_template": fmt["user_template"],
+               "few_shot": fmt.get("few_shot", []),
                "max_tokens": s.max_tokens, "temperature": 0.0, "n_ctx": s.n_ctx,
                "threads": s.threads, "execution_provider": s.execution_provider}
         (bundle / run_bundle.SETTINGS_FILE).write_text(json.dumps(gen, indent=2) + "\n")

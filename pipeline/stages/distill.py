@@ -37,7 +37,6 @@ from pipeline.errors import UserError
 from pipeline.stage import StageContext
 from pipeline.targets import Target
 from pipeline.training.distill_job import DistillSettings, distill
-from pipeline.training.sft_data import prompt_settings, teacher_prompt_settings
 
 RUNTIME_ONLY = ("launcher", "checkpoint_every", "device")  # how to train, not what: outside the cache key
 
@@ -65,7 +64,7 @@ def _launch(ctx: StageContext[DistillSettings]) -> dict[str, Any]:
 
 class DistillStage:
     name = "distill"
-    version = "4"
+    version = "5"
     libraries = ("torch", "transformers", "safetensors", "tokenizers", "peft", "accelerate")
     resumable = True  # checkpoints in the partial folder survive a kill -9
 
@@ -74,8 +73,9 @@ class DistillStage:
         return DistillSettings(**{
             **d.model_dump(exclude=set(RUNTIME_ONLY)),
             "eval_rows": d.eval_rows or config.task.max_eval_rows,
-            "max_new_tokens": config.teacher.max_tokens, **prompt_settings(config),
-            **teacher_prompt_settings(config)})
+            "max_new_tokens": config.teacher.max_tokens,
+            "student_prompt": config.task.student_prompt,
+            "teacher_prompt": config.task.teacher_prompt})
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {k: getattr(config.distill, k) for k in RUNTIME_ONLY}

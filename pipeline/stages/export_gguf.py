@@ -28,6 +28,7 @@ from typing import Any
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
 from pipeline.formats import FORMATS, GGUF_FTYPES
+from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
 
@@ -85,8 +86,8 @@ def _imatrix(ctx: StageContext[ExportGgufSettings], f16: Path) -> dict[str, Any]
     tok = load_tokenizer(hf_dir)
     lines = (ctx.inputs["calibration"] / "kept.jsonl").read_text().splitlines()
     rows = [json.loads(x) for x in lines[: s.calibration_rows or None]]
-    texts = [encode_example(tok, s.system_prompt or "", (s.user_template or "{prompt}").format(
-        prompt=r["prompt"]), r["response"])[0] for r in rows]
+    prompt = s.prompt or ChatPrompt(system="")
+    texts = [encode_example(tok, prompt, r["prompt"], r["response"])[0] for r in rows]
     stats = imatrix.for_gguf(imatrix.collect(hf_dir, texts, threads=os.cpu_count() or 1), f16)
     (ctx.out_dir / "imatrix.json").write_text(json.dumps(
         {"rows": len(rows), "tokens": sum(map(len, texts)),
@@ -103,8 +104,7 @@ class ExportGgufSettings(Settings):
     # calibration = "imatrix" only: the student's prompt renders the calibration rows
     calibration: str | None = None
     calibration_rows: int | None = None
-    system_prompt: str | None = None
-    user_template: str | None = None
+    prompt: ChatPrompt | None = None
 
 
 class ExportGgufStage:
@@ -114,14 +114,10 @@ class ExportGgufStage:
     resumable = False
 
     def settings(self, config: BuildConfig, target: Target) -> ExportGgufSettings:
-        from pipeline.tasks import extraction
-
         if target.calibration == "imatrix" and target.quant != "F16":
             return ExportGgufSettings(
                 format=target.format, quant=target.quant, calibration="imatrix",
-                calibration_rows=target.calibration_rows,
-                system_prompt=config.student.system_prompt or extraction.STUDENT_SYSTEM_PROMPT,
-                user_template=extraction.STUDENT_USER_TEMPLATE)
+                calibration_rows=target.calibration_rows, prompt=config.task.student_prompt)
         return ExportGgufSettings(format=target.format, quant=target.quant)
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from pipeline.errors import UserError
 from pipeline.filters import FilterSettings, apply_filters, load_schema
 from pipeline.stage import StageContext
 from pipeline.targets import Target
+from pipeline.tasks import make_task
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -57,16 +58,14 @@ def data_card(summary: dict[str, Any], dropped: list[dict[str, Any]],
 
 class FilterStage:
     name = "filter"
-    version = "2"
-    libraries: tuple[str, ...] = ("jsonschema",)
+    version = "3"
+    libraries: tuple[str, ...] = ("jsonschema", "scikit-learn", "sacrebleu")
     resumable = False
 
     def settings(self, config: BuildConfig, target: Target) -> FilterSettings:
-        from pipeline.tasks.extraction import TASK_VERSION
-
         f = config.filter
         return FilterSettings(
-            task=config.task.name, task_version=TASK_VERSION, checks=list(f.checks),
+            task=config.task.spec, checks=list(f.checks),
             min_response_chars=f.min_response_chars, max_response_chars=f.max_response_chars,
             validator=f.validator, pattern=f.pattern, labels=list(f.labels),
             json_schema=load_schema(f.json_schema_file), dedupe=f.dedupe,
@@ -77,25 +76,28 @@ class FilterStage:
 
     def run(self, ctx: StageContext[FilterSettings]) -> dict[str, Any]:
         teacher_dir = ctx.inputs["teacher"]
-        rows = _read_jsonl(teacher_dir / "rows.jsonl") + _read_jsonl(teacher_dir / "failed.jsonl")
+        # train rows only: the teacher's answers to unlabelled eval prompts label the eval
+        # split (eval_set) and are never trained on
+        rows = [r for r in _read_jsonl(teacher_dir / "rows.jsonl") + _read_jsonl(
+            teacher_dir / "failed.jsonl") if r.get("split", "train") == "train"]
         kept, dropped = apply_filters(rows, ctx.settings)
-        from pipeline.tasks.extraction import score
-
-        scored: list[float] = []
         with (ctx.out_dir / "kept.jsonl").open("w", encoding="utf-8") as fh:
-            for r in kept:
-                out = {"id": r["id"], "prompt": r["prompt"], "response": r["answer"]}
-                if r.get("reference") and "parsed" in r:  # diagnostics only, never trained on
-                    out["teacher_field_accuracy"] = score(r["parsed"], r["reference"])["field_accuracy"]
-                    scored.append(out["teacher_field_accuracy"])
-                fh.write(json.dumps(out, ensure_ascii=False) + "\n")
+            fh.writelines(json.dumps({"id": r["id"], "prompt": r["prompt"], "response": r["answer"]},
+                                     ensure_ascii=False) + "\n" for r in kept)
+        # diagnostics only: the kept answers' quality where the train data has references
+        metric = ctx.settings.task.primary
+        pairs = [(r["parsed"], r["reference"]) for r in kept
+                 if r.get("reference") is not None and "parsed" in r]
+        quality = (make_task(ctx.settings.task).evaluate([p for p, _ in pairs], [q for _, q in pairs])
+                   if pairs else {})
         with (ctx.out_dir / "dropped.jsonl").open("w", encoding="utf-8") as fh:
             fh.writelines(json.dumps({k: v for k, v in r.items() if k != "parsed"},
                                      ensure_ascii=False) + "\n" for r in dropped)
         reasons = Counter(r["drop_reason"] for r in dropped)
         summary = {"rows_in": len(rows), "kept": len(kept), "dropped": len(dropped),
                    "drops_by_reason": dict(sorted(reasons.items())),
-                   "kept_teacher_field_accuracy": round(sum(scored) / len(scored), 4) if scored else None}
+                   "kept_teacher_metric": metric,
+                   "kept_teacher_quality": round(quality[metric], 4) if metric in quality else None}
         (ctx.out_dir / "drops.json").write_text(json.dumps(summary, indent=2))
         teacher = json.loads((teacher_dir / "stats.json").read_text())
         card, markdown = data_card(summary, dropped, teacher)

@@ -19,6 +19,9 @@ from pipeline.cache import file_sha256, library_versions, read_jsonl, read_meta
 from pipeline.config import BuildConfig
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
+from pipeline.tasks import make_task
+from pipeline.tasks.base import TaskSpec
+from pipeline.tasks.inputs import EVAL_FILE, TRAIN_FILE
 
 # The rows of the table, in order: teacher, the small model used directly, the student.
 ROLE_ORDER = ("teacher", "base_fp", "base", "base_fewshot", "distilled_torch", "distilled_fp",
@@ -32,10 +35,11 @@ class ReportSettings(Settings):
 
     target: str
     benchmarked_on: str
-    min_field_accuracy: float
+    task: TaskSpec
+    min_quality: float
     requests_per_day: int
     latency_budget_s: float
-    gate_min_field_accuracy: float | None
+    gate_min_quality: float | None
     gate_max_quant_loss: float | None
     gate_max_kl: float | None
     gate_min_greedy_agreement: float | None
@@ -60,6 +64,7 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
     from pipeline.report.render import environment
 
     s = ctx.settings
+    task, metric = make_task(s.task), s.task.primary
     steps = ("bench_teacher", "bench_student", "bench")  # the bench rows' three steps
     bench = json.loads((ctx.inputs["bench"] / "bench.json").read_text())
     bench["rows"] = sorted((r for step in steps
@@ -67,7 +72,7 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
                            key=lambda r: ROLE_ORDER.index(r["role"]))
     answers = [{**t, **st, **a} for t, st, a in zip(
         *(read_jsonl(ctx.inputs[step] / "answers.jsonl") for step in steps), strict=True)]
-    agreement = teacher_agreement(answers)
+    agreement = teacher_agreement(answers, task)
     same = greedy_agreement(answers, "distilled_torch")
     for row in bench["rows"]:
         row["teacher_agreement"] = agreement.get(row["role"])
@@ -76,23 +81,27 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
     walls = {role: meta["wall_s"] for role, folder in ctx.inputs.items()
              if folder.is_dir() and (meta := read_meta(folder))}
     distill_meta = read_meta(ctx.inputs["distill"]) or {}
+    eval_set = (read_meta(ctx.inputs["eval"]) or {}).get("summary", {})
     return {
         "target": s.target,
         "benchmarked_on": s.benchmarked_on,
+        "task": {"name": s.task.name, "kind": s.task.kind, "metric": metric,
+                 "columns": [list(c) for c in task.columns],
+                 "references": eval_set.get("references", "data"), "eval_rows": eval_set.get("rows")},
         "bench": bench,
-        "verdict": decide(bench["rows"], s.min_field_accuracy, s.requests_per_day,
-                          s.latency_budget_s),
-        "attribution": attribution(bench["rows"]),
-        "gate": quality_gate(bench["rows"], s.gate_min_field_accuracy, s.gate_max_quant_loss,
-                             s.gate_max_kl, s.gate_min_greedy_agreement),
+        "verdict": decide(bench["rows"], s.min_quality, s.requests_per_day,
+                          s.latency_budget_s, metric),
+        "attribution": attribution(bench["rows"], metric),
+        "gate": quality_gate(bench["rows"], s.gate_min_quality, s.gate_max_quant_loss,
+                             s.gate_max_kl, s.gate_min_greedy_agreement, metric=metric),
         "data": json.loads((ctx.inputs["filter"] / "drops.json").read_text()),
         "teacher": json.loads((ctx.inputs["teacher"] / "stats.json").read_text()),
         "training": distill_meta.get("summary"),
         "training_curve": _curve(ctx.inputs["distill"] / "train_log.jsonl"),
         "seeds": {"teacher": (read_meta(ctx.inputs["teacher"]) or {}).get("settings", {}).get("seed"),
                   "distill": distill_meta.get("settings", {}).get("seed")},
-        "datasets": {"train": file_sha256(ctx.inputs["train_data"]),
-                     "eval": file_sha256(ctx.inputs["eval_data"])},
+        "datasets": {"train": file_sha256(ctx.inputs["prompts"] / TRAIN_FILE),
+                     "eval": file_sha256(ctx.inputs["eval"] / EVAL_FILE)},
         "stage_wall_s": walls,
         "environment": environment(),
         "libraries": library_versions(REPORT_LIBRARIES),
@@ -101,14 +110,14 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
 
 class ReportStage:
     name = "report"
-    version = "9"
+    version = "10"
     libraries = REPORT_LIBRARIES + ("matplotlib",)
     resumable = False
 
     def settings(self, config: BuildConfig, target: Target) -> ReportSettings:
         return ReportSettings(
-            target=target.name, benchmarked_on=target.benchmarked_on, **config.goal.model_dump(),
-            gate_min_field_accuracy=target.min_field_accuracy,
+            target=target.name, benchmarked_on=target.benchmarked_on, task=config.task.spec,
+            **config.goal.model_dump(), gate_min_quality=target.min_quality,
             gate_max_quant_loss=target.max_quant_loss, gate_max_kl=target.max_kl,
             gate_min_greedy_agreement=target.min_greedy_agreement)
 

@@ -26,9 +26,10 @@ from typing import Any
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
 from pipeline.generation.backends import BackendOptions, Request, Result, make_backend
+from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
-from pipeline.tasks import few_shot_messages, load_rows
+from pipeline.tasks.inputs import EVAL_FILE, TRAIN_FILE, read_rows
 
 ROWS_FILE = "rows.jsonl"
 FAILED_FILE = "failed.jsonl"
@@ -58,14 +59,11 @@ class TeacherSettings(Settings):
     """What the teacher's answers depend on (not concurrency or timeouts: those are runtime)."""
 
     backend: str
-    system_prompt: str
-    few_shot: list[dict[str, str]]
-    user_template: str
+    prompt: ChatPrompt
     max_tokens: int
     temperature: float
     n_samples: int
     seed: int
-    max_rows: int
     base_url: str | None = None  # openai backend
     model_name: str | None = None
     n_ctx: int | None = None  # local backends
@@ -73,12 +71,11 @@ class TeacherSettings(Settings):
 
 
 def _requests(prompts: list[dict[str, Any]], s: TeacherSettings, done: dict[str, Any]) -> list[Request]:
-    prefix = few_shot_messages(s.system_prompt, s.few_shot, s.user_template)
     reqs = []
     for row in prompts:
-        user = {"role": "user", "content": s.user_template.format(prompt=row["prompt"])}
+        messages = tuple(s.prompt.messages(row["prompt"]))
         for sample in range(s.n_samples):
-            req = Request(row_id=row["id"], sample=sample, messages=(*prefix, user),
+            req = Request(row_id=row["id"], sample=sample, messages=messages,
                           max_tokens=s.max_tokens, temperature=s.temperature,
                           seed=s.seed + sample)
             if req.key not in done:
@@ -88,8 +85,8 @@ def _requests(prompts: list[dict[str, Any]], s: TeacherSettings, done: dict[str,
 
 def _record(res: Result, row: dict[str, Any]) -> dict[str, Any]:
     req = res.request
-    out = {"key": req.key, "id": req.row_id, "sample": req.sample, "prompt": row["prompt"],
-           "reference": row["reference"], "attempts": res.attempts}
+    out = {"key": req.key, "id": req.row_id, "split": row["split"], "sample": req.sample,
+           "prompt": row["prompt"], "reference": row["reference"], "attempts": res.attempts}
     if res.error:
         return {**out, "error": res.error}
     return {**out, "response": res.text, "prompt_tokens": res.prompt_tokens,
@@ -98,22 +95,17 @@ def _record(res: Result, row: dict[str, Any]) -> dict[str, Any]:
 
 class TeacherStage:
     name = "teacher"
-    version = "2"
+    version = "3"
     libraries = ("llama-cpp-python", "transformers", "httpx")
     resumable = True
 
     def settings(self, config: BuildConfig, target: Target) -> TeacherSettings:
-        from pipeline.tasks import extraction
-
         t = config.teacher
         where = ({"base_url": t.base_url, "model_name": t.model_name} if t.backend == "openai"
                  else {"n_ctx": t.n_ctx, "threads": t.threads})
         return TeacherSettings(
-            backend=t.backend, system_prompt=t.system_prompt or extraction.TEACHER_SYSTEM_PROMPT,
-            few_shot=[shot.model_dump() for shot in t.few_shot],
-            user_template=extraction.TEACHER_USER_TEMPLATE, max_tokens=t.max_tokens,
-            temperature=t.temperature, n_samples=t.n_samples, seed=t.seed,
-            max_rows=config.task.max_train_rows, **where)
+            backend=t.backend, prompt=config.task.teacher_prompt, max_tokens=t.max_tokens,
+            temperature=t.temperature, n_samples=t.n_samples, seed=t.seed, **where)
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         t = config.teacher
@@ -124,7 +116,11 @@ class TeacherStage:
         from tqdm import tqdm
 
         s = ctx.settings
-        prompts = load_rows(ctx.inputs["train_data"], "train data")[: s.max_rows or None]
+        # the train prompts, and the eval prompts that have no reference (the teacher's
+        # answers become their references in eval_set; they are never trained on)
+        prompts = [{**r, "split": "train"} for r in read_rows(ctx.inputs["prompts"] / TRAIN_FILE)]
+        prompts += [{**r, "split": "eval"} for r in read_rows(ctx.inputs["prompts"] / EVAL_FILE)
+                    if r["reference"] is None]
         by_id = {p["id"]: p for p in prompts}
         out_path = ctx.out_dir / ROWS_FILE
         done = _done_rows(out_path)

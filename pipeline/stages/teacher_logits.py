@@ -30,19 +30,11 @@ from typing import Any
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
 from pipeline.generation.llm_batch import common_prefix
+from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
 from pipeline.training.kd import ModeDecision, choose_mode
-from pipeline.training.sft_data import (
-    held_out_rows,
-    kept_rows,
-    prompt_settings,
-    student_prompt,
-    teacher_prefix,
-    teacher_prompt,
-    teacher_prompt_settings,
-    teacher_view,
-)
+from pipeline.training.sft_data import held_out_rows, kept_rows, teacher_prefix, teacher_view
 from pipeline.training.topk_cache import write_shards
 
 DECISION = "decision.json"
@@ -77,11 +69,8 @@ class TeacherLogitsSettings(Settings):
     backend: str
     max_seq_len: int
     eval_rows: int
-    system_prompt: str
-    user_template: str
-    teacher_system: str
-    teacher_few_shot: list[dict[str, str]]
-    teacher_template: str
+    student_prompt: ChatPrompt
+    teacher_prompt: ChatPrompt
 
 
 def decide(s: TeacherLogitsSettings, inputs: dict[str, Path], student_tok: Any) -> ModeDecision:
@@ -144,7 +133,7 @@ def hf_scorer(folder: Path) -> Any:
 
 class TeacherLogitsStage:
     name = "teacher_logits"
-    version = "2"
+    version = "3"
     libraries = ("torch", "transformers", "tokenizers", "safetensors", "llama_cpp_python")
     resumable = True  # finished shards survive a kill -9
 
@@ -153,7 +142,7 @@ class TeacherLogitsStage:
         return TeacherLogitsSettings(
             mode=d.mode, source=d.teacher_logits, top_k=d.top_k, backend=config.teacher.backend,
             max_seq_len=d.max_seq_len, eval_rows=d.eval_rows or config.task.max_eval_rows,
-            **prompt_settings(config), **teacher_prompt_settings(config))
+            student_prompt=config.task.student_prompt, teacher_prompt=config.task.teacher_prompt)
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {"threads": config.teacher.threads}
@@ -175,10 +164,11 @@ class TeacherLogitsStage:
     def _score(self, ctx: StageContext[TeacherLogitsSettings], tok: Any, shared: int
                ) -> dict[str, Any]:
         s, teacher = ctx.settings, ctx.inputs["teacher_model"]
-        student, teacher_p = student_prompt(s), teacher_prompt(s)
+        student, teacher_p = s.student_prompt, s.teacher_prompt
         train_rows, train_prompts, _ = kept_rows(tok, student, ctx.inputs["data"] / "kept.jsonl",
                                                  s.max_seq_len)
-        held_rows, held_prompts = held_out_rows(tok, student, ctx.inputs["eval_data"], s.eval_rows)
+        held_rows, held_prompts = held_out_rows(tok, student, ctx.inputs["eval"] / "eval.jsonl",
+                                                  s.eval_rows)
         # the student's reply tokens after the teacher's own (few-shot) prompt
         train = [teacher_view(teacher_prefix(tok, teacher_p, p), ex)
                  for ex, p in zip(train_rows, train_prompts, strict=True)]

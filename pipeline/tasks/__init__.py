@@ -1,61 +1,80 @@
-"""Tasks: prompts + validator + metric. One registry; the default is `extraction`.
+"""Tasks as data: one registry of task kinds, built-in task presets, the shipped data.
+
+A build's `[task]` section names a kind (`json`, `label`, `text`) with its contract
+(a JSON Schema, or labels) and prompts, or names a built-in preset (`extraction`), whose
+TOML under `presets/` supplies every key the user leaves out. Stages get the task with
+`make_task(spec)`; none imports a kind. Adding a kind is one class with the `Task`
+methods and one `register_kind` line.
 
 Example:
-    >>> from pipeline.tasks import load_rows, shipped_split
-    >>> rows = load_rows(shipped_split("extraction", "eval"), "eval data")
-    >>> "reference" in rows[0]
-    True
+    >>> from pipeline.tasks import KINDS, make_task, preset
+    >>> sorted(KINDS)
+    ['json', 'label', 'text']
+    >>> from pipeline.tasks.base import TaskSpec
+    >>> make_task(TaskSpec(name="t", kind="label", labels=("a", "b"))).parse("A")
+    ('a', None)
 """
 
 from __future__ import annotations
 
-import json
+import tomllib
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import UserError
+from pipeline.tasks.base import Task, TaskSpec
+from pipeline.tasks.json_task import JsonTask
+from pipeline.tasks.label_task import LabelTask
+from pipeline.tasks.text_task import TextTask
 
 DATA_DIR = Path(__file__).with_name("data")
-TASK_NAMES = ("extraction",)
+PRESETS_DIR = Path(__file__).with_name("presets")
+
+KINDS: dict[str, type] = {}
 
 
-def few_shot_messages(system: str, shots: list[dict[str, str]], template: str
-                      ) -> list[dict[str, str]]:
-    """The teacher's chat up to a row's question: its system prompt and worked examples."""
-    messages = [{"role": "system", "content": system}]
-    for shot in shots:
-        messages += [{"role": "user", "content": template.format(prompt=shot["user"])},
-                     {"role": "assistant", "content": shot["assistant"]}]
-    return messages
+def register_kind(name: str, cls: type) -> None:
+    """Add a task kind: a class taking a `TaskSpec`, with the `Task` methods and a
+    `contract(spec)` staticmethod (the output contract in words, for default prompts)."""
+    KINDS[name] = cls
+
+
+register_kind("json", JsonTask)
+register_kind("label", LabelTask)
+register_kind("text", TextTask)
+
+
+_MADE: dict[str, Task] = {}
+
+
+def make_task(spec: TaskSpec) -> Task:
+    """The task object for a stage's settings (made once per spec: a schema validator is
+    compiled once, not per answer)."""
+    if spec.kind not in KINDS:
+        raise UserError(f"task.kind '{spec.kind}' is not a task kind: use one of {', '.join(KINDS)}")
+    key = spec.model_dump_json()
+    if key not in _MADE:
+        _MADE[key] = KINDS[spec.kind](spec)
+    return _MADE[key]
+
+
+def presets() -> list[str]:
+    """Names of the built-in tasks."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
+
+
+def preset(name: str) -> dict[str, Any] | None:
+    """A built-in task's `[task]` keys, its file paths made absolute; None if no such preset."""
+    path = PRESETS_DIR / f"{name}.toml"
+    if not path.is_file():
+        return None
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    for key in ("schema_file", "train_data", "eval_data"):
+        if key in data:
+            data[key] = str((path.parent / data[key]).resolve())
+    return data
 
 
 def shipped_split(task: str, split: str) -> Path:
     """Path of a split shipped with the package."""
     return DATA_DIR / f"{task}-{split}.jsonl"
-
-
-def load_rows(path: Path, what: str, need_reference: bool = False) -> list[dict[str, Any]]:
-    """Read a JSONL file of `{"id", "prompt", "reference"?}` rows, validating each line."""
-    if not path.is_file():
-        raise UserError(f"{what} file not found: {path}")
-    rows: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise UserError(f"{what} {path}:{lineno}: not valid JSON") from None
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
-            raise UserError(f"{what} {path}:{lineno}: each row needs a non-empty string 'prompt'")
-        row_id = str(row.get("id", f"row-{lineno}"))
-        if row_id in seen:
-            raise UserError(f"{what} {path}:{lineno}: duplicate id '{row_id}'")
-        if need_reference and not isinstance(row.get("reference"), dict):
-            raise UserError(f"{what} {path}:{lineno}: eval rows need a 'reference' JSON object")
-        seen.add(row_id)
-        rows.append({"id": row_id, "prompt": row["prompt"], "reference": row.get("reference")})
-    if not rows:
-        raise UserError(f"{what} {path} has no rows: give a JSONL file with one prompt per line")
-    return rows

@@ -17,14 +17,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.errors import UserError
+from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, log
-from pipeline.training.sft_data import (
-    held_out_rows,
-    kept_rows,
-    student_prompt,
-    teacher_prefix,
-    teacher_prompt,
-)
+from pipeline.training.sft_data import held_out_rows, kept_rows, teacher_prefix
 from pipeline.training.trainer import KD, TrainSettings, train
 
 
@@ -55,11 +50,8 @@ class DistillSettings(Settings):
     threads: int
     seed: int
     max_new_tokens: int  # GKD's student samples
-    system_prompt: str
-    user_template: str
-    teacher_system: str
-    teacher_few_shot: list[dict[str, str]]
-    teacher_template: str
+    student_prompt: ChatPrompt
+    teacher_prompt: ChatPrompt
 
 
 def _kd(s: DistillSettings, inputs: dict[str, Path], decision: dict[str, Any], tok: Any,
@@ -73,8 +65,7 @@ def _kd(s: DistillSettings, inputs: dict[str, Path], decision: dict[str, Any], t
         from pipeline.models.hf import load_causal_lm
 
         kd.teacher = load_causal_lm(inputs["teacher_model"]).eval().requires_grad_(False)
-        teacher_p = teacher_prompt(s)
-        kd.prefixes = {split: [teacher_prefix(tok, teacher_p, p) for p in rows]
+        kd.prefixes = {split: [teacher_prefix(tok, s.teacher_prompt, p) for p in rows]
                        for split, rows in prompts.items()}
     else:
         from pipeline.training.topk_cache import load_cached
@@ -109,12 +100,12 @@ def distill(s: DistillSettings, inputs: dict[str, Path], out_dir: Path,
 
     torch.set_num_threads(s.threads)
     tok, model = load_tokenizer(inputs["base"]), load_causal_lm(inputs["base"])
-    prompt = student_prompt(s)
+    prompt = s.student_prompt
     examples, prompts, skipped = kept_rows(tok, prompt, inputs["data"] / "kept.jsonl", s.max_seq_len)
     log("distill", f"{len(examples)} examples ({skipped} over max_seq_len skipped)")
     decision = json.loads((inputs["teacher_logits"] / "decision.json").read_text())
     log("distill", f"mode {decision['mode']}: {decision['reason']}")
-    held_out, held_prompts = held_out_rows(tok, prompt, inputs["eval_data"], s.eval_rows)
+    held_out, held_prompts = held_out_rows(tok, prompt, inputs["eval"] / "eval.jsonl", s.eval_rows)
     kd = _kd(s, inputs, decision, tok, {"train": prompts, "eval": held_prompts})
     trained, summary = train(with_lora(model, s), examples, train_settings(s, runtime),
                              tok.pad_token_id, out_dir, held_out, kd)
@@ -125,11 +116,8 @@ def distill(s: DistillSettings, inputs: dict[str, Path], out_dir: Path,
     trained.eval()
     trained.save_pretrained(out_dir, safe_serialization=True)
     tok.save_pretrained(out_dir)
-    prompt_format = {"system": s.system_prompt, "user_template": s.user_template,
-                     "messages": [{"role": "system", "content": s.system_prompt},
-                                  {"role": "user", "content": s.user_template}],
-                     "chat_template": tok.chat_template}
-    (out_dir / "prompt_format.json").write_text(json.dumps(prompt_format, indent=2))
+    (out_dir / "prompt_format.json").write_text(json.dumps(
+        prompt.format_file(tok.chat_template), indent=2, ensure_ascii=False))
     summary = {"mode": decision["mode"], "examples": len(examples), "skipped_too_long": skipped,
                **({"lora_rank": s.lora_rank} if s.lora_rank else {}), **summary}
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)

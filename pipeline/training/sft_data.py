@@ -14,11 +14,11 @@ Example:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import UserError
+from pipeline.prompts import ChatPrompt
 
 IGNORE = -100  # label value the loss skips (prompt and padding tokens)
 Example = tuple[list[int], list[int]]  # (token ids, labels)
@@ -28,55 +28,19 @@ def _ids(encoded: Any) -> list[int]:
     return [int(i) for i in encoded["input_ids"]]
 
 
-def encode_example(tok: Any, system: str, user: str, response: str) -> Example:
-    """Token ids and labels for one chat example; labels cover the reply only."""
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-    prompt = _ids(tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
-                                          return_dict=True))
+def encode_example(tok: Any, prompt: ChatPrompt, text: str, response: str) -> Example:
+    """Token ids and labels for one chat example (the prompt around a row's text, then the
+    reply); labels cover the reply only."""
+    messages = prompt.messages(text)
+    head = _ids(tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
+                                        return_dict=True))
     full = _ids(tok.apply_chat_template(messages + [{"role": "assistant", "content": response}],
                                         tokenize=True, return_dict=True))
-    if full[: len(prompt)] != prompt:
+    if full[: len(head)] != head:
         # A template that renders history differently would silently mis-mask the loss.
         raise UserError("the student's chat template does not extend the prompt with the reply: "
                         "cannot mask the loss to the response")
-    return full, [IGNORE] * len(prompt) + full[len(prompt):]
-
-
-def prompt_settings(config: Any) -> dict[str, str]:
-    """The system prompt and user template the student trains (and is served) with."""
-    from pipeline.tasks import extraction
-
-    return {"system_prompt": config.student.system_prompt or extraction.STUDENT_SYSTEM_PROMPT,
-            "user_template": extraction.STUDENT_USER_TEMPLATE}
-
-
-def teacher_prompt_settings(config: Any) -> dict[str, Any]:
-    """The context the teacher answered in (its few-shot system prompt and worked examples)."""
-    from pipeline.tasks import extraction
-
-    t = config.teacher
-    return {"teacher_system": t.system_prompt or extraction.TEACHER_SYSTEM_PROMPT,
-            "teacher_few_shot": [shot.model_dump() for shot in t.few_shot],
-            "teacher_template": extraction.TEACHER_USER_TEMPLATE}
-
-
-@dataclass(frozen=True)
-class ChatPrompt:
-    """A system prompt, worked examples (user/assistant turns) and the user-message template."""
-
-    system: str
-    user_template: str
-    few_shot: tuple[dict[str, str], ...] = ()
-
-
-def student_prompt(s: Any) -> ChatPrompt:
-    """The student's short prompt from a stage's settings (`system_prompt`, `user_template`)."""
-    return ChatPrompt(s.system_prompt, s.user_template)
-
-
-def teacher_prompt(s: Any) -> ChatPrompt:
-    """The teacher's few-shot prompt from a stage's settings (`teacher_*`)."""
-    return ChatPrompt(s.teacher_system, s.teacher_template, tuple(s.teacher_few_shot))
+    return full, [IGNORE] * len(head) + full[len(head):]
 
 
 def teacher_prefix(tok: Any, prompt: ChatPrompt, text: str) -> list[int]:
@@ -87,12 +51,8 @@ def teacher_prefix(tok: Any, prompt: ChatPrompt, text: str) -> list[int]:
     its zero-shot one (e.g. code fences around the JSON), which would pull the student away
     from the very answers it is fine-tuned on. Rendered with the student's tokenizer: logit KD
     runs only when the two token->id maps are identical."""
-    from pipeline.tasks import few_shot_messages
-
-    messages = few_shot_messages(prompt.system, list(prompt.few_shot), prompt.user_template)
-    messages.append({"role": "user", "content": prompt.user_template.format(prompt=text)})
-    return _ids(tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
-                                        return_dict=True))
+    return _ids(tok.apply_chat_template(prompt.messages(text), tokenize=True,
+                                        add_generation_prompt=True, return_dict=True))
 
 
 def reply_start(labels: list[int]) -> int:
@@ -120,8 +80,7 @@ def kept_rows(tok: Any, prompt: ChatPrompt, kept_jsonl: Path, max_seq_len: int
     rows = [json.loads(x) for x in kept_jsonl.read_text().splitlines()]
     examples, prompts, skipped = [], [], 0
     for row in rows:
-        ids, labels = encode_example(tok, prompt.system,
-                                     prompt.user_template.format(prompt=row["prompt"]), row["response"])
+        ids, labels = encode_example(tok, prompt, row["prompt"], row["response"])
         if len(ids) > max_seq_len:
             skipped += 1
             continue
@@ -134,14 +93,13 @@ def kept_rows(tok: Any, prompt: ChatPrompt, kept_jsonl: Path, max_seq_len: int
 
 def held_out_rows(tok: Any, prompt: ChatPrompt, eval_path: Path, limit: int
                   ) -> tuple[list[Example], list[str]]:
-    """The eval split's reference answers as examples (a loss to watch, never to select on),
-    with their prompts."""
-    from pipeline.tasks import load_rows
-    from pipeline.tasks.extraction import canonical
+    """The eval split's reference answers (eval_set's canonical `answer` text) as examples —
+    a loss to watch, never to select on — with their prompts."""
+    from pipeline.tasks.inputs import read_rows
 
-    rows = load_rows(eval_path, "eval data", need_reference=True)[: limit or None]
-    return ([encode_example(tok, prompt.system, prompt.user_template.format(prompt=r["prompt"]),
-                            canonical(r["reference"])) for r in rows], [r["prompt"] for r in rows])
+    rows = read_rows(eval_path)[: limit or None]
+    return ([encode_example(tok, prompt, r["prompt"], r["answer"]) for r in rows],
+            [r["prompt"] for r in rows])
 
 
 def collate(chunk: list[Example], pad_id: int) -> dict[str, Any]:

@@ -3,7 +3,7 @@ llama.cpp for GGUF, onnxruntime-genai for ONNX, torch for HF safetensors folders
 
 Every adapter loads one artifact and offers the same four things, so the harness
 (`pipeline.measure.child`) times every format the same way:
-- `chat(system, user, max_tokens) -> Generation`: greedy, timed per token;
+- `chat(messages, max_tokens) -> Generation`: greedy, timed per token;
 - `synthetic(pp, tg, repeats) -> dict`: llama-bench-style fixed-length prefill/decode tests;
 - `logprobs(tokens, start) -> ndarray`: log-softmax rows predicting tokens[start:];
 - `n_vocab`.
@@ -29,7 +29,7 @@ from pipeline.generation.llm import Generation
 class Runtime(Protocol):
     n_vocab: int
 
-    def chat(self, system: str, user: str, max_tokens: int) -> Generation: ...
+    def chat(self, messages: list[dict[str, str]], max_tokens: int) -> Generation: ...
 
     def synthetic(self, pp: int, tg: int, repeats: int) -> dict[str, Any]: ...
 
@@ -98,9 +98,8 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def chat_prompt(tok: Any, system: str, user: str) -> list[int]:
-    """Token ids of a system+user chat with the HF tokenizer's template, ready to answer."""
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+def chat_prompt(tok: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of a chat with the HF tokenizer's template, ready to answer."""
     return [int(i) for i in tok.apply_chat_template(
         messages, tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"]]
 

@@ -6,7 +6,7 @@ KV cache of the shared system prompt kept between prompts, as a server would).
 Example:
     python -c "from pipeline.measure.runtimes.gguf import GgufRuntime; \
         r = GgufRuntime('build/cpu-int4/model.Q4_K_M.gguf', 1024, 2); \
-        print(r.chat('You extract orders.', 'Ann Lee wants 2 lamps', 32).text)"
+        print(r.chat([{'role': 'user', 'content': 'Ann Lee wants 2 lamps'}], 32).text)"
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ class GgufRuntime:
         self.llm = self.runner.llm
         self.n_vocab = int(self.llm.n_vocab())
 
-    def chat(self, system: str, user: str, max_tokens: int) -> Generation:
-        return self.runner.chat(system, user, max_tokens)
+    def chat(self, messages: list[dict[str, str]], max_tokens: int) -> Generation:
+        return self.runner.chat_messages(messages, max_tokens)
 
     def logprobs(self, tokens: list[int], start: int) -> np.ndarray:
         """Teacher-forced log-probs of tokens[start:], from one batch over the whole text."""

@@ -8,7 +8,7 @@ cache managed by the library, threads set through the session options.
 Example:
     python -c "from pipeline.measure.runtimes.onnx_genai import OnnxGenaiRuntime; \
         r = OnnxGenaiRuntime('build/onnx-int4', 1024, 2); \
-        print(r.chat('You extract orders.', 'Ann Lee wants 2 lamps', 32).text)"
+        print(r.chat([{'role': 'user', 'content': 'Ann Lee wants 2 lamps'}], 32).text)"
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ class OnnxGenaiRuntime:
                                   min_length=min_length)
         return self.og.Generator(self.model, params)
 
-    def chat(self, system: str, user: str, max_tokens: int) -> Generation:
-        prompt = chat_prompt(self.tok, system, user)
+    def chat(self, messages: list[dict[str, str]], max_tokens: int) -> Generation:
+        prompt = chat_prompt(self.tok, messages)
         start = time.perf_counter()
         gen = self._generator(len(prompt) + max_tokens)
         gen.append_tokens(np.asarray([prompt], dtype=np.int32))

@@ -9,7 +9,7 @@ The loop is what optimum's ORTModelForCausalLM does per token, minus `generate()
 Example:
     python -c "from pipeline.measure.runtimes.onnx_plain import OrtRuntime; \
         r = OrtRuntime('/tmp/onnx-paths/optimum-int4', 1024, 2); \
-        print(r.chat('You extract orders.', 'Ann Lee wants 2 lamps', 32).text)"
+        print(r.chat([{'role': 'user', 'content': 'Ann Lee wants 2 lamps'}], 32).text)"
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ class OrtRuntime:
             logits, cache = self._step([token], cache, pos)
             pos += 1
 
-    def chat(self, system: str, user: str, max_tokens: int) -> Generation:
-        prompt = chat_prompt(self.tok, system, user)
+    def chat(self, messages: list[dict[str, str]], max_tokens: int) -> Generation:
+        prompt = chat_prompt(self.tok, messages)
         start = time.perf_counter()
         return timed_generation(self.tok, prompt, self._stream(prompt), self.eos, max_tokens, start)
 

@@ -9,7 +9,7 @@ its per-step processors — timed per token. No prefix cache between prompts (th
 Example:
     python -c "from pipeline.measure.runtimes.torch_hf import TorchRuntime; \
         r = TorchRuntime('build/cache/distill/<key>', 1024, 2); \
-        print(r.chat('You extract orders.', 'Ann Lee wants 2 lamps', 32).text)"
+        print(r.chat([{'role': 'user', 'content': 'Ann Lee wants 2 lamps'}], 32).text)"
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ class TorchRuntime:
                          logits_to_keep=1)  # only the last position's logits are needed
         return int(out.logits[0, -1].argmax()), out.cache
 
-    def chat(self, system: str, user: str, max_tokens: int) -> Generation:
-        prompt = chat_prompt(self.tok, system, user)
+    def chat(self, messages: list[dict[str, str]], max_tokens: int) -> Generation:
+        prompt = chat_prompt(self.tok, messages)
 
         def stream() -> Iterator[int]:
             token, past = self._step(prompt, None)

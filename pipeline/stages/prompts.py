@@ -1,0 +1,97 @@
+"""Prompts stage: the user's data files -> the build's train and eval prompts, validated.
+
+setup: read the train (and eval) data in any supported format with the task's column
+       mapping (`pipeline.tasks.inputs`); every reference is checked by the task.
+run:   without eval data, hold out `task.holdout` train prompts as the eval split (chosen
+       by a hash of their ids: stable when rows are added); drop from training every prompt
+       that also occurs in the eval split after normalisation (counted and warned), so no
+       artifact is scored on text it was trained on; cap both splits.
+cleanup: train.jsonl and eval.jsonl (`{"id", "prompt", "reference"}`, reference null where
+       the data has none: the teacher labels those) and the counts.
+
+Example:
+    distill-edge build --target cpu-int4 --until prompts
+    head -2 build/cache/prompts/*/eval.jsonl
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from pipeline.config import BuildConfig
+from pipeline.stage import Settings, StageContext
+from pipeline.targets import Target
+from pipeline.tasks import make_task
+from pipeline.tasks.base import TaskSpec
+from pipeline.tasks.inputs import EVAL_FILE, TRAIN_FILE, Columns, load_rows, write_rows
+
+
+class PromptsSettings(Settings):
+    task: TaskSpec
+    columns: Columns
+    has_eval: bool  # False: hold out `holdout` train prompts
+    holdout: int
+    max_train_rows: int
+    max_eval_rows: int
+
+
+def normalized(prompt: str) -> str:
+    """A prompt's identity for the overlap check: case, punctuation and spacing do not count."""
+    return re.sub(r"[\W_]+", " ", prompt.lower()).strip()
+
+
+def split_holdout(rows: list[dict[str, Any]], n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train, eval): the n rows whose id hashes lowest are held out; order is kept."""
+    if n >= len(rows):
+        raise ValueError(f"task.holdout = {n} leaves no train prompts of {len(rows)}")
+    held = set(sorted((hashlib.sha256(r["id"].encode()).hexdigest(), r["id"]) for r in rows)[:n])
+    ids = {i for _, i in held}
+    return [r for r in rows if r["id"] not in ids], [r for r in rows if r["id"] in ids]
+
+
+class PromptsStage:
+    name = "prompts"
+    version = "1"
+    libraries = ("pyarrow", "datasets", "jsonschema")
+    resumable = False
+
+    def settings(self, config: BuildConfig, target: Target) -> PromptsSettings:
+        t = config.task
+        return PromptsSettings(task=t.spec, columns=t.columns, has_eval=t.eval_data is not None,
+                               holdout=t.holdout, max_train_rows=t.max_train_rows,
+                               max_eval_rows=t.max_eval_rows)
+
+    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+        return {}
+
+    def run(self, ctx: StageContext[PromptsSettings]) -> dict[str, Any]:
+        from pipeline.errors import UserError
+
+        s = ctx.settings
+        task = make_task(s.task)
+        train = load_rows(ctx.inputs["train_data"], "train data", task, s.columns)
+        if s.has_eval:
+            evals = load_rows(ctx.inputs["eval_data"], "eval data", task, s.columns)
+        else:
+            try:
+                train, evals = split_holdout(train, s.holdout)
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
+            ctx.log(f"no eval data: {len(evals)} train prompts held out as the eval split")
+        evals = evals[: s.max_eval_rows or None]
+        seen = {normalized(r["prompt"]) for r in evals}
+        overlap = [r for r in train if normalized(r["prompt"]) in seen]
+        if overlap:
+            ctx.log(f"warning: {len(overlap)} train prompts also occur in the eval split "
+                    f"(e.g. id {overlap[0]['id']}): dropped from training")
+            train = [r for r in train if normalized(r["prompt"]) not in seen]
+        train = train[: s.max_train_rows or None]
+        if not train:
+            raise UserError("no train prompts left after removing the eval overlap")
+        write_rows(ctx.out_dir / TRAIN_FILE, train)
+        write_rows(ctx.out_dir / EVAL_FILE, evals)
+        labelled = sum(r["reference"] is not None for r in evals)
+        return {"train": len(train), "eval": len(evals), "eval_with_reference": labelled,
+                "held_out": 0 if s.has_eval else len(evals), "overlap_dropped": len(overlap)}
