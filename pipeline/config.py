@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from pipeline.errors import UserError
 from pipeline.prompts import ChatPrompt
+from pipeline.tasks import TASK_PATH_KEYS
 from pipeline.tasks.base import TaskSpec
 from pipeline.tasks.inputs import Columns
 
@@ -135,6 +135,9 @@ class TaskConfig(_Strict):
             if bad := [a for a, lab in self.aliases.items() if lab not in self.labels]:
                 raise ValueError(f"aliases: '{bad[0]}' maps to '{self.aliases[bad[0]]}', "
                                  "which is not in labels")
+        if self.train_data is None:
+            raise ValueError("train_data: give the task's train prompts "
+                             "(JSONL / CSV / Parquet / datasets folder)")
         return self
 
     @property
@@ -155,11 +158,11 @@ class TaskConfig(_Strict):
 def resolve_task(data: dict[str, Any], base: Path) -> dict[str, Any]:
     """The `[task]` keys made whole: a preset's keys under the user's, paths made absolute
     (the user's relative to the config file), the schema read, default prompts built."""
-    from pipeline.tasks import KINDS, preset, presets
-    from pipeline.tasks.json_task import check_schema
+    from pipeline.tasks import KINDS, TASK_PATH_KEYS, preset, presets
+    from pipeline.tasks.json_task import check_schema, read_schema
 
     data = dict(data)
-    for key in ("schema_file", "train_data", "eval_data"):
+    for key in TASK_PATH_KEYS:
         if isinstance(data.get(key), str):
             data[key] = str((base / data[key]).expanduser())
     if "kind" not in data:
@@ -173,7 +176,10 @@ def resolve_task(data: dict[str, Any], base: Path) -> dict[str, Any]:
     if kind is None:
         raise ValueError(f"kind '{data['kind']}' is not a task kind: use one of {', '.join(KINDS)}")
     if data.get("schema_file") and "json_schema" not in data:
-        data["json_schema"] = _read_schema(Path(data["schema_file"]))
+        try:
+            data["json_schema"] = read_schema(Path(data["schema_file"]))
+        except ValueError as exc:
+            raise ValueError(f"schema_file {exc}") from None
     if data.get("json_schema") is not None:
         check_schema(data["json_schema"])
     data.setdefault("primary_metric", kind.metrics[0])
@@ -187,16 +193,6 @@ def resolve_task(data: dict[str, Any], base: Path) -> dict[str, Any]:
         data.setdefault("teacher_prompt", {"system": system})
         data.setdefault("student_prompt", {"system": system})
     return data
-
-
-def _read_schema(path: Path) -> dict[str, Any]:
-    try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"schema_file {path}: {exc}") from None
-    if not isinstance(loaded, dict):
-        raise ValueError(f"schema_file {path}: a JSON Schema must be a JSON object")
-    return loaded
 
 
 class FilterConfig(_Strict):
@@ -342,9 +338,6 @@ def parse_toml(path: Path, what: str) -> dict[str, Any]:
         raise UserError(f"{what} {path} is not valid TOML: {exc}") from None
 
 
-PATH_KEYS = ("task.train_data", "task.eval_data", "task.schema_file")
-
-
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> BuildConfig:
     """Load and validate a build config; `None` loads the shipped default.
 
@@ -354,7 +347,7 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> B
     data = parse_toml(src, "config")
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
-        if dotted in PATH_KEYS:  # a flag's path is relative to where the command runs
+        if section == "task" and key in TASK_PATH_KEYS:  # a flag's path: relative to the cwd
             value = str(Path(value).expanduser().resolve())
         data.setdefault(section, {})[key] = value
     try:

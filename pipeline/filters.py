@@ -11,6 +11,7 @@ Then over groups: dedupe (exact or normalised prompt + answer) and self-consiste
 Example:
     >>> from pipeline.filters import FilterSettings, apply_filters
     >>> from pipeline.tasks.base import TaskSpec
+from pipeline.tasks.inputs import normalized_prompt
     >>> s = FilterSettings(task=TaskSpec(name="t", kind="label", labels=("yes", "no")),
     ...                    checks=["validator"], dedupe="exact")
     >>> rows = [{"id": str(i), "sample": 0, "prompt": f"p{i}", "response": r}
@@ -32,6 +33,7 @@ from typing import Any
 from pipeline.stage import Settings
 from pipeline.tasks import make_task
 from pipeline.tasks.base import TaskSpec
+from pipeline.tasks.inputs import normalized_prompt
 
 
 class FilterSettings(Settings):
@@ -117,10 +119,6 @@ CHECKS: dict[str, Check] = {"length": _length, "refusal": _refusal, "validator":
                             "reference": _reference}
 
 
-def _norm_prompt(text: str) -> str:
-    return re.sub(r"[^\w]+", " ", text.lower()).strip()
-
-
 def _self_consistency(kept: list[dict[str, Any]], n_samples: int
                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Per prompt id: keep one row with the answer given by more than half the samples."""
@@ -163,7 +161,7 @@ def apply_filters(rows: list[dict[str, Any]], s: FilterSettings
         seen: set[tuple[str, str]] = set()
         unique = []
         for row in kept:
-            prompt = _norm_prompt(row["prompt"]) if s.dedupe == "normalized" else row["prompt"]
+            prompt = normalized_prompt(row["prompt"]) if s.dedupe == "normalized" else row["prompt"]
             pair = (prompt, row["answer"])
             if pair in seen:
                 dropped.append({**row, "drop_reason": "duplicate"})
@@ -179,8 +177,9 @@ def load_schema(path: str | None) -> dict[str, Any] | None:
     if not path:
         return None
     from pipeline.errors import UserError
+    from pipeline.tasks.json_task import read_schema
 
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"filter.json_schema_file {path}: {exc}") from None
+        return read_schema(Path(path))
+    except ValueError as exc:
+        raise UserError(f"filter.json_schema_file {exc}") from None

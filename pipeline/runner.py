@@ -112,13 +112,9 @@ def resolve_externals(config: BuildConfig, cache_root: Path) -> dict[str, tuple[
         if t.backend == "transformers" and teacher[0] is not None and not teacher[0].is_dir():
             raise UserError("backend = 'transformers' needs teacher.path to be a Hugging Face folder")
     student = resolve_model(config.student.model, config.student.path, models)
-    data = {}
+    data: dict[str, tuple[Path | None, str]] = {"eval_data": (None, "none")}  # none: held out
     for role, given in (("train_data", config.task.train_data), ("eval_data", config.task.eval_data)):
-        if given is None:  # no eval data: the prompts step holds out train prompts
-            if role == "train_data":
-                raise UserError("config: task.train_data: give the task's train prompts "
-                                "(JSONL / CSV / Parquet / datasets folder)")
-            data[role] = (None, "none")
+        if given is None:
             continue
         path = Path(given)
         # every row read and checked now: a bad file is one line before anything is built

@@ -63,14 +63,22 @@ def environment() -> dict[str, Any]:
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (OpenMP default)")}
 
 
+# what a report written before tasks were data measured: the extraction task
+OLD_TASK = {"name": "extraction", "kind": "json", "metric": "field_accuracy",
+            "columns": JSON_TASK_COLUMNS}
+
+
+def _task(report: dict[str, Any]) -> dict[str, Any]:
+    return {**OLD_TASK, **report.get("task", {})}
+
+
 def columns(report: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """The table's columns for this report's task (reports before tasks were data: JSON)."""
-    task = [tuple(c) for c in report.get("task", {}).get("columns", JSON_TASK_COLUMNS)]
-    return [*HEAD, *task, *COLUMNS]  # type: ignore[list-item]
+    """The table's columns for this report's task."""
+    return [*HEAD, *(tuple(c) for c in _task(report)["columns"]), *COLUMNS]  # type: ignore[misc]
 
 
 def _metric(report: dict[str, Any]) -> str:
-    return str(report.get("task", {}).get("metric", "field_accuracy")).replace("_", " ")
+    return str(_task(report)["metric"]).replace("_", " ")
 
 
 def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
@@ -84,7 +92,7 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
     """(heading, paragraphs) shared by the Markdown and HTML renderings."""
     out: list[tuple[str, list[str]]] = []
     verdict = report.get("verdict") or {}
-    task = report.get("task", {})
+    task = _task(report)
     lines = [verdict.get("text", "no verdict")]
     if task.get("references") in ("teacher", "mixed"):
         lines.append("The eval prompts had no references: their references are the teacher's "
@@ -145,7 +153,7 @@ METRIC_HELP = {  # what the task columns mean, per kind
 
 def _caption(report: dict[str, Any]) -> str:
     bench = report["bench"]
-    task = report.get("task", {"name": "extraction", "kind": "json", "metric": "field_accuracy"})
+    task = _task(report)
     text = (f"Task: {task['name']} ({task['kind']}); primary metric: {_metric(report)}"
             + (" (against the teacher's answers)" if task.get("references") in ("teacher", "mixed")
                else "") + ". "
@@ -186,7 +194,7 @@ def render_html(report: dict[str, Any]) -> str:
     from pipeline.report import plots
 
     rows, esc, cols = report["bench"]["rows"], html.escape, columns(report)
-    metric = report.get("task", {}).get("metric", "field_accuracy")
+    metric = _task(report)["metric"]
     head = "".join(f"<th>{esc(h)}</th>" for h, _, _ in cols)
     body = "".join("<tr>" + "".join(f"<td>{esc(_cell(r, k, f))}</td>" for _, k, f in cols)
                    + "</tr>" for r in rows)

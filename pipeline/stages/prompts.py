@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any
 
 from pipeline.config import BuildConfig
@@ -25,7 +24,7 @@ from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
 from pipeline.tasks import make_task
 from pipeline.tasks.base import TaskSpec
-from pipeline.tasks.inputs import EVAL_FILE, TRAIN_FILE, Columns, load_rows, write_rows
+from pipeline.tasks.inputs import EVAL_FILE, TRAIN_FILE, Columns, load_rows, normalized_prompt, write_rows
 
 
 class PromptsSettings(Settings):
@@ -35,11 +34,6 @@ class PromptsSettings(Settings):
     holdout: int
     max_train_rows: int
     max_eval_rows: int
-
-
-def normalized(prompt: str) -> str:
-    """A prompt's identity for the overlap check: case, punctuation and spacing do not count."""
-    return re.sub(r"[\W_]+", " ", prompt.lower()).strip()
 
 
 def split_holdout(rows: list[dict[str, Any]], n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -81,12 +75,12 @@ class PromptsStage:
                 raise UserError(str(exc)) from None
             ctx.log(f"no eval data: {len(evals)} train prompts held out as the eval split")
         evals = evals[: s.max_eval_rows or None]
-        seen = {normalized(r["prompt"]) for r in evals}
-        overlap = [r for r in train if normalized(r["prompt"]) in seen]
+        seen = {normalized_prompt(r["prompt"]) for r in evals}
+        overlap = [r for r in train if normalized_prompt(r["prompt"]) in seen]
         if overlap:
             ctx.log(f"warning: {len(overlap)} train prompts also occur in the eval split "
                     f"(e.g. id {overlap[0]['id']}): dropped from training")
-            train = [r for r in train if normalized(r["prompt"]) not in seen]
+            train = [r for r in train if normalized_prompt(r["prompt"]) not in seen]
         train = train[: s.max_train_rows or None]
         if not train:
             raise UserError("no train prompts left after removing the eval overlap")

@@ -30,6 +30,8 @@ from pipeline.tasks.text_task import TextTask
 DATA_DIR = Path(__file__).with_name("data")
 PRESETS_DIR = Path(__file__).with_name("presets")
 
+# [task] keys that are paths (relative to the config file, or to a preset's TOML)
+TASK_PATH_KEYS = ("schema_file", "train_data", "eval_data")
 KINDS: dict[str, type] = {}
 
 
@@ -69,7 +71,7 @@ def preset(name: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     data = tomllib.loads(path.read_text(encoding="utf-8"))
-    for key in ("schema_file", "train_data", "eval_data"):
+    for key in TASK_PATH_KEYS:
         if key in data:
             data[key] = str((path.parent / data[key]).resolve())
     return data

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import string
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +49,12 @@ class Columns(BaseModel):
     prompt_field: str = "prompt"
     reference_field: str = "reference"
     prompt_template: str | None = None  # built from several columns instead of prompt_field
+
+
+def normalized_prompt(text: str) -> str:
+    """A prompt's identity for dedupe and the train/eval overlap: case, punctuation and
+    spacing do not count."""
+    return re.sub(r"[^\w]+", " ", text.lower()).strip()
 
 
 def _jsonl(path: Path) -> Iterator[tuple[str, Any]]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pipeline.tasks.base import TaskSpec, extract_json, mean_scores, norm_text
@@ -36,6 +37,17 @@ REASONS = {"required": "missing_field", "additionalProperties": "extra_field", "
            "maximum": "out_of_range", "exclusiveMinimum": "out_of_range",
            "exclusiveMaximum": "out_of_range", "minItems": "too_few_items",
            "maxItems": "too_many_items"}
+
+
+def read_schema(path: Path) -> dict[str, Any]:
+    """A JSON Schema file's object; ValueError names the file and the fault."""
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: a JSON Schema must be a JSON object")
+    return loaded
 
 
 def check_schema(schema: Any) -> None:

@@ -31,11 +31,10 @@ def _ids(encoded: Any) -> list[int]:
 def encode_example(tok: Any, prompt: ChatPrompt, text: str, response: str) -> Example:
     """Token ids and labels for one chat example (the prompt around a row's text, then the
     reply); labels cover the reply only."""
-    messages = prompt.messages(text)
-    head = _ids(tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True,
-                                        return_dict=True))
-    full = _ids(tok.apply_chat_template(messages + [{"role": "assistant", "content": response}],
-                                        tokenize=True, return_dict=True))
+    head = teacher_prefix(tok, prompt, text)
+    full = _ids(tok.apply_chat_template(
+        [*prompt.messages(text), {"role": "assistant", "content": response}], tokenize=True,
+        return_dict=True))
     if full[: len(head)] != head:
         # A template that renders history differently would silently mis-mask the loss.
         raise UserError("the student's chat template does not extend the prompt with the reply: "
@@ -44,7 +43,8 @@ def encode_example(tok: Any, prompt: ChatPrompt, text: str, response: str) -> Ex
 
 
 def teacher_prefix(tok: Any, prompt: ChatPrompt, text: str) -> list[int]:
-    """Token ids of the teacher's own prompt for a row, up to where its answer starts.
+    """Token ids of a prompt for a row, up to where the answer starts (for the student's
+    prompt: the masked head of `encode_example`; for the teacher's: its KD context).
 
     Logit KD scores the teacher's answer in the context the teacher wrote it in (context
     distillation): under the student's short prompt the teacher's next-token distribution is
