@@ -83,7 +83,7 @@ def measure(hf_dir: Path, arts: dict[str, Path], out: Path, rows: int) -> list[d
 
     config = load_config(None).task  # the default task's eval split and student prompt
     task = make_task(config.spec)
-    evals = labelled_eval(Path(str(config.eval_data)), task)[:rows]
+    evals = labelled_eval(Path(str(config.eval_data)), task, config.columns)[:rows]
     table_rows = [{"label": label, "role": label, "model": model, "prompt": config.student_prompt,
                    "score": True, "reference": label == "torch fp32"}
                   for label, model in [("torch fp32", hf_dir), *arts.items()]]
@@ -104,7 +104,9 @@ def main() -> None:
     table = measure(args.student, build_all(args.student, args.optimum_python, args.out), args.out,
                     args.rows)
     (args.out / "onnx_paths.json").write_text(json.dumps(table, indent=2) + "\n")
-    keys = ("artifact", "runtime", "size_mb", "field_accuracy", "kl_vs_reference",
+    from pipeline.config import load_config
+
+    keys = ("artifact", "runtime", "size_mb", load_config(None).task.primary_metric, "kl_vs_reference",
             "decode_tok_s", "tg_tok_s", "pp_tok_s", "peak_rss_mb")
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     for row in table:

@@ -22,8 +22,9 @@ from typing import Any
 
 from pipeline.cache import read_jsonl
 
+METRIC = ("{metric}", "{metric}", "{:.3f}")  # the task's primary metric, filled in by markdown()
 COLUMNS = (("profile", "profile", "{}"), ("artifact", "label", "{}"), ("size MB", "file_mb", "{:.1f}"),
-           ("decode tok/s", "decode_tok_s", "{:.1f}"), ("field acc", "field_accuracy", "{:.3f}"),
+           ("decode tok/s", "decode_tok_s", "{:.1f}"), METRIC,
            ("KL vs fp32", "kl_vs_reference", "{:.4f}"), ("top-1 vs fp32", "top1_agreement", "{:.3f}"),
            ("same answer as fp32", "greedy_agreement", "{:.3f}"), ("gate", "gate", "{}"),
            ("speed measured on", "benchmarked_on", "{}"))
@@ -101,13 +102,15 @@ def with_parity(rows: list[dict[str, Any]], answers: list[dict[str, Any]],
     return out
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
+def markdown(rows: list[dict[str, Any]], metric: str) -> str:
     def cell(row: dict[str, Any], key: str, fmt: str) -> str:
         value = row.get(key)
         return "–" if value is None else fmt.format(value)
 
-    lines = ["| " + " | ".join(h for h, _, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cell(r, k, f) for _, k, f in COLUMNS) + " |" for r in rows]
+    shown = (metric.replace("_", " "), metric, METRIC[2])
+    cols = [shown if c is METRIC else c for c in COLUMNS]
+    lines = ["| " + " | ".join(h for h, _, _ in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(r, k, f) for _, k, f in cols) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -122,10 +125,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows, answers = measure(builds, Path(tmp))
     table = with_parity(rows, answers, builds)
-    print(markdown(table))
+    metric = builds[0]["config"].task.primary_metric
+    print(markdown(table, metric))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "profiles.md").write_text(markdown(table))
+        (args.out / "profiles.md").write_text(markdown(table, metric))
         (args.out / "profiles.json").write_text(json.dumps(table, indent=2) + "\n")
 
 

@@ -40,7 +40,8 @@ def build(
     config: Annotated[Optional[Path], typer.Option(help="build config TOML (default: embedded)")] = None,
     build_dir: Annotated[Path, typer.Option(help="where cache and outputs go")] = Path("build"),
     train_data: Annotated[Optional[Path], typer.Option(
-        help="train prompts: JSONL / CSV / Parquet / datasets folder (columns: see [task])")] = None,
+        help="train prompts: JSONL / CSV / Parquet / datasets folder "
+             "(columns: see the config's \\[task])")] = None,
     eval_data: Annotated[Optional[Path], typer.Option(
         help="eval prompts, same formats; without references the teacher labels them")] = None,
     until: Annotated[Optional[str], typer.Option(help="stop after this step (e.g. teacher)")] = None,

@@ -77,6 +77,18 @@ class TeacherConfig(ModelSource):
             raise ValueError("n_samples > 1 needs temperature > 0 (greedy samples are identical)")
         return self
 
+    def where(self) -> dict[str, Any]:
+        """What identifies the running teacher besides its model file (part of cache keys)."""
+        if self.backend == "openai":
+            return {"base_url": self.base_url, "model_name": self.model_name}
+        return {"n_ctx": self.n_ctx, "threads": self.threads}
+
+    def backend_runtime(self) -> dict[str, Any]:
+        """How the backend runs (not what it computes): kept out of cache keys."""
+        return {"api_key_env": self.api_key_env, "concurrency": self.concurrency,
+                "timeout_s": self.timeout_s, "max_retries": self.max_retries,
+                "backoff_s": self.backoff_s}
+
 
 class StudentConfig(ModelSource):
     @model_validator(mode="after")
@@ -107,9 +119,20 @@ class TaskConfig(_Strict):
     prompt_field: str = "prompt"
     reference_field: str = "reference"
     prompt_template: str | None = None  # e.g. "Subject: {subject}\n\n{body}" over columns
+    # Several eval sets in one eval file (e.g. hand-written vs generated): the column naming
+    # each row's set; every set is reported, the verdict and gate use `primary_set`.
+    set_field: str | None = None
+    primary_set: str | None = None  # default: the first set in the eval file
+    copy_fields: tuple[str, ...] = ()  # json: fields whose value must occur in the prompt
     holdout: int = Field(40, ge=1)  # train prompts held out as eval when there is no eval_data
     max_train_rows: int = Field(0, ge=0)  # 0: all rows
     max_eval_rows: int = Field(0, ge=0)
+    # The teacher as judge (pipeline.measure.judge): each artifact's answer vs the teacher's
+    # own on the first `judge_rows` eval prompts, both orders. Meant for kind = "text", where
+    # a reference metric misses what a reader cares about; it costs 2 teacher calls per
+    # distinct answer.
+    judge: bool = False
+    judge_rows: int = Field(32, ge=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -135,6 +158,11 @@ class TaskConfig(_Strict):
             if bad := [a for a, lab in self.aliases.items() if lab not in self.labels]:
                 raise ValueError(f"aliases: '{bad[0]}' maps to '{self.aliases[bad[0]]}', "
                                  "which is not in labels")
+        props = (self.json_schema or {}).get("properties", {})
+        if bad := [f for f in self.copy_fields if props.get(f, {}).get("type") != "string"]:
+            raise ValueError(f"copy_fields: '{bad[0]}' is not a string field of the json schema")
+        if self.primary_set is not None and self.set_field is None:
+            raise ValueError("primary_set needs set_field (the eval data column naming each row's set)")
         if self.train_data is None:
             raise ValueError("train_data: give the task's train prompts "
                              "(JSONL / CSV / Parquet / datasets folder)")
@@ -145,14 +173,19 @@ class TaskConfig(_Strict):
         """What parsing and scoring depend on (part of every cache key that reads them)."""
         from pipeline.tasks import KINDS
 
+        # the newer keys only when used: tasks without them keep their cache keys
+        extra = {k: v for k, v in (("copy_fields", self.copy_fields),
+                                   ("primary_set", self.primary_set)) if v}
         return TaskSpec(name=self.name, kind=self.kind, version=KINDS[self.kind].version,
                         json_schema=self.json_schema, labels=self.labels,
-                        aliases=dict(self.aliases), primary=self.primary_metric)
+                        aliases=dict(self.aliases), primary=self.primary_metric, **extra)
 
     @property
     def columns(self) -> Columns:
+        extra = {"set_field": self.set_field} if self.set_field else {}
         return Columns(id_field=self.id_field, prompt_field=self.prompt_field,
-                       reference_field=self.reference_field, prompt_template=self.prompt_template)
+                       reference_field=self.reference_field, prompt_template=self.prompt_template,
+                       **extra)
 
 
 def resolve_task(data: dict[str, Any], base: Path) -> dict[str, Any]:

@@ -85,21 +85,22 @@ def test_progress_line_estimates_from_earlier_runs(tmp_path) -> None:  # type: i
 
 # sha256 of each stage's settings JSON for the default config, pinned when stage settings became
 # typed models: a refactor must leave every cache key as it was (a deliberate re-key updates
-# the pin and says so in the commit). Last re-key: tasks as data (issue 12) — the task's spec
-# and the two ChatPrompts replaced the task name and the flat prompt strings.
+# the pin and says so in the commit). Last re-key: the default task's eval sets and copy fields
+# (issue 13: hand-written eval set, invented spans) entered its spec and columns; before that,
+# tasks as data (issue 12).
 PINNED_SETTINGS = {
-    ("cpu-int4", "prompts"): "68e4d8a4a42a5f30081957fc1bfc7334a54015d2af8f09cfce61e5f8d356e4a7",
+    ("cpu-int4", "prompts"): "e0ced7247c68ef9ba69eb01c9eab9d1bbe91c83673e0231908d79da3f0d4fc14",
     ("cpu-int4", "teacher"): "cbaafc8311110c09cd3334d3d74f230277b65b83bdc0c54249670b913e62a1e7",
-    ("cpu-int4", "eval_set"): "bc0e954c8efb9e113f43e44090f0c427c3197c9d14e28af21e89cdf306ba703a",
-    ("cpu-int4", "filter"): "853bbe254e248cc69d5906afead77a91ca05105ee1dcd89a5b942a8223b2d823",
+    ("cpu-int4", "eval_set"): "0f5dd9a5d4c663b6f872cf76cbb1332eaf396c414728c100b27d98fe43ce0617",
+    ("cpu-int4", "filter"): "24382b6a13ef4a751e11da5ba8538644c121deb7134a8693f28e43b63753d0eb",
     ("cpu-int4", "student_base"): "cb323c385c6f1a350e4653e9ce6a7a1bcbd5be756d89a92dc242f4a022285b7a",
     ("cpu-int4", "teacher_logits"): "08f110f315a0ff25118341eb70bd5038891ff423b7af02044e200a218a957df2",
     ("cpu-int4", "distill"): "0bcc5bd747014a90f53b164e120b702e4bdbb3470449561778e317b2995195fa",
     ("cpu-int4", "export"): "c668ae0e1b53a81dce6e1974e81ce5996c7573f64c438db829ca76128406412a",
-    ("cpu-int4", "bench_teacher"): "8849770d22583ebb7ea21697a1cac11b7b2fce70997f56322ef14a956e0ceb68",
-    ("cpu-int4", "bench_student"): "6c4411640e3d9be58aaf19f8bd53eeabbf9b35e7a8839bc28ebac5109e94e405",
-    ("cpu-int4", "bench"): "5350472626dca8cdc519538b0468214a9f50a6b066f839cb163b022740401114",
-    ("cpu-int4", "report"): "4af4d7a960ba1eeb75659d4acea02dcd638114615514b50103bb2b56444cad94",
+    ("cpu-int4", "bench_teacher"): "29c1f81ec43bf1553cf3d7ce002d8102658b2dcdc2e7e5d75bfd2587b55e149c",
+    ("cpu-int4", "bench_student"): "a497157ba694f4751b8abdef4856b834c4f3d6a4dc5f2178761bfb7b6474c64d",
+    ("cpu-int4", "bench"): "ec358bebd6dc9fa0dc7234ee8e7a5d3ba5420ad39ca3d245a54703d576b8f456",
+    ("cpu-int4", "report"): "b640d79bc49cc49cc16a469adfd3cabe7085b3615ccad2996b2549f0c435a418",
     ("arm64-q4", "export"): "e3166f544324627e914483cd3c3982d13e7e1d39284fcf72a456061a845af672",
     ("cpu-int4-onnx", "export"): "ae05c6367eb29cef6840e06595b7df684f670ef74a17f7e773980dffef4b049e",
 }

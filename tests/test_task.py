@@ -4,12 +4,22 @@ by the `json` kind (no code path of its own)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from pipeline.config import load_config
+from pipeline.measure.quality import invented_spans
 from pipeline.tasks import make_task, shipped_split
-from pipeline.tasks.generator import EVAL_TEMPLATES, TRAIN_TEMPLATES, generate
+from pipeline.tasks.generator import (
+    EVAL_TEMPLATES,
+    HAND_WRITTEN,
+    SHIPPED,
+    TRAIN_TEMPLATES,
+    WIDE_TEMPLATES,
+    generate,
+)
+from pipeline.tasks.inputs import normalized_prompt
 
 REF = {"name": "Ann Lee", "item": "desk lamps", "quantity": 2, "city": "Oslo", "date": "2025-03-04"}
 TASK = make_task(load_config(None).task.spec)
@@ -18,15 +28,32 @@ TASK = make_task(load_config(None).task.spec)
 def test_generator_is_deterministic_and_splits_differ() -> None:
     assert generate("train", 20, 7) == generate("train", 20, 7)
     assert generate("train", 5, 7) == generate("train", 20, 7)[:5]
-    assert not set(TRAIN_TEMPLATES) & set(EVAL_TEMPLATES)
+    assert not set(TRAIN_TEMPLATES + WIDE_TEMPLATES) & set(EVAL_TEMPLATES)
     train_prompts = {r["prompt"] for r in generate("train", 200, 1)}
     assert not train_prompts & {r["prompt"] for r in generate("eval", 60, 1)}
 
 
+def _shipped(split: str) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in shipped_split("extraction", split).read_text().splitlines()]
+
+
 def test_shipped_splits_match_the_generator() -> None:
-    for split, count in (("train", 200), ("eval", 60)):
-        rows = [json.loads(x) for x in shipped_split("extraction", split).read_text().splitlines()]
-        assert rows == generate(split, count, seed=2026)
+    assert _shipped("train") == generate("train", SHIPPED["train"], seed=2026)
+    generated = [r for r in _shipped("eval") if r["set"] == "generated"]
+    assert generated == [{**r, "set": "generated"} for r in generate("eval", SHIPPED["eval"], 2026)]
+
+
+def test_hand_written_eval_is_big_valid_and_never_trained_on() -> None:
+    hand = [r for r in _shipped("eval") if r["set"] == HAND_WRITTEN]
+    assert len(hand) >= 60
+    generated = {r["prompt"] for r in generate("train", 2000, 2026) + generate("eval", 500, 2026)}
+    assert not generated & {r["prompt"] for r in hand}  # not produced by the generator
+    train = {normalized_prompt(r["prompt"]) for r in _shipped("train")}
+    assert not train & {normalized_prompt(r["prompt"]) for r in hand}
+    for row in hand:
+        assert TASK.reference(row["reference"]) == row["reference"]
+        # what the report calls an invented span never happens in a reference
+        assert invented_spans([row["reference"]], [row["prompt"]], ("name", "item", "city")) == 0
 
 
 def test_references_are_valid_answers_of_the_schema() -> None:

@@ -172,3 +172,37 @@ def test_teacher_answers_unlabelled_eval_prompts_but_filter_never_trains_on_them
                    {"teacher": teacher}, tmp_path / "filter")
     assert summary["rows_in"] == 1
     assert [r["id"] for r in read_rows(tmp_path / "filter" / "kept.jsonl")] == ["t1"]
+
+
+def test_eval_sets_are_scored_apart_and_the_primary_one_leads(tmp_path: Path) -> None:
+    from pipeline.measure.bench import score_answers
+    from pipeline.stages.prompts import PromptsSettings
+
+    train = _jsonl(tmp_path / "train.jsonl", [{"id": f"t{i}", "prompt": f"q {i}"} for i in range(4)])
+    evals = _jsonl(tmp_path / "eval.jsonl", [
+        {"id": "g1", "prompt": "generated one", "reference": "billing", "kind": "generated"},
+        {"id": "h1", "prompt": "written by hand", "reference": "billing", "kind": "hand"},
+        {"id": "h2", "prompt": "also by hand", "reference": "shipping", "kind": "hand"}])
+    spec = TASK.spec.model_copy(update={"primary_set": "hand"})
+    s = PromptsSettings(task=spec, columns=Columns(set_field="kind"), has_eval=True, holdout=1,
+                        max_train_rows=0, max_eval_rows=0)
+    assert _run("prompts", s, {"train_data": train, "eval_data": evals},
+                tmp_path / "a")["eval_sets"] == {"generated": 1, "hand": 2}
+    rows = read_rows(tmp_path / "a" / "eval.jsonl")
+    quality = score_answers(make_task(spec), ["billing", "billing", "billing"], rows)
+    assert quality["eval_set"] == "hand" and quality["accuracy"] == 0.5  # the primary set's
+    assert quality["sets"]["generated"]["accuracy"] == 1.0 and quality["sets"]["hand"]["rows"] == 2
+    wrong = s.model_copy(update={"task": spec.model_copy(update={"primary_set": "typo"})})
+    with pytest.raises(UserError, match="primary_set 'typo' is not an eval set .*generated, hand"):
+        _run("prompts", wrong, {"train_data": train, "eval_data": evals}, tmp_path / "b")
+
+
+def test_invented_spans_count_values_not_in_the_prompt() -> None:
+    from pipeline.measure.quality import invented_spans
+
+    prompts = ["Send 2 lamps to Rotterdam - Emeka Okafor", "Łódź, 3 chairs, Ana Núñez"]
+    fields = ("name", "city")
+    assert invented_spans([{"name": "emeka  okafor", "city": "ROTTERDAM"},
+                           {"name": "Ana Núñez", "city": "łódź"}], prompts, fields) == 0.0
+    assert invented_spans([{"name": "Ekkeka Okafor", "city": "Rotterdam"},  # garbled name
+                           None], prompts, fields) == 0.5  # an invalid answer invents nothing

@@ -168,6 +168,10 @@ def _config(tmp_path: Path, task: str) -> Path:
      '[task.json_schema.properties.n]\ntype = "integr"', "not a valid JSON Schema at properties/n/type"),
     ('kind = "label"\nlabels = ["a", "b"]\ninstructions = "x"\n[task.student_prompt]\n'
      'system = "s"\nuser_template = "{text}"', "exactly one placeholder, {prompt}"),
+    ('kind = "json"\ninstructions = "x"\ncopy_fields = ["n"]\n[task.json_schema]\ntype = "object"\n'
+     '[task.json_schema.properties.n]\ntype = "integer"', "copy_fields: 'n' is not a string field"),
+    ('kind = "label"\nlabels = ["a", "b"]\ninstructions = "x"\nprimary_set = "h"',
+     "primary_set needs set_field"),
 ])
 def test_task_config_errors_name_the_key(tmp_path: Path, task: str, message: str) -> None:
     with pytest.raises(UserError, match=message):

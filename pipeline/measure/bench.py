@@ -47,6 +47,34 @@ def score_texts(student_dir: Path, prompt: ChatPrompt, eval_rows: list[dict[str,
     return texts
 
 
+def _rounded(quality: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in quality.items()}
+
+
+def score_answers(task: Task, preds: list[Any], eval_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The task metric of one artifact's parsed answers, plus invented spans where the task
+    names fields to copy. With several eval sets (rows' "set"), the top level is the primary
+    set's (what the verdict and gate read) and "sets" holds every set's figures."""
+    from pipeline.measure.quality import invented_spans
+
+    def one(idx: list[int]) -> dict[str, Any]:
+        quality = task.evaluate([preds[i] for i in idx], [eval_rows[i]["reference"] for i in idx])
+        if task.spec.copy_fields:
+            quality["invented"] = invented_spans([preds[i] for i in idx],
+                                                 [eval_rows[i]["prompt"] for i in idx],
+                                                 task.spec.copy_fields)
+        return _rounded(quality)
+
+    sets = list(dict.fromkeys(r.get("set") for r in eval_rows))
+    if len(sets) <= 1:
+        return one(list(range(len(eval_rows))))
+    per = {s: one([i for i, r in enumerate(eval_rows) if r.get("set") == s]) for s in sets}
+    primary = task.spec.primary_set if task.spec.primary_set in per else sets[0]
+    return {**per[primary], "eval_set": primary,
+            "sets": {str(s): {k: v for k, v in q.items() if k != "details"} | {
+                "rows": sum(r.get("set") == s for r in eval_rows)} for s, q in per.items()}}
+
+
 def bench_rows(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_dir: Path,
                task: Task, *, threads: int, n_ctx: int, max_tokens: int, warmup: int = 1,
                synthetic: dict[str, int] | None = None, texts: list[dict[str, Any]] | None = None,
@@ -61,7 +89,6 @@ def bench_rows(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_
     from pipeline.measure.latency import bench_artifact, summarize_latency
 
     metric = task.spec.primary
-    refs = [r["reference"] for r in eval_rows]
     prompts = [r["prompt"] for r in eval_rows]
     texts = texts or []
     ref_file = reference or out_dir / REFERENCE_FILE
@@ -75,8 +102,8 @@ def bench_rows(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_
         raw = bench_artifact(Path(row["model"]), row["prompt"], prompts,
                              threads=threads, n_ctx=n_ctx, max_tokens=max_tokens, warmup=warmup,
                              synthetic=synthetic, score=scoring, runtime=row.get("runtime"))
-        quality = task.evaluate([task.parse(r["response"])[0] for r in raw["results"]], refs)
-        quality = {k: round(v, 4) if isinstance(v, float) else v for k, v in quality.items()}
+        quality = score_answers(task, [task.parse(r["response"])[0] for r in raw["results"]],
+                                eval_rows)
         model = Path(row["model"])
         table.append({"label": row["label"], "role": row["role"], "file": model.name,
                       "runtime": raw["runtime"], "file_mb": round(artifact_bytes(model) / 1e6, 1),

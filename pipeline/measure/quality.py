@@ -11,13 +11,38 @@ Example:
     >>> greedy_agreement([{"distilled_torch": "x", "distilled": "x"},
     ...                   {"distilled_torch": "x", "distilled": "y"}], "distilled_torch")
     {'distilled': 0.5}
+    >>> invented_spans([{"city": "Milk River"}, {"city": "Milan"}],
+    ...                ["ship to Milan", "ship to Milan"], ("city",))
+    0.5
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Any
 
 from pipeline.tasks.base import Task
+
+
+def _folded(text: str) -> str:
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFC", text).casefold()).strip()
+
+
+def invented_spans(answers: list[Any], prompts: list[str], fields: tuple[str, ...]) -> float:
+    """Share of answers with a value in `fields` that does not occur in its prompt (case and
+    spacing aside): names, places and products the model should have copied but made up or
+    garbled. Invalid answers (None) count as not invented; the valid rate shows them."""
+    if not answers:
+        return 0.0
+    invented = 0
+    for answer, prompt in zip(answers, prompts, strict=True):
+        if not isinstance(answer, dict):
+            continue
+        text = _folded(prompt)
+        values = [answer.get(f) for f in fields]
+        invented += any(isinstance(v, str) and _folded(v) not in text for v in values)
+    return invented / len(answers)
 
 
 def teacher_agreement(answers: list[dict[str, Any]], task: Task) -> dict[str, float]:

@@ -88,6 +88,23 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
     return fmt.format(value * 1000 if key == "ttft_mean_s" else value)
 
 
+def _set_lines(report: dict[str, Any]) -> list[str]:
+    """One line per artifact with every eval set's figures (when the eval has several sets)."""
+    rows = [r for r in report["bench"]["rows"] if r.get("sets")]
+    if not rows:
+        return []
+    keys = [k for _, k, _ in _task(report)["columns"] if k != "judge"]
+    primary = rows[0].get("eval_set")
+    lines = [f"The table above, the verdict and the gate use the '{primary}' set."]
+    for row in rows:
+        parts = []
+        for name, q in row["sets"].items():
+            figures = ", ".join(f"{k.replace('_', ' ')} {q[k]:.3f}" for k in keys if k in q)
+            parts.append(f"{name} ({q.get('rows')} prompts): {figures}")
+        lines.append(f"{row['label']} — " + "; ".join(parts))
+    return lines
+
+
 def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
     """(heading, paragraphs) shared by the Markdown and HTML renderings."""
     out: list[tuple[str, list[str]]] = []
@@ -99,6 +116,17 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
                      "answers, so every quality figure here is agreement with the teacher — "
                      "quality against ground truth is unknown.")
     out.append(("Verdict", lines))
+    if lines := _set_lines(report):
+        out.append(("Quality per eval set", lines))
+    if judge := report.get("judge"):
+        out.append(("Teacher as judge", [
+            f"Judged by the teacher ({judge['judge']}), not by people: on the first "
+            f"{judge['rows']} eval prompts each artifact's answer was compared with the "
+            "teacher's own answer, twice with the two answers swapped (to cancel position "
+            "bias); a win in one order and a tie or win in the other is a win. W/T/L = "
+            "wins/ties/losses against the teacher; answers identical to the teacher's are ties. "
+            f"{judge['pairs']} distinct answers, {judge['calls']} judge calls, "
+            f"{judge['unreadable']} verdicts unreadable (counted as ties)."]))
     if gate := report.get("gate"):
         lines = [("PASS" if c["passed"] else "FAIL") + ": " + c["text"] for c in gate["checks"]]
         out.append(("Quality gate", lines or ["no checks set by this target"]))
@@ -144,7 +172,9 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
 
 METRIC_HELP = {  # what the task columns mean, per kind
     "json": "Field accuracy = share of the schema's top-level fields equal to the reference "
-            "(strings ignoring case, spacing and articles; dates as dates; arrays as sets). ",
+            "(strings ignoring case, spacing and articles; dates as dates; arrays as sets); "
+            "invented spans = share of answers with a name, place or product (the task's "
+            "copy_fields) that does not occur in the prompt. ",
     "label": "Accuracy = share of answers with the reference label; macro-F1 = mean F1 over "
              "the labels that occur. ",
     "text": "chrF = corpus character n-gram F-score against the references (sacrebleu). ",

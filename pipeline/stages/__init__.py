@@ -16,6 +16,7 @@ from pipeline.stages.eval_set import EvalSetStage
 from pipeline.stages.export_gguf import ExportGgufStage
 from pipeline.stages.export_onnx import ExportOnnxStage
 from pipeline.stages.filter import FilterStage
+from pipeline.stages.judge import JudgeStage
 from pipeline.stages.prompts import PromptsStage
 from pipeline.stages.report import ReportStage
 from pipeline.stages.student_base import StudentBaseStage
@@ -26,5 +27,6 @@ REGISTRY: dict[str, Stage] = {
     stage.name: stage
     for stage in (PromptsStage(), TeacherStage(), EvalSetStage(), FilterStage(), StudentBaseStage(),
                   TeacherLogitsStage(), DistillStage(), ExportGgufStage(), ExportOnnxStage(),
-                  BenchTeacherStage(), BenchStudentStage(), BenchStage(), ReportStage(), BundleStage())
+                  BenchTeacherStage(), BenchStudentStage(), BenchStage(), JudgeStage(), ReportStage(),
+                  BundleStage())
 }

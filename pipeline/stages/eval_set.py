@@ -76,7 +76,8 @@ class EvalSetStage:
                     dropped += 1  # the teacher gave no valid answer: nothing to score against
                     continue
             out.append({"id": row["id"], "prompt": row["prompt"], "reference": ref,
-                        "answer": task.canonical(ref), "reference_source": source})
+                        "answer": task.canonical(ref), "reference_source": source,
+                        **({"set": row["set"]} if "set" in row else {})})
         if not out:
             raise UserError("no eval prompt has a reference: the teacher answered none of the "
                             "unlabelled eval prompts validly (see the teacher's rows)")

@@ -75,6 +75,10 @@ class PromptsStage:
                 raise UserError(str(exc)) from None
             ctx.log(f"no eval data: {len(evals)} train prompts held out as the eval split")
         evals = evals[: s.max_eval_rows or None]
+        sets = list(dict.fromkeys(r.get("set") for r in evals))
+        if s.task.primary_set is not None and s.task.primary_set not in sets:
+            raise UserError(f"task.primary_set '{s.task.primary_set}' is not an eval set in the eval "
+                            f"data (sets: {', '.join(str(x) for x in sets)})")
         seen = {normalized_prompt(r["prompt"]) for r in evals}
         overlap = [r for r in train if normalized_prompt(r["prompt"]) in seen]
         if overlap:
@@ -87,5 +91,7 @@ class PromptsStage:
         write_rows(ctx.out_dir / TRAIN_FILE, train)
         write_rows(ctx.out_dir / EVAL_FILE, evals)
         labelled = sum(r["reference"] is not None for r in evals)
-        return {"train": len(train), "eval": len(evals), "eval_with_reference": labelled,
-                "held_out": 0 if s.has_eval else len(evals), "overlap_dropped": len(overlap)}
+        by_set = {str(x): sum(r.get("set") == x for r in evals) for x in sets if x is not None}
+        return {"train": len(train), "eval": len(evals), **({"eval_sets": by_set} if by_set else {}),
+                "eval_with_reference": labelled, "held_out": 0 if s.has_eval else len(evals),
+                "overlap_dropped": len(overlap)}

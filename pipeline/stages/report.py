@@ -57,6 +57,31 @@ def _curve(log_path: Any, max_points: int = 300) -> list[dict[str, Any]]:
     return [{"step": p["step"], "loss": p["loss"]} for p in train[::stride]] + evals
 
 
+def _judge(folder: Any, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The judge step's outcome (None when it was off); each judged row gets its W/T/L cell."""
+    path = folder / "judge.json" if folder is not None else None
+    if path is None or not path.is_file():
+        return None
+    judge = json.loads(path.read_text())
+    if not judge.get("enabled"):
+        return None
+    for row in rows:
+        if counts := judge["roles"].get(row["role"]):
+            row["judge"] = f"{counts['win']}/{counts['tie']}/{counts['loss']}"
+            row["judge_win_rate"] = counts["win_rate"]
+    return judge
+
+
+def _extra_columns(rows: list[dict[str, Any]], judge: dict[str, Any] | None) -> list[list[str]]:
+    """Columns beyond the kind's own: invented spans (tasks with copy_fields) and the judge."""
+    extra = []
+    if any(r.get("invented") is not None for r in rows):
+        extra.append(["invented spans", "invented", "{:.3f}"])
+    if judge:
+        extra.append(["judged vs teacher W/T/L", "judge", "{}"])
+    return extra
+
+
 def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
     """The report dict (report.json) from the stage inputs."""
     from pipeline.measure.quality import greedy_agreement, teacher_agreement
@@ -78,6 +103,7 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
         row["teacher_agreement"] = agreement.get(row["role"])
         if row["role"] in same:
             row["greedy_agreement"] = same[row["role"]]
+    judge = _judge(ctx.inputs.get("judge"), bench["rows"])
     walls = {role: meta["wall_s"] for role, folder in ctx.inputs.items()
              if folder.is_dir() and (meta := read_meta(folder))}
     distill_meta = read_meta(ctx.inputs["distill"]) or {}
@@ -86,12 +112,13 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
         "target": s.target,
         "benchmarked_on": s.benchmarked_on,
         "task": {"name": s.task.name, "kind": s.task.kind, "metric": metric,
-                 "columns": [list(c) for c in task.columns],
+                 "columns": [list(c) for c in task.columns] + _extra_columns(bench["rows"], judge),
                  "references": eval_set.get("references", "data"), "eval_rows": eval_set.get("rows")},
         "bench": bench,
         "verdict": decide(bench["rows"], s.min_quality, s.requests_per_day,
                           s.latency_budget_s, metric),
         "attribution": attribution(bench["rows"], metric),
+        "judge": judge,
         "gate": quality_gate(bench["rows"], s.gate_min_quality, s.gate_max_quant_loss,
                              s.gate_max_kl, s.gate_min_greedy_agreement, metric=metric),
         "data": json.loads((ctx.inputs["filter"] / "drops.json").read_text()),
@@ -110,7 +137,7 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
 
 class ReportStage:
     name = "report"
-    version = "10"
+    version = "11"
     libraries = REPORT_LIBRARIES + ("matplotlib",)
     resumable = False
 

@@ -101,16 +101,12 @@ class TeacherStage:
 
     def settings(self, config: BuildConfig, target: Target) -> TeacherSettings:
         t = config.teacher
-        where = ({"base_url": t.base_url, "model_name": t.model_name} if t.backend == "openai"
-                 else {"n_ctx": t.n_ctx, "threads": t.threads})
         return TeacherSettings(
             backend=t.backend, prompt=config.task.teacher_prompt, max_tokens=t.max_tokens,
-            temperature=t.temperature, n_samples=t.n_samples, seed=t.seed, **where)
+            temperature=t.temperature, n_samples=t.n_samples, seed=t.seed, **t.where())
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        t = config.teacher
-        return {"api_key_env": t.api_key_env, "concurrency": t.concurrency,
-                "timeout_s": t.timeout_s, "max_retries": t.max_retries, "backoff_s": t.backoff_s}
+        return config.teacher.backend_runtime()
 
     def run(self, ctx: StageContext[TeacherSettings]) -> dict[str, Any]:
         from tqdm import tqdm

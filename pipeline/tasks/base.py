@@ -33,6 +33,10 @@ class TaskSpec(BaseModel):
     labels: tuple[str, ...] = ()  # label
     aliases: dict[str, str] = {}  # label: other spellings of a label
     primary: str = ""  # the metric the goal, the gate and the verdict use
+    # json: string fields an answer must copy from the prompt (names, places); a value that
+    # does not occur in the prompt is an "invented span", reported per artifact
+    copy_fields: tuple[str, ...] = ()
+    primary_set: str | None = None  # the eval set the verdict and gate use (several sets)
 
 
 @runtime_checkable

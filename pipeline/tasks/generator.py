@@ -14,7 +14,9 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
+from pathlib import Path
 from typing import Any
 
 FIRST = ["John", "Priya", "Chen", "Fatima", "Lucas", "Aiko", "Olumide", "Sofia", "Mateo", "Ingrid",
@@ -103,6 +105,76 @@ EVAL_TEMPLATES = [
 ]
 
 
+# Train-only widening (issue 13): real traffic has names and places from everywhere, with
+# diacritics and several words, items with units, many message formats, corrections and
+# distractor numbers. None of these values or templates reaches the generated eval split,
+# and the hand-written eval set (data/extraction-eval.jsonl, set "hand-written") was
+# written separately, not from these tables.
+WORLD_NAMES = ["Zoltán Kovács", "Małgorzata Nowak", "Søren Højgaard", "Çağla Öztürk",
+               "Nguyễn Văn An", "Chidinma Okonkwo-Bello", "María José Fernández", "Åsa Lundgren",
+               "Jürgen Weiß", "Thị Lan Phạm", "Oluwadamilare Adeyemi", "Radosław Król",
+               "Inés García-Márquez", "Eoin Ó Dálaigh", "Hélène Lemaître", "Tiago Conceição",
+               "Mbali Zungu", "Ravi Shankar Iyer", "Yui Nakamura-Holt", "Grzegorz Brzęczyszczykiewicz",
+               "Ahmet Çelik", "Ana Lúcia Pereira", "Jóhann Sigurðsson", "Noémie Girard",
+               "Bogdan Stanković", "Fatou Ndiaye", "Kaito Mori", "Ludmila Horáková",
+               "Ebere Nwachukwu", "Pilar Domínguez", "Mikael Väisänen", "Hoàng Thu Trang",
+               "Abdirahman Warsame", "Leticia Ramírez de la Cruz", "Taini Whitehorse",
+               "Ji-hoon Choi", "Rosângela Albuquerque", "Wiremu Te Rangi", "Ilse de Jong",
+               "Dragoș Ionescu"]
+WORLD_CITIES = ["Kraków", "Malmö", "Düsseldorf", "Reykjavík", "São Luís", "Bogotá", "Gdańsk",
+                "Thessaloníki", "Zürich", "Córdoba", "Jyväskylä", "Brașov", "Plzeň",
+                "Frankfurt am Main", "Kuala Lumpur", "Ho Chi Minh City", "Rio de Janeiro",
+                "Addis Ababa", "Buenos Aires", "Santa Cruz de Tenerife", "Port Louis",
+                "Dar es Salaam", "Saint-Denis", "Aix-en-Provence", "Bad Homburg", "Nuuk",
+                "Trois-Rivières", "Hà Nội", "Las Vegas", "Ciudad Juárez", "Ålesund", "Tórshavn",
+                "Bursa", "Nizhny Novgorod", "Puerto Montt", "Bandar Seri Begawan", "Lüneburg",
+                "San José", "Mérida", "Québec City"]
+UNIT_ITEMS = [("10-litre water jug", "10-litre water jugs"), ("A5 notepad", "A5 notepads"),
+              ("M6 anchor bolt pack", "M6 anchor bolt packs"), ("3-metre USB cable", "3-metre USB cables"),
+              ("25 kg bag of flour", "25 kg bags of flour"), ("60x90 cm door mat", "60x90 cm door mats"),
+              ("high-vis vest", "high-vis vests"), ("non-slip shoe cover", "non-slip shoe covers"),
+              ("4-port USB hub", "4-port USB hubs"), ("half-litre thermos", "half-litre thermoses"),
+              ("Wi-Fi range extender", "Wi-Fi range extenders"),
+              ("pack of AA batteries", "packs of AA batteries")]
+EXTRA_DATE_STYLES = [  # train only; every one unambiguous and with its year
+    lambda d: f"{d.day} {MONTHS[d.month - 1].lower()} {d.year}",
+    lambda d: f"{d.strftime('%a')} {d.day} {MONTHS[d.month - 1][:3]} {d.year}",
+    lambda d: f"{_ordinal(d.day)} of {MONTHS[d.month - 1][:3].lower()} {d.year}",
+    lambda d: f"{MONTHS[d.month - 1]} {_ordinal(d.day)}, {d.year}",
+    lambda d: f"{d.day:02d}/{d.month:02d}/{d.year}" + ("" if d.day > 12 else " (dd/mm/yyyy)"),
+    lambda d: f"{d.day}.{d.month}.{d.year}" if d.day > 12 else f"{d.day}. {MONTHS[d.month - 1]} {d.year}",
+    lambda d: f"{MONTHS[d.month - 1].upper()} {d.day} {d.year}",
+]
+# Fields beyond the basic ones: {old_qty} (a count the message corrects), {other_city} (a
+# city that is not the destination), {size} (a number that is not the count).
+WIDE_TEMPLATES = [
+    "Hello,\n\nCould you arrange delivery of {qty} {item} to our office in {city}? We need them on "
+    "{date}.\n\nMany thanks,\n{name}\nOperations | Example Trading Ltd\nTel. {phone}\n"
+    "This e-mail and any attachments are confidential.",
+    "---------- Forwarded message ---------\nFrom: {name}\nSubject: order\n\nPlease deliver {qty} "
+    "{item} to {city} on {date}. Thank you.\n\n---\nCan someone process this? Thanks",
+    "Call note: caller {name} (account {ref}) wants {qty} {item} delivered to {city} by {date}.",
+    "hi its {name}, can u send {qty} {item} to {city} for {date}? thx",
+    "Order form\nFull name: {name}\nItem: {item}\nUnits: {qty}\nDelivery city: {city}\n"
+    "Delivery date: {date}\nNotes: gate {size}",
+    "* requester: {name}\n* item: {item}\n* qty: {qty}\n* ship to: {city}\n* when: {date}",
+    "Order from {name}: {old_qty} {item} to {city} on {date}. Oh wait, make that {qty}, not {old_qty}.",
+    "Hi, {name} here from the {other_city} team. Please deliver {qty} {item} to {city} (not "
+    "{other_city}!) on {date}.",
+    "[10:02] {name}: hello, I want to order {item}\n[10:02] Agent: How many?\n[10:03] {name}: "
+    "{qty}\n[10:03] Agent: Where to?\n[10:04] {name}: {city}, by {date} please",
+    "Hi, my manager {name} asked me to order {qty} {item} for {city}, by {date}. Please put the "
+    "order under their name, not mine.",
+    "Ticket #{ref} (priority {size})\nRequester: {name}\nBody: we need {qty} {item} in {city}, "
+    "delivered {date}. We already have {old_qty} at the {other_city} site.",
+    "Voicemail: \"Hi, this is {name}, we need {qty} {item} for our {city} office by {date}. "
+    "Call me back on {phone}.\"",
+    "pls send {qty} {item} 2 {city} by {date}. {name}",
+    "Subject: Re: restock\n\nYes, please go ahead with {qty} {item} for {city}, delivered on "
+    "{date}.\nBest,\n{name}\n\n> On Monday the team wrote:\n> Should these go to {other_city}?",
+]
+
+
 def _qty_text(qty: int, rng: random.Random) -> str:
     if qty <= len(NUMBER_WORDS) and rng.random() < 0.35:
         return NUMBER_WORDS[qty - 1]
@@ -124,17 +196,23 @@ def _pools(split: str) -> dict[str, list[Any]]:
 
 def _one(split: str, index: int, rng: random.Random) -> dict[str, Any]:
     pools = _pools(split)
-    name = f"{rng.choice(pools['first'])} {rng.choice(pools['last'])}"
-    singular, plural = rng.choice(pools["item"])
+    wide = split == "train" and rng.random() < 0.5  # half the train rows from the wide tables
+    name = (rng.choice(WORLD_NAMES) if wide and rng.random() < 0.7
+            else f"{rng.choice(pools['first'])} {rng.choice(pools['last'])}")
+    singular, plural = rng.choice(UNIT_ITEMS if wide and rng.random() < 0.4 else pools["item"])
     qty = rng.choice([1, 1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 24, 30, 40, 50, rng.randint(2, 99)])
     item = singular if qty == 1 else plural
-    city = rng.choice(pools["city"])
+    cities = WORLD_CITIES if wide and rng.random() < 0.7 else pools["city"]
+    city, other_city = rng.sample(cities, 2)
     date = dt.date(2024, 1, 1) + dt.timedelta(days=rng.randint(0, 4 * 365))
-    templates = TRAIN_TEMPLATES if split == "train" else EVAL_TEMPLATES
+    templates = WIDE_TEMPLATES if wide else TRAIN_TEMPLATES if split == "train" else EVAL_TEMPLATES
+    styles = DATE_STYLES + EXTRA_DATE_STYLES if wide else DATE_STYLES
     prompt = rng.choice(templates).format(
         name=name, qty=_qty_text(qty, rng), qty_digits=qty, item=item, city=city,
-        date=rng.choice(DATE_STYLES)(date), ref=rng.randint(1000, 99999),
+        date=rng.choice(styles)(date), ref=rng.randint(1000, 99999),
         phone=f"+{rng.randint(1, 99)} {rng.randint(100, 999)} {rng.randint(1000, 9999)}",
+        old_qty=rng.choice([n for n in range(1, 60) if n != qty]), other_city=other_city,
+        size=rng.randint(2, 40),
     )
     reference = {"name": name, "item": item, "quantity": qty, "city": city,
                  "date": date.isoformat()}
@@ -148,3 +226,22 @@ def generate(split: str, count: int, seed: int) -> list[dict[str, Any]]:
     # Separate streams per split: changing one split's size never changes the other.
     rng = random.Random(f"{split}:{seed}")
     return [_one(split, i, rng) for i in range(count)]
+
+
+SHIPPED = {"train": 200, "eval": 30}  # rows of the shipped splits (seed 2026)
+HAND_WRITTEN = "hand-written"  # the eval set written by hand: verdict and gate use it
+
+
+def write_shipped(data_dir: Path, seed: int = 2026) -> None:
+    """Rewrite the shipped train split and the generated part of the eval file; the eval
+    file's hand-written rows (set "hand-written", never generated) are kept as they are."""
+    train, eval_file = data_dir / "extraction-train.jsonl", data_dir / "extraction-eval.jsonl"
+    hand = [r for r in map(json.loads, eval_file.read_text(encoding="utf-8").splitlines())
+            if r.get("set") == HAND_WRITTEN]
+    generated = [{**r, "set": "generated"} for r in generate("eval", SHIPPED["eval"], seed)]
+    for path, rows in ((train, generate("train", SHIPPED["train"], seed)), (eval_file, hand + generated)):
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+if __name__ == "__main__":  # python -m pipeline.tasks.generator: rewrite the shipped data
+    write_shipped(Path(__file__).parent / "data")

@@ -49,6 +49,7 @@ class Columns(BaseModel):
     prompt_field: str = "prompt"
     reference_field: str = "reference"
     prompt_template: str | None = None  # built from several columns instead of prompt_field
+    set_field: str | None = None  # eval data: the column naming each row's eval set
 
 
 def normalized_prompt(text: str) -> str:
@@ -146,8 +147,11 @@ def _row(record: Any, index: int, task: Task, cols: Columns) -> dict[str, Any]:
         reference = task.reference(raw_ref) if raw_ref is not None else None
     except (ValueError, TypeError) as exc:
         raise ValueError(f"column '{cols.reference_field}': {exc}") from None
-    return {"id": str(raw_id) if raw_id is not None else f"row-{index}", "prompt": prompt,
-            "reference": reference}
+    row = {"id": str(raw_id) if raw_id is not None else f"row-{index}", "prompt": prompt,
+           "reference": reference}
+    if cols.set_field and record.get(cols.set_field) is not None:
+        row["set"] = str(record[cols.set_field])
+    return row
 
 
 DEFAULT_COLUMNS = Columns()
