@@ -145,7 +145,8 @@ def test_judge_is_a_task_setting_and_off_by_default(tmp_path: Path) -> None:
     (tmp_path / "t.jsonl").write_text('{"id": "1", "prompt": "q", "reference": "a"}\n')
     path = tmp_path / "c.toml"
     path.write_text('[teacher]\nmodel = "qwen2.5-coder-1.5b-instruct-q4_k_m"\n'
-                    '[student]\nmodel = "smollm2-135m-instruct-q4_1"\n[task]\nname = "faq"\nkind = "text"\ninstructions = "Answer."\n'
+                    '[student]\nmodel = "smollm2-135m-instruct-q4_1"\n'
+                    '[task]\nname = "faq"\nkind = "text"\ninstructions = "Answer."\n'
                     'train_data = "t.jsonl"\njudge = true\njudge_rows = 8\n')
     s = JudgeStage().settings(load_config(path), target)
     assert s.enabled and s.rows == 8 and s.backend == "llama_cpp" and s.teacher_prompt is not None

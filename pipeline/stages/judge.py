@@ -24,7 +24,7 @@ from typing import Any
 
 from pipeline.cache import read_jsonl
 from pipeline.config import BuildConfig
-from pipeline.generation.backends import BackendOptions, Request, make_backend
+from pipeline.generation.backends import LIBRARIES, BackendOptions, Request, make_backend
 from pipeline.measure.judge import judge_messages, pairs, parse_verdict, tally
 from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, StageContext
@@ -65,7 +65,7 @@ def _generate(backend: Any, requests: list[Request]) -> dict[str, str]:
 class JudgeStage:
     name = "judge"
     version = "1"
-    libraries = ("llama-cpp-python", "transformers", "httpx")
+    libraries = LIBRARIES
     resumable = False
 
     def settings(self, config: BuildConfig, target: Target) -> JudgeSettings:

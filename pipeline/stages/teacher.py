@@ -25,7 +25,7 @@ from typing import Any
 
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
-from pipeline.generation.backends import BackendOptions, Request, Result, make_backend
+from pipeline.generation.backends import LIBRARIES, BackendOptions, Request, Result, make_backend
 from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
@@ -96,7 +96,7 @@ def _record(res: Result, row: dict[str, Any]) -> dict[str, Any]:
 class TeacherStage:
     name = "teacher"
     version = "3"
-    libraries = ("llama-cpp-python", "transformers", "httpx")
+    libraries = LIBRARIES
     resumable = True
 
     def settings(self, config: BuildConfig, target: Target) -> TeacherSettings:

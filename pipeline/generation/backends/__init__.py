@@ -98,3 +98,4 @@ def make_backend(name: str, settings: BackendOptions, model_path: Any) -> Teache
 
 
 BACKENDS = ("llama_cpp", "openai", "transformers")
+LIBRARIES = ("llama-cpp-python", "transformers", "httpx")  # their versions key a backend's output
