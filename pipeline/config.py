@@ -309,6 +309,13 @@ class GoalConfig(_Strict):
     latency_budget_s: float = Field(0.0, ge=0)  # per request; 0 = no latency requirement
 
 
+class GateConfig(_Strict):
+    # The [goal] quality bar is part of every target's gate: a student the verdict calls not
+    # good enough exits 3 and gets no bundle. False: the gate checks only the target's own
+    # limits (quantization loss, parity) and the verdict alone reports the bar.
+    require_goal: bool = True
+
+
 class BuildConfig(_Strict):
     teacher: TeacherConfig
     student: StudentConfig
@@ -317,6 +324,7 @@ class BuildConfig(_Strict):
     distill: DistillConfig = DistillConfig()
     bench: BenchConfig = BenchConfig()
     goal: GoalConfig = GoalConfig()
+    gate: GateConfig = GateConfig()
 
     @model_validator(mode="before")
     @classmethod

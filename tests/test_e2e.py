@@ -33,6 +33,8 @@ checks = ["length", "refusal", "validator"]  # SmolLM2 as teacher rarely matches
 [distill]
 epochs = 1
 batch_size = 4
+[gate]
+require_goal = false  # a student trained for one step: mechanics, not the [goal] bar
 [bench]
 max_tokens = 48
 score_rows = 2

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from pipeline.measure.verdict import attribution, decide, seconds_per_request
 
@@ -109,3 +112,31 @@ def test_quant_loss_exactly_at_the_limit_passes() -> None:
     rows = [_row("distilled_torch", 0.9, 0.3, 14.0), _row("distilled", 0.88, 0.1, 80.0)]
     gate = quality_gate(rows, min_quality=None, max_quant_loss=0.02, metric="field_accuracy")
     assert gate["passed"] and gate["checks"][0]["value"] == 0.02
+
+
+@pytest.mark.parametrize("student_acc", [0.5, 0.89, 0.9, 0.95])
+def test_the_gate_fails_exactly_when_the_verdict_says_not_ready(student_acc: float) -> None:
+    """[gate] require_goal (the default): the exit status (the gate) and the verdict agree."""
+    from pipeline.measure.verdict import quality_gate
+
+    rows = _rows(student_acc=student_acc)
+    verdict = decide(rows, min_quality=0.9, requests_per_day=10**6, latency_budget_s=0,
+                     metric="field_accuracy")
+    gate = quality_gate(rows, None, None, metric="field_accuracy", goal=0.9)
+    assert gate["passed"] == (verdict["case"] == "ship_student")
+    assert (verdict["case"] == "student_below_bar") == (not gate["passed"])
+    assert "[gate] require_goal = false" in gate["checks"][0]["text"]
+    assert quality_gate(rows, None, None, metric="field_accuracy")["passed"]  # require_goal = false
+
+
+def test_require_goal_reaches_the_report_settings(tmp_path: Any) -> None:
+    from pipeline.config import load_config
+    from pipeline.stages.report import ReportStage
+    from pipeline.targets import load_target
+
+    target = load_target("cpu-int4")
+    assert ReportStage().settings(load_config(None), target).gate_goal == 0.9
+    text = (Path(__file__).parents[1] / "pipeline" / "default.toml").read_text()
+    off = tmp_path / "c.toml"
+    off.write_text(text.replace("require_goal = true", "require_goal = false"))
+    assert ReportStage().settings(load_config(off), target).gate_goal is None

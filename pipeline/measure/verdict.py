@@ -43,8 +43,8 @@ def attribution(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]
              ("distill", base, by_role.get("distilled_fp")),
              ("export", by_role.get("distilled_torch"), by_role.get("distilled_fp")),
              ("quantize", by_role.get("distilled_fp"), by_role.get("distilled"))]
-    return [{"step": step, "from": a["label"], "to": b["label"],
-             "delta": round(b[metric] - a[metric], 4)}
+    return [{"step": step, "from": a["label"], "to": b["label"], "from_role": a["role"],
+             "to_role": b["role"], "delta": round(b[metric] - a[metric], 4)}
             for step, a, b in pairs if a is not None and b is not None]
 
 
@@ -90,13 +90,22 @@ def decide(rows: list[dict[str, Any]], min_quality: float, requests_per_day: int
 
 def quality_gate(rows: list[dict[str, Any]], min_quality: float | None,
                  max_quant_loss: float | None, max_kl: float | None = None,
-                 min_greedy_agreement: float | None = None, *, metric: str) -> dict[str, Any]:
+                 min_greedy_agreement: float | None = None, *, metric: str,
+                 goal: float | None = None) -> dict[str, Any]:
     """The target's quality gate on the shipped (distilled, quantized) artifact; its loss is
-    measured against the fp32 student (torch) when benchmarked, else its F16 export."""
+    measured against the fp32 student (torch) when benchmarked, else its F16 export.
+    `goal` is the user's [goal] quality bar: with it the gate fails exactly when the verdict
+    says the student is not good enough, so the exit status and the report agree."""
     by_role = {r["role"]: r for r in rows}
     shipped = by_role.get("distilled")
     fp = by_role.get("distilled_torch") or by_role.get("distilled_fp")
     checks = []
+    if goal is not None and shipped:
+        value = shipped[metric]
+        checks.append({"check": "goal", "value": round(value, 4), "limit": goal,
+                       "passed": value >= goal,
+                       "text": f"{shipped['label']} {metric} {value:.3f} vs the [goal] quality bar "
+                               f"{goal} (to ship below it: [gate] require_goal = false)"})
     if min_quality is not None and shipped:
         value = shipped[metric]
         checks.append({"check": "min_quality", "value": round(value, 4),

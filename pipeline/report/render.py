@@ -85,7 +85,17 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
     value = row.get(key)
     if value is None:
         return "–"
+    if key == "ci":  # [lo, hi] of the primary metric
+        return f"{value[0]:.3f}–{value[1]:.3f}"
     return fmt.format(value * 1000 if key == "ttft_mean_s" else value)
+
+
+def _paired(step: dict[str, Any]) -> str:
+    if "ci" not in step:
+        return ""
+    lo, hi = step["ci"]
+    return (f" (paired 95% interval {lo:+.3f} to {hi:+.3f}"
+            + ("" if step["distinguishable"] else ": not distinguishable from noise") + ")")
 
 
 def _set_lines(report: dict[str, Any]) -> list[str]:
@@ -132,7 +142,8 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
         out.append(("Quality gate", lines or ["no checks set by this target"]))
     if steps := report.get("attribution"):
         out.append((f"Attribution ({_metric(report)} change per step)",
-                    [f"{s['step']}: {s['from']} → {s['to']}: {s['delta']:+.3f}" for s in steps]))
+                    [f"{s['step']}: {s['from']} → {s['to']}: {s['delta']:+.3f}" + _paired(s)
+                     for s in steps]))
     if data := report.get("data"):
         drops = ", ".join(f"{k}: {v}" for k, v in data["drops_by_reason"].items()) or "none"
         out.append(("Teacher data", [
@@ -189,7 +200,10 @@ def _caption(report: dict[str, Any]) -> str:
                else "") + ". "
             f"Eval prompts: {bench.get('eval_rows')}, threads: {bench.get('threads')}, greedy "
             "decoding, each artifact in its own process after a warm-up. "
-            + METRIC_HELP.get(task["kind"], "") +
+            + METRIC_HELP.get(task["kind"], "")
+            + ("95% interval: percentile bootstrap of the primary metric over the eval prompts "
+               "(the attribution's differences: paired, on the same prompts). "
+               if any(r.get("ci") for r in bench["rows"]) else "") +
             "TTFT, prefill and decode tok/s are measured on the task's own prompts (each row with "
             "the prompt it needs: the teacher its few-shot prompt, the student a short one).")
     if (where := report.get("benchmarked_on")) and where != "this build machine":

@@ -21,7 +21,7 @@ from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
 from pipeline.tasks import make_task
 from pipeline.tasks.base import TaskSpec
-from pipeline.tasks.inputs import EVAL_FILE, TRAIN_FILE
+from pipeline.tasks.inputs import EVAL_FILE, TRAIN_FILE, read_rows
 
 # The rows of the table, in order: teacher, the small model used directly, the student.
 ROLE_ORDER = ("teacher", "base_fp", "base", "base_fewshot", "distilled_torch", "distilled_fp",
@@ -43,6 +43,7 @@ class ReportSettings(Settings):
     gate_max_quant_loss: float | None
     gate_max_kl: float | None
     gate_min_greedy_agreement: float | None
+    gate_goal: float | None = None  # the [goal] bar, unless [gate] require_goal = false
 
 
 def _curve(log_path: Any, max_points: int = 300) -> list[dict[str, Any]]:
@@ -75,6 +76,8 @@ def _judge(folder: Any, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 def _extra_columns(rows: list[dict[str, Any]], judge: dict[str, Any] | None) -> list[list[str]]:
     """Columns beyond the kind's own: invented spans (tasks with copy_fields) and the judge."""
     extra = []
+    if any(r.get("ci") for r in rows):
+        extra.append(["95% interval", "ci", "{}"])
     if any(r.get("invented") is not None for r in rows):
         extra.append(["invented spans", "invented", "{:.3f}"])
     if judge:
@@ -85,6 +88,7 @@ def _extra_columns(rows: list[dict[str, Any]], judge: dict[str, Any] | None) -> 
 def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
     """The report dict (report.json) from the stage inputs."""
     from pipeline.measure.quality import greedy_agreement, teacher_agreement
+    from pipeline.measure.uncertainty import add_intervals
     from pipeline.measure.verdict import attribution, decide, quality_gate
     from pipeline.report.render import environment
 
@@ -108,6 +112,10 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
              if folder.is_dir() and (meta := read_meta(folder))}
     distill_meta = read_meta(ctx.inputs["distill"]) or {}
     eval_set = (read_meta(ctx.inputs["eval"]) or {}).get("summary", {})
+    verdict = decide(bench["rows"], s.min_quality, s.requests_per_day, s.latency_budget_s, metric)
+    attributed = attribution(bench["rows"], metric)
+    add_intervals(task, metric, bench["rows"], answers, read_rows(ctx.inputs["eval"] / EVAL_FILE),
+                  attributed, verdict)
     return {
         "target": s.target,
         "benchmarked_on": s.benchmarked_on,
@@ -115,12 +123,12 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
                  "columns": [list(c) for c in task.columns] + _extra_columns(bench["rows"], judge),
                  "references": eval_set.get("references", "data"), "eval_rows": eval_set.get("rows")},
         "bench": bench,
-        "verdict": decide(bench["rows"], s.min_quality, s.requests_per_day,
-                          s.latency_budget_s, metric),
-        "attribution": attribution(bench["rows"], metric),
+        "verdict": verdict,
+        "attribution": attributed,
         "judge": judge,
         "gate": quality_gate(bench["rows"], s.gate_min_quality, s.gate_max_quant_loss,
-                             s.gate_max_kl, s.gate_min_greedy_agreement, metric=metric),
+                             s.gate_max_kl, s.gate_min_greedy_agreement, metric=metric,
+                             goal=s.gate_goal),
         "data": json.loads((ctx.inputs["filter"] / "drops.json").read_text()),
         "teacher": json.loads((ctx.inputs["teacher"] / "stats.json").read_text()),
         "training": distill_meta.get("summary"),
@@ -137,7 +145,7 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
 
 class ReportStage:
     name = "report"
-    version = "11"
+    version = "12"
     libraries = REPORT_LIBRARIES + ("matplotlib",)
     resumable = False
 
@@ -146,7 +154,8 @@ class ReportStage:
             target=target.name, benchmarked_on=target.benchmarked_on, task=config.task.spec,
             **config.goal.model_dump(), gate_min_quality=target.min_quality,
             gate_max_quant_loss=target.max_quant_loss, gate_max_kl=target.max_kl,
-            gate_min_greedy_agreement=target.min_greedy_agreement)
+            gate_min_greedy_agreement=target.min_greedy_agreement,
+            gate_goal=config.goal.min_quality if config.gate.require_goal else None)
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {}

@@ -72,6 +72,7 @@ def _types(prop: dict[str, Any]) -> set[str]:
 class JsonTask:
     version: ClassVar[str] = "1"
     exact_metric: ClassVar[str | None] = "exact"
+    mean_metrics: ClassVar[tuple[str, ...]] = ("field_accuracy", "exact", "valid")  # per-prompt means
     metrics: ClassVar[tuple[str, ...]] = ("field_accuracy", "exact", "valid")
     columns: ClassVar[tuple[tuple[str, str, str], ...]] = (
         ("valid JSON", "valid", "{:.2f}"), ("field acc", "field_accuracy", "{:.3f}"),

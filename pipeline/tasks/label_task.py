@@ -33,6 +33,7 @@ def _key(text: str) -> str:
 class LabelTask:
     version: ClassVar[str] = "1"
     exact_metric: ClassVar[str | None] = "accuracy"
+    mean_metrics: ClassVar[tuple[str, ...]] = ("accuracy", "valid")  # macro-F1 is not
     metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1", "valid")
     columns: ClassVar[tuple[tuple[str, str, str], ...]] = (
         ("valid", "valid", "{:.2f}"), ("accuracy", "accuracy", "{:.3f}"),
@@ -63,8 +64,20 @@ class LabelTask:
     def score(self, pred: str | None, ref: str) -> dict[str, float]:
         return {"valid": float(pred is not None), "accuracy": float(pred == ref)}
 
+    def metric(self, name: str, preds: list[Any], refs: list[Any]) -> float:
+        """One metric alone (the bootstrap recomputes it on each resample of the prompts)."""
+        from sklearn.metrics import f1_score
+
+        if name != "macro_f1":
+            return float(self.evaluate(preds, refs)[name])
+        shown = [p if p is not None else INVALID for p in preds]
+        # macro over the labels that occur in the references or the answers: a declared
+        # label nobody used or predicted would only add a meaningless 0
+        present = [lab for lab in self.labels if lab in refs or lab in shown]
+        return float(f1_score(refs, shown, labels=present, average="macro", zero_division=0))
+
     def evaluate(self, preds: list[Any], refs: list[Any]) -> dict[str, Any]:
-        from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
+        from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
         if not refs:
             return {}
@@ -73,14 +86,10 @@ class LabelTask:
         precision, recall, f1, support = precision_recall_fscore_support(
             refs, shown, labels=labels, average=None, zero_division=0)
         matrix = confusion_matrix(refs, shown, labels=[*labels, INVALID])
-        # macro over the labels that occur in the references or the answers: a declared
-        # label nobody used or predicted would only add a meaningless 0
-        present = [lab for lab in labels if lab in refs or lab in shown]
         return {
             "valid": sum(p is not None for p in preds) / len(preds),
             "accuracy": sum(p == r for p, r in zip(preds, refs, strict=True)) / len(refs),
-            "macro_f1": float(f1_score(refs, shown, labels=present, average="macro",
-                                       zero_division=0)),
+            "macro_f1": self.metric("macro_f1", preds, refs),
             "details": {"per_class": {lab: {"precision": round(float(p), 4),
                                             "recall": round(float(r), 4),
                                             "f1": round(float(f), 4), "support": int(s)}

@@ -26,6 +26,7 @@ def _key(text: str) -> str:
 class TextTask:
     version: ClassVar[str] = "1"
     exact_metric: ClassVar[str | None] = None
+    mean_metrics: ClassVar[tuple[str, ...]] = ("exact", "valid")  # corpus chrF is not
     metrics: ClassVar[tuple[str, ...]] = ("chrf", "exact", "valid")
     columns: ClassVar[tuple[tuple[str, str, str], ...]] = (
         ("valid", "valid", "{:.2f}"), ("chrF", "chrf", "{:.3f}"), ("exact", "exact", "{:.3f}"))
@@ -51,12 +52,18 @@ class TextTask:
         return {"valid": float(pred is not None), "chrf": chrf,
                 "exact": float(pred is not None and _key(pred) == _key(ref))}
 
-    def evaluate(self, preds: list[Any], refs: list[Any]) -> dict[str, Any]:
+    def metric(self, name: str, preds: list[Any], refs: list[Any]) -> float:
+        """One metric alone (the bootstrap recomputes it on each resample of the prompts)."""
         from sacrebleu.metrics import CHRF
 
+        if name != "chrf":
+            return float(self.evaluate(preds, refs)[name])
+        return CHRF().corpus_score([p or "" for p in preds], [list(refs)]).score / 100
+
+    def evaluate(self, preds: list[Any], refs: list[Any]) -> dict[str, Any]:
         if not refs:
             return {}
-        chrf = CHRF().corpus_score([p or "" for p in preds], [list(refs)]).score / 100
+        chrf = self.metric("chrf", preds, refs)
         return {"valid": sum(p is not None for p in preds) / len(preds), "chrf": round(chrf, 6),
                 "exact": sum(p is not None and _key(p) == _key(r)
                              for p, r in zip(preds, refs, strict=True)) / len(refs)}

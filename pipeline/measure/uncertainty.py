@@ -1,0 +1,136 @@
+"""How sure is a quality figure? Bootstrap intervals over the eval prompts, paired for differences.
+
+Every quality number in the report comes from a few dozen prompts, so a row's metric gets a
+95 % percentile-bootstrap interval (prompts resampled with replacement), and every
+comparison of two rows on the same prompts (distilled vs base, quantized vs fp32) a *paired*
+bootstrap interval of the difference — the same resampled prompts for both rows, so the
+prompt-to-prompt variation they share cancels. A difference whose interval holds 0 is not
+distinguishable from noise at this eval size. The metric is recomputed by the task's own
+`evaluate` on each resample (macro-F1 and corpus chrF are not means of per-prompt scores);
+metrics a kind declares as per-prompt means (`mean_metrics`) take a fast numpy path.
+
+Example:
+    >>> from pipeline.measure.uncertainty import interval, needed_prompts
+    >>> lo, hi = interval([1.0] * 45 + [0.0] * 15)
+    >>> round(lo, 2), round(hi, 2)   # 0.75 measured on 60 prompts
+    (0.63, 0.85)
+    >>> needed_prompts(0.75, (lo, hi), bar=0.8, n=60)  # the bar 0.8 is inside: how many decide
+    282
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+LEVEL = 0.95
+RESAMPLES = 2000  # per-prompt means: cheap
+RESAMPLES_SLOW = 200  # metrics recomputed on each resample (macro-F1: ~5 ms a call)
+SEED = 0  # fixed: the same build gives the same intervals
+
+
+def _draws(n: int, resamples: int) -> np.ndarray:
+    return np.random.default_rng(SEED).integers(0, n, size=(resamples, n))
+
+
+def _percentiles(samples: np.ndarray) -> tuple[float, float]:
+    tail = (1 - LEVEL) / 2 * 100
+    lo, hi = np.percentile(samples, [tail, 100 - tail])
+    return round(float(lo), 4), round(float(hi), 4)
+
+
+def interval(per_prompt: Sequence[float]) -> tuple[float, float]:
+    """95 % bootstrap interval of the mean of per-prompt scores."""
+    values = np.asarray(per_prompt, dtype=float)
+    if len(values) == 0:
+        return (math.nan, math.nan)
+    return _percentiles(values[_draws(len(values), RESAMPLES)].mean(axis=1))
+
+
+def paired_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """95 % paired-bootstrap interval of mean(b) − mean(a) on the same prompts."""
+    diff = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)
+    return interval(diff.tolist())
+
+
+def _statistic(task: Any, metric: str, preds: list[Any], refs: list[Any]
+               ) -> tuple[Callable[[np.ndarray], float], int]:
+    """(value of the metric on a resample of prompt indices, resamples to draw)."""
+    if metric in getattr(task, "mean_metrics", ()):
+        scores = np.array([task.score(p, r)[metric] for p, r in zip(preds, refs, strict=True)])
+        return (lambda idx: float(scores[idx].mean())), RESAMPLES
+    # a kind's metric() computes one metric alone; evaluate() would compute them all
+    one = getattr(task, "metric", None) or (lambda m, p, r: float(task.evaluate(p, r)[m]))
+    return (lambda idx: one(metric, [preds[i] for i in idx], [refs[i] for i in idx])), RESAMPLES_SLOW
+
+
+def metric_interval(task: Any, metric: str, preds: list[Any], refs: list[Any]) -> tuple[float, float]:
+    """95 % bootstrap interval of the task metric of one artifact's parsed answers."""
+    if not refs:
+        return (math.nan, math.nan)
+    stat, resamples = _statistic(task, metric, preds, refs)
+    return _percentiles(np.array([stat(idx) for idx in _draws(len(refs), resamples)]))
+
+
+def paired_metric_interval(task: Any, metric: str, preds_a: list[Any], preds_b: list[Any],
+                           refs: list[Any]) -> tuple[float, float]:
+    """95 % paired-bootstrap interval of metric(b) − metric(a) on the same resampled prompts."""
+    if not refs:
+        return (math.nan, math.nan)
+    stat_a, resamples = _statistic(task, metric, preds_a, refs)
+    stat_b, _ = _statistic(task, metric, preds_b, refs)
+    draws = _draws(len(refs), resamples)
+    return _percentiles(np.array([stat_b(idx) - stat_a(idx) for idx in draws]))
+
+
+def needed_prompts(value: float, ci: tuple[float, float], bar: float, n: int) -> int | None:
+    """About how many eval prompts would put the bar outside the interval, assuming the
+    spread shrinks as 1/√n (None when the value sits on the bar: no eval size decides it)."""
+    gap = abs(value - bar)
+    if gap == 0:
+        return None
+    half = (ci[1] - ci[0]) / 2
+    return max(n, math.ceil(n * (half / gap) ** 2))
+
+
+def distinguishable(ci: tuple[float, float]) -> bool:
+    """Whether a difference's interval excludes zero."""
+    return not (ci[0] <= 0 <= ci[1])
+
+
+def add_intervals(task: Any, metric: str, rows: list[dict[str, Any]], answers: list[dict[str, Any]],
+                  eval_rows: list[dict[str, Any]], steps: list[dict[str, Any]],
+                  verdict: dict[str, Any]) -> None:
+    """Put the intervals into the report's rows (`ci`), attribution steps (`ci`,
+    `distinguishable`) and verdict (`ci`, `margin`), on the prompts of the primary eval set."""
+    primary = next((r["eval_set"] for r in rows if r.get("eval_set")), None)
+    keep = [i for i, e in enumerate(eval_rows) if primary is None or e.get("set") == primary]
+    refs = [eval_rows[i]["reference"] for i in keep]
+    preds = {role: [task.parse(answers[i][role])[0] for i in keep]
+             for role in answers[0] if role not in ("id", "reference")} if answers else {}
+    for row in rows:
+        if row["role"] in preds:
+            row["ci"] = list(metric_interval(task, metric, preds[row["role"]], refs))
+    for step in steps:
+        if step.get("from_role") in preds and step.get("to_role") in preds:
+            ci = paired_metric_interval(task, metric, preds[step["from_role"]],
+                                        preds[step["to_role"]], refs)
+            step["ci"], step["distinguishable"] = list(ci), distinguishable(ci)
+    shipped = next((r for r in rows if r["role"] == "distilled" and "ci" in r), None)
+    bar = verdict.get("quality_bar")
+    if shipped is None or bar is None:
+        return
+    lo, hi = shipped["ci"]
+    verdict["ci"] = [lo, hi]
+    if lo <= bar <= hi:  # the bar is inside the interval: this eval cannot decide
+        more = needed_prompts(shipped[metric], (lo, hi), bar, len(refs))
+        verdict["margin"] = "undecided"
+        verdict["text"] += (f" Not decided by this eval: {metric} {shipped[metric]:.3f} has a 95% "
+                            f"interval of {lo:.3f}–{hi:.3f} on {len(refs)} prompts, which holds "
+                            f"the bar {bar}" + (f"; about {more} prompts would decide it." if more
+                                                else "."))
+    else:
+        verdict["margin"] = "above" if lo > bar else "below"

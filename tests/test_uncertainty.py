@@ -1,0 +1,79 @@
+"""Intervals on quality figures: bootstrap vs hand-computed values, paired differences, and
+the verdict's margin (issue 18)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from pipeline.measure.uncertainty import (
+    add_intervals,
+    distinguishable,
+    interval,
+    metric_interval,
+    needed_prompts,
+    paired_interval,
+    paired_metric_interval,
+)
+from pipeline.tasks import make_task
+from pipeline.tasks.base import TaskSpec
+
+LABELS = make_task(TaskSpec(name="t", kind="label", labels=("a", "b"), primary="accuracy"))
+
+
+def test_interval_matches_the_normal_approximation_by_hand() -> None:
+    # 45 of 60 right: p = 0.75, se = sqrt(0.75 * 0.25 / 60) = 0.0559, ±1.96 se = ±0.1096
+    lo, hi = interval([1.0] * 45 + [0.0] * 15)
+    assert lo == pytest.approx(0.75 - 0.1096, abs=0.02) and hi == pytest.approx(0.75 + 0.1096, abs=0.02)
+    assert interval([0.8] * 30) == (0.8, 0.8)  # no spread, no uncertainty
+    assert all(math.isnan(v) for v in interval([]))
+
+
+def test_paired_differences_cancel_what_both_rows_share() -> None:
+    a = [1.0] * 30 + [0.0] * 30
+    assert paired_interval(a, a) == (0.0, 0.0) and not distinguishable((0.0, 0.0))
+    b = [1.0] * 30 + [1.0] * 3 + [0.0] * 27  # b adds 3 right answers, loses none
+    lo, hi = paired_interval(a, b)
+    assert 0 <= lo < 0.05 < hi <= 0.12  # 3/60 = 0.05; never negative: b never does worse
+    # unpaired, the same two rows' intervals overlap almost entirely
+    assert interval(a)[1] > interval(b)[0]
+
+
+def test_metric_interval_uses_the_tasks_own_metric(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.measure import uncertainty
+
+    monkeypatch.setattr(uncertainty, "RESAMPLES_SLOW", 60)  # the mechanics, not the precision
+    refs = ["a"] * 10 + ["b"] * 10
+    preds = ["a"] * 10 + ["b"] * 5 + ["a"] * 5
+    lo, hi = metric_interval(LABELS, "accuracy", preds, refs)  # a per-prompt mean: fast path
+    assert lo < 0.75 < hi
+    lo_f1, hi_f1 = metric_interval(LABELS, "macro_f1", preds, refs)  # recomputed per resample
+    f1 = LABELS.evaluate(preds, refs)["macro_f1"]
+    assert lo_f1 < f1 < hi_f1
+    assert paired_metric_interval(LABELS, "macro_f1", preds, preds, refs) == (0.0, 0.0)
+
+
+def test_needed_prompts_by_hand() -> None:
+    # half-width 0.1 at n = 60, gap to the bar 0.05: (0.1 / 0.05)^2 * 60 = 240
+    assert needed_prompts(0.85, (0.75, 0.95), bar=0.9, n=60) == 240
+    assert needed_prompts(0.9, (0.8, 1.0), bar=0.9, n=60) is None
+    assert needed_prompts(0.5, (0.45, 0.55), bar=0.9, n=60) == 60  # already decided
+
+
+def test_verdict_says_when_the_eval_cannot_decide() -> None:
+    eval_rows = [{"id": str(i), "reference": "a" if i % 2 else "b", "set": "hand"} for i in range(40)]
+    eval_rows += [{"id": f"g{i}", "reference": "a", "set": "generated"} for i in range(10)]
+    distilled = [e["reference"] if i % 10 else "b" if e["reference"] == "a" else "a"
+                 for i, e in enumerate(eval_rows)]  # 36 of the 40 hand-written right: 0.9
+    answers = [{"id": e["id"], "base": "a", "distilled": d} for e, d in zip(eval_rows, distilled,
+                                                                            strict=True)]
+    rows = [{"role": "base", "label": "base", "accuracy": 0.5, "eval_set": "hand"},
+            {"role": "distilled", "label": "distilled", "accuracy": 0.9, "eval_set": "hand"}]
+    steps = [{"step": "distill", "from_role": "base", "to_role": "distilled", "delta": 0.4}]
+    verdict = {"quality_bar": 0.9, "text": "Distillation recovers … — ship it."}
+    add_intervals(LABELS, "accuracy", rows, answers, eval_rows, steps, verdict)
+    assert rows[1]["ci"][0] < 0.9 <= rows[1]["ci"][1]  # the 40 hand-written prompts only
+    assert steps[0]["distinguishable"] and steps[0]["ci"][0] > 0
+    assert verdict["margin"] == "undecided" and "holds the bar 0.9" in verdict["text"]
+    assert "on 40 prompts" in verdict["text"]
