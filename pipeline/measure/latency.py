@@ -31,6 +31,7 @@ def bench_artifact(model: Path, prompt: ChatPrompt, prompts: list[str],
     `score` = {"texts": [...], "reference": path, "save_reference": path} adds perplexity
     and KL/top-1 against a reference (see pipeline.measure.child.score).
     """
+    from pipeline.measure.contention import load_between, snapshot
     from pipeline.measure.runtimes import runtime_for
 
     spec = {"runtime": runtime or runtime_for(model), "model": str(model), "n_ctx": n_ctx,
@@ -40,12 +41,14 @@ def bench_artifact(model: Path, prompt: ChatPrompt, prompts: list[str],
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec))
+        before = snapshot()
         proc = subprocess.run([sys.executable, "-m", "pipeline.measure.child", str(spec_path),
                                str(out_path)], capture_output=True, text=True, check=False)
+        load = load_between(before, snapshot())  # was anything else running meanwhile?
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise RuntimeError(f"benchmark of {model.name} failed: {tail}")
-        return json.loads(out_path.read_text())
+        return {**json.loads(out_path.read_text()), "load": load}
 
 
 def summarize_latency(raw: dict[str, Any]) -> dict[str, float]:
@@ -65,6 +68,7 @@ def summarize_latency(raw: dict[str, Any]) -> dict[str, float]:
         "mean_prompt_tokens": round(statistics.fmean(r["prompt_tokens"] for r in res), 1),
         "mean_completion_tokens": round(statistics.fmean(r["completion_tokens"] for r in res), 1),
         "peak_rss_mb": round(raw["peak_rss_mb"], 1),
+        **raw.get("load", {}),
         **_synthetic_columns(raw.get("synthetic")),
         **_score_columns(raw.get("scores")),
     }

@@ -31,9 +31,11 @@ COLUMNS = [
     ("decode tok/s", "decode_tok_s", "{:.1f}"),
     ("pp tok/s (fixed)", "pp_tok_s", "{:.0f}"),
     ("tg tok/s (fixed)", "tg_tok_s", "{:.1f}"),
+    ("tg p90 tok/s", "tg_tok_s_p90", "{:.1f}"),
     ("tg bare loop tok/s", "tg_bare_tok_s", "{:.1f}"),
     ("harness cost %", "harness_overhead_pct", "{:+.1f}"),
     ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
+    ("other CPU %", "other_cpu_pct", "{:.0f}"),
 ]
 CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "neon")
 
@@ -85,6 +87,8 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
     value = row.get(key)
     if value is None:
         return "–"
+    if key == "label" and row.get("contended"):
+        return f"{value} ⚠"  # measured while other processes were busy (see the caption)
     if key == "ci":  # [lo, hi] of the primary metric
         return f"{value[0]:.3f}–{value[1]:.3f}"
     return fmt.format(value * 1000 if key == "ttft_mean_s" else value)
@@ -212,6 +216,10 @@ def _caption(report: dict[str, Any]) -> str:
         text += (f" Fixed-length tests (llama-bench style, medians of {syn['repeats']}): prefill "
                  f"{syn['pp']} tokens, decode {syn['tg']} tokens through the harness and through a "
                  "bare llama-cpp-python loop on the same file; harness cost = 1 − harness/bare.")
+    if any("other_cpu_pct" in r for r in bench["rows"]):
+        text += (" other CPU %: the share of the machine's CPU that other processes used while "
+                 "the row ran; ⚠ marks a row measured under contention (other processes > 15 % or "
+                 "VM steal > 5 %, still so after one re-measure): its speed is not the artifact's.")
     if n := bench.get("scored_rows"):
         text += (f" ppl: perplexity of the reference answers of the first {n} eval rows, "
                  "teacher-forced after the student's prompt; KL (mean, nats/token) and top-1 "
