@@ -94,6 +94,16 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
     return fmt.format(value * 1000 if key == "ttft_mean_s" else value)
 
 
+def _judge_line(judge: dict[str, Any]) -> str:
+    return (f"Judged by the teacher ({judge['judge']}), not by people: on the first "
+            f"{judge['rows']} eval prompts each artifact's answer was compared with the "
+            "teacher's own answer, twice with the two answers swapped (to cancel position "
+            "bias); a win in one order and a tie or win in the other is a win. W/T/L = "
+            "wins/ties/losses against the teacher; answers identical to the teacher's are ties. "
+            f"{judge['pairs']} distinct answers, {judge['calls']} judge calls, "
+            f"{judge['unreadable']} verdicts unreadable (counted as ties).")
+
+
 def _paired(step: dict[str, Any]) -> str:
     if "ci" not in step:
         return ""
@@ -133,14 +143,7 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
     if lines := _set_lines(report):
         out.append(("Quality per eval set", lines))
     if judge := report.get("judge"):
-        out.append(("Teacher as judge", [
-            f"Judged by the teacher ({judge['judge']}), not by people: on the first "
-            f"{judge['rows']} eval prompts each artifact's answer was compared with the "
-            "teacher's own answer, twice with the two answers swapped (to cancel position "
-            "bias); a win in one order and a tie or win in the other is a win. W/T/L = "
-            "wins/ties/losses against the teacher; answers identical to the teacher's are ties. "
-            f"{judge['pairs']} distinct answers, {judge['calls']} judge calls, "
-            f"{judge['unreadable']} verdicts unreadable (counted as ties)."]))
+        out.append(("Teacher as judge", [_judge_line(judge)]))
     if gate := report.get("gate"):
         lines = [("PASS" if c["passed"] else "FAIL") + ": " + c["text"] for c in gate["checks"]]
         out.append(("Quality gate", lines or ["no checks set by this target"]))
