@@ -18,6 +18,8 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -97,6 +99,53 @@ def write_json_atomic(path: Path, data: Any) -> None:
 def read_meta(folder: Path) -> dict[str, Any] | None:
     meta = folder / META_FILE
     return json.loads(meta.read_text()) if meta.is_file() else None
+
+
+LOCK_FILE = ".lock"
+
+
+@contextmanager
+def build_lock(root: Path) -> Iterator[None]:
+    """Hold the build folder's lock (flock: the kernel releases it when the process dies,
+    even by kill -9, so a stale lock never blocks); a second build there is a UserError
+    naming the holder's pid."""
+    import fcntl
+
+    from pipeline.errors import UserError
+
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / LOCK_FILE).open("a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            raise UserError(f"another build (pid {holder}) is running in {root}: wait for it, "
+                            "or use another --build-dir") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def changed_on_disk(folder: Path, meta: dict[str, Any]) -> str | None:
+    """Why a committed output no longer matches its metadata (a file missing, resized or
+    written after the commit), or None when it is intact. Cheap (stat only): run on every hit."""
+    committed = (folder / META_FILE).stat().st_mtime
+    for entry in meta.get("files", []):
+        path = folder / entry["path"]
+        if not path.is_file():
+            return f"{entry['path']} is missing"
+        stat = path.stat()
+        if stat.st_size != entry.get("bytes", stat.st_size):
+            return f"{entry['path']} changed size ({entry['bytes']} -> {stat.st_size} bytes)"
+        if stat.st_mtime > committed + 1:  # written to after the step committed it
+            return f"{entry['path']} was modified after it was cached"
+    return None
 
 
 def commit_dir(partial: Path, final: Path) -> None:

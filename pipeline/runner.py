@@ -24,6 +24,8 @@ from typing import Any
 
 from pipeline.cache import (
     META_FILE,
+    build_lock,
+    changed_on_disk,
     commit_dir,
     describe_files,
     library_versions,
@@ -190,6 +192,11 @@ def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None 
     """
     if until is not None and until not in {s.id for s in PLAN}:
         raise UserError(f"unknown step '{until}': steps are {', '.join(s.id for s in PLAN)}")
+    with build_lock(root):  # one build per build folder at a time
+        return _run_plan(config, target, root, until)
+
+
+def _run_plan(config: BuildConfig, target: Target, root: Path, until: str | None) -> dict[str, Any]:
     cache_root = root / "cache"
     externals = resolve_externals(config, cache_root)
     digests: dict[str, str] = {}  # step id -> content digest of its output
@@ -211,7 +218,12 @@ def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None 
         key = stage_key(stage.name, stage.version, settings.key_dict(), input_keys, stage.libraries)
         final = cache_root / stage.name / key
         start = time.perf_counter()
-        hit = read_meta(final) is not None
+        meta = read_meta(final)
+        if meta is not None and (why := changed_on_disk(final, meta)):
+            log(step.id, f"cached output {key[:12]} changed on disk ({why}): running it again")
+            shutil.rmtree(final)
+            meta = None
+        hit = meta is not None
         if hit:
             log(step.id, f"step {index + 1}/{len(plan)}: cache hit {key[:12]}")
         else:

@@ -132,3 +132,59 @@ def test_a_typo_in_stage_settings_is_an_error_at_construction() -> None:
 
     with pytest.raises(pydantic.ValidationError, match="top_kk"):
         TeacherLogitsSettings(mode="auto", source="cached", top_kk=64)  # type: ignore[call-arg]
+
+
+def test_a_cached_output_changed_on_disk_is_detected(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import os
+
+    from pipeline.cache import META_FILE, changed_on_disk, describe_files
+
+    out = tmp_path / "step"
+    out.mkdir()
+    (out / "model.gguf").write_bytes(b"x" * 100)
+    (out / "rows.jsonl").write_text("{}\n")
+    old = (out / "model.gguf").stat().st_mtime - 10
+    for f in ("model.gguf", "rows.jsonl"):
+        os.utime(out / f, (old, old))
+    meta = {"files": describe_files(out)}
+    (out / META_FILE).write_text(json.dumps(meta))
+    os.utime(out / META_FILE, (old + 5, old + 5))  # committed a while ago
+    assert changed_on_disk(out, meta) is None
+    (out / "model.gguf").write_bytes(b"y" * 100)  # same size, written after the commit
+    assert changed_on_disk(out, meta) == "model.gguf was modified after it was cached"
+    (out / "model.gguf").write_bytes(b"y" * 50)
+    assert "model.gguf changed size (100 -> 50 bytes)" == changed_on_disk(out, meta)
+    (out / "rows.jsonl").unlink()
+    (out / "model.gguf").write_bytes(b"x" * 100)
+    os.utime(out / "model.gguf", (old, old))
+    assert changed_on_disk(out, meta) == "rows.jsonl is missing"
+
+
+def test_one_build_per_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A second build in a folder another process is building in: one line, exit 2, the
+    holder's pid; the lock goes with its holder, even when it is killed."""
+    import subprocess
+    import sys
+
+    from tests.conftest import run_cli
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from pipeline.cache import build_lock\n"
+         f"with build_lock(Path({str(tmp_path)!r})):\n print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        proc = run_cli("build", "--build-dir", str(tmp_path))
+        assert proc.returncode == 2
+        assert proc.stderr.strip().splitlines()[-1] == (
+            f"distill-edge: error: another build (pid {holder.pid}) is running in {tmp_path}: "
+            "wait for it, or use another --build-dir")
+    finally:
+        holder.kill()
+        holder.wait()
+    from pipeline.cache import build_lock
+
+    with build_lock(tmp_path):  # released by the kill: taken at once
+        pass
