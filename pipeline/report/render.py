@@ -140,6 +140,10 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
                      "answers, so every quality figure here is agreement with the teacher — "
                      "quality against ground truth is unknown.")
     out.append(("Verdict", lines))
+    if mix := report.get("quant_mix"):
+        from pipeline.measure.quant_mix import mix_line
+
+        out.append(("Quantization, as written", [mix_line(mix)]))
     if lines := _set_lines(report):
         out.append(("Quality per eval set", lines))
     if judge := report.get("judge"):

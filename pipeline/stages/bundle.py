@@ -31,6 +31,7 @@ from typing import Any
 from pipeline import run_bundle
 from pipeline.cache import link_or_copy
 from pipeline.config import BuildConfig
+from pipeline.measure.quant_mix import mix_line
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
 
@@ -65,8 +66,8 @@ def modelfile(artifact: str, gen: dict[str, Any], chat_template: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _row_line(row: dict[str, Any]) -> str:
-    cells = [row["label"], f"{row.get('file_mb', 0):.1f}", f"{row.get('field_accuracy', 0):.3f}",
+def _row_line(row: dict[str, Any], metric: str) -> str:
+    cells = [row["label"], f"{row.get('file_mb', 0):.1f}", f"{row.get(metric) or 0:.3f}",
              f"{row.get('decode_tok_s') or 0:.1f}"]
     kl, same = row.get("kl_vs_reference"), row.get("greedy_agreement")
     cells += ["–" if kl is None else f"{kl:.4f}", "–" if same is None else f"{same:.2f}"]
@@ -78,6 +79,8 @@ def model_card(s: BundleSettings, report: dict[str, Any], gen: dict[str, Any]) -
     rows = report["bench"]["rows"]
     data, training = report.get("data") or {}, report.get("training") or {}
     gate = report["gate"]
+    metric = (report.get("task") or {}).get("metric", "field_accuracy")  # older reports: extraction
+    mix = report.get("quant_mix")
     lines = [
         f"# {s.task} student — target `{s.target}` ({s.format} {s.quant})", "",
         f"Built by distill-edge. Runtime: {s.runtime}"
@@ -90,11 +93,14 @@ def model_card(s: BundleSettings, report: dict[str, Any], gen: dict[str, Any]) -
         f"- student: `{s.student}` fine-tuned on the kept answers "
         f"({training.get('examples', '?')} examples, {training.get('steps', '?')} steps; held-out "
         f"loss {training.get('first_eval_loss', '?')} → {training.get('final_eval_loss', '?')})",
-        f"- export: {s.format} {s.quant} (`{s.artifact}`)", "",
+        f"- export: {s.format} {s.quant} (`{s.artifact}`)"
+        + (f" — as written: {mix_line(mix)}" if mix else ""), "",
         "## Quality and speed (held-out eval prompts)", "",
-        "| artifact | size MB | field accuracy | decode tok/s | KL vs fp32 student | same answer as fp32 |",
+        f"| artifact | size MB | {metric.replace('_', ' ')} | decode tok/s | KL vs fp32 student "
+        "| same answer as fp32 |",
         "|---|---|---|---|---|---|",
-        *[_row_line(r) for r in rows if r["role"] in ("teacher", "base", "distilled_torch", "distilled")],
+        *[_row_line(r, metric) for r in rows
+          if r["role"] in ("teacher", "base", "distilled_torch", "distilled")],
         "", f"Verdict: {report['verdict']['text']}", "",
         f"Quality gate: {'PASS' if gate['passed'] else 'FAIL'}"
         + "".join(f"\n- {c['text']}: {'pass' if c['passed'] else 'FAIL'}" for c in gate["checks"]),
@@ -145,7 +151,7 @@ class BundleSettings(Settings):
 
 class BundleStage:
     name = "bundle"
-    version = "2"
+    version = "3"  # 3: the model card names the task metric and the real quant mix
     libraries = ()
     resumable = False
 

@@ -44,6 +44,8 @@ class ReportSettings(Settings):
     gate_max_kl: float | None
     gate_min_greedy_agreement: float | None
     gate_goal: float | None = None  # the [goal] bar, unless [gate] require_goal = false
+    artifact: str = ""  # the shipped file in the export step (its real quant mix is read)
+    quant: str = ""
 
 
 def _curve(log_path: Any, max_points: int = 300) -> list[dict[str, Any]]:
@@ -83,6 +85,16 @@ def _extra_columns(rows: list[dict[str, Any]], judge: dict[str, Any] | None) -> 
     if judge:
         extra.append(["judged vs teacher W/T/L", "judge", "{}"])
     return extra
+
+
+def _quant_mix(ctx: StageContext[ReportSettings]) -> dict[str, Any] | None:
+    """The shipped GGUF's real type mix (None for other formats)."""
+    from pipeline.measure.quant_mix import gguf_mix
+
+    path = ctx.inputs["export"] / ctx.settings.artifact
+    if not ctx.settings.artifact.endswith(".gguf") or not path.is_file():
+        return None
+    return gguf_mix(path, ctx.settings.quant)
 
 
 def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
@@ -126,6 +138,7 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
         "verdict": verdict,
         "attribution": attributed,
         "judge": judge,
+        "quant_mix": _quant_mix(ctx),
         "gate": quality_gate(bench["rows"], s.gate_min_quality, s.gate_max_quant_loss,
                              s.gate_max_kl, s.gate_min_greedy_agreement, metric=metric,
                              goal=s.gate_goal),
@@ -155,7 +168,8 @@ class ReportStage:
             **config.goal.model_dump(), gate_min_quality=target.min_quality,
             gate_max_quant_loss=target.max_quant_loss, gate_max_kl=target.max_kl,
             gate_min_greedy_agreement=target.min_greedy_agreement,
-            gate_goal=config.goal.min_quality if config.gate.require_goal else None)
+            gate_goal=config.goal.min_quality if config.gate.require_goal else None,
+            artifact=target.artifact(), quant=target.quant)
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {}

@@ -1,0 +1,58 @@
+"""What a quantized GGUF really holds: tensors and parameters per ggml type, bits per weight.
+
+llama.cpp quietly falls back to other types for tensors whose rows are not a multiple of the
+type's block (256 for the K-quants): SmolLM2's width is 576, so most of a "Q4_K_M" file is
+Q5_0/Q8_0 and its real size per weight is far from 4.5 bits. The file name says what was
+asked for; this reads what was written (gguf-py's reader, no weights loaded into RAM).
+
+Example:
+    python -c "from pipeline.measure.quant_mix import gguf_mix; \
+        print(gguf_mix('build/cpu-int4/model.Q4_K_M.gguf', 'Q4_K_M'))"
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+MOSTLY = 0.5  # the requested type should cover at least this share of the weights
+
+
+def requested_type(quant: str) -> str:
+    """The ggml tensor type a llama.cpp file type asks for: Q4_K_M -> Q4_K, Q8_0 -> Q8_0."""
+    # only the K-quant file types are mixes named by a size suffix; IQ2_XXS is a tensor type
+    return re.sub(r"^(Q\d_K)_(S|M|L|XL)$", r"\1", quant.upper())
+
+
+def gguf_mix(path: Path | str, quant: str) -> dict[str, Any]:
+    """Per ggml type: tensors, parameters, bytes; the effective bits per weight; and whether
+    the requested type covers at least half of the parameters."""
+    from gguf import GGUFReader
+
+    types: dict[str, dict[str, int]] = {}
+    for tensor in GGUFReader(str(path)).tensors:
+        entry = types.setdefault(tensor.tensor_type.name, {"tensors": 0, "params": 0, "bytes": 0})
+        entry["tensors"] += 1
+        entry["params"] += int(tensor.n_elements)
+        entry["bytes"] += int(tensor.n_bytes)
+    params = sum(t["params"] for t in types.values()) or 1
+    wanted = requested_type(quant)
+    share = types.get(wanted, {}).get("params", 0) / params
+    return {"requested": quant, "requested_type": wanted, "requested_share": round(share, 4),
+            "mostly_requested": share >= MOSTLY,
+            "bits_per_weight": round(8 * sum(t["bytes"] for t in types.values()) / params, 3),
+            "params": params,
+            "types": dict(sorted(types.items(), key=lambda kv: -kv[1]["params"]))}
+
+
+def mix_line(mix: dict[str, Any]) -> str:
+    """The mix in one sentence, for the report and the model card."""
+    parts = ", ".join(f"{name} {t['tensors']} tensors / {100 * t['params'] / mix['params']:.1f}% "
+                      "of weights" for name, t in mix["types"].items())
+    line = (f"{mix['requested']} file: {mix['bits_per_weight']} bits per weight; {parts}.")
+    if not mix["mostly_requested"]:
+        line += (f" Only {100 * mix['requested_share']:.0f}% of the weights are "
+                 f"{mix['requested_type']}: llama.cpp fell back to other types for tensors whose "
+                 "rows are not a multiple of its block size.")
+    return line
