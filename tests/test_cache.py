@@ -87,7 +87,8 @@ def test_progress_line_estimates_from_earlier_runs(tmp_path) -> None:  # type: i
 # typed models: a refactor must leave every cache key as it was (a deliberate re-key updates
 # the pin and says so in the commit). Last re-key: the default task's eval sets and copy fields
 # (issue 13: hand-written eval set, invented spans) entered its spec and columns, and the
-# [goal] bar joined the report's gate (issue 18: [gate] require_goal); before that,
+# [goal] bar joined the report's gate (issue 18: [gate] require_goal) and the report reads the
+# shipped file's real quant mix (issue 17); before that,
 # tasks as data (issue 12).
 PINNED_SETTINGS = {
     ("cpu-int4", "prompts"): "e0ced7247c68ef9ba69eb01c9eab9d1bbe91c83673e0231908d79da3f0d4fc14",
@@ -101,7 +102,7 @@ PINNED_SETTINGS = {
     ("cpu-int4", "bench_teacher"): "29c1f81ec43bf1553cf3d7ce002d8102658b2dcdc2e7e5d75bfd2587b55e149c",
     ("cpu-int4", "bench_student"): "a497157ba694f4751b8abdef4856b834c4f3d6a4dc5f2178761bfb7b6474c64d",
     ("cpu-int4", "bench"): "ec358bebd6dc9fa0dc7234ee8e7a5d3ba5420ad39ca3d245a54703d576b8f456",
-    ("cpu-int4", "report"): "39f460c2f1dd5d152d2c142cc58f705d30acf5a235efd58a44952367525e5696",
+    ("cpu-int4", "report"): "fd3804a04eedc0df43a28e908e67b9f76210ae38f1c16a4b2fc1be28ab37fdab",
     ("arm64-q4", "export"): "e3166f544324627e914483cd3c3982d13e7e1d39284fcf72a456061a845af672",
     ("cpu-int4-onnx", "export"): "ae05c6367eb29cef6840e06595b7df684f670ef74a17f7e773980dffef4b049e",
 }
