@@ -14,6 +14,8 @@ import os
 import platform
 from typing import Any
 
+from pipeline.measure.quant_mix import mix_line
+
 HEAD = [("artifact", "label", "{}"), ("size MB", "file_mb", "{:.1f}")]
 # (header, key, format) — the table is data, not code; the task's own metric columns
 # (report["task"]["columns"]) go between HEAD and COLUMNS
@@ -141,8 +143,6 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
                      "quality against ground truth is unknown.")
     out.append(("Verdict", lines))
     if mix := report.get("quant_mix"):
-        from pipeline.measure.quant_mix import mix_line
-
         out.append(("Quantization, as written", [mix_line(mix)]))
     if lines := _set_lines(report):
         out.append(("Quality per eval set", lines))
