@@ -119,6 +119,23 @@ def run(
         raise UserError(str(exc)) from None
 
 
+@app.command()
+def serve(
+    bundle: Annotated[Path, typer.Argument(help="a build/<target>/bundle folder (GGUF)")],
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8000,
+    host: Annotated[str, typer.Option(help="address to listen on (loopback by default)")] = "127.0.0.1",
+) -> None:
+    """Serve BUNDLE as an OpenAI-compatible chat endpoint (llama-cpp-python's server); clients
+    send just the task text, the bundle's trained prompt format is applied for them."""
+    from pipeline.run_bundle import BundleError
+    from pipeline.serve import serve as run_server
+
+    try:
+        run_server(bundle, host=host, port=port)
+    except BundleError as exc:
+        raise UserError(str(exc)) from None
+
+
 @targets_app.command("list")
 def targets_list() -> None:
     """List the hardware profiles."""

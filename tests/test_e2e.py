@@ -223,6 +223,49 @@ def test_bundle_answers_alone_from_a_fresh_process(built: dict, target: str,
     assert "## Lineage" in card and "| distilled " in card and "Quality gate: PASS" in card
 
 
+def test_serve_answers_like_run_py(built: dict, tmp_path: Path) -> None:
+    """`distill-edge serve`: llama-cpp-python's OpenAI-compatible server on a free loopback
+    port; a plain HTTP client sends only the task text and gets run.py's answer."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    bundle = built["build"] / "t-int4" / "bundle"
+    prompt, bench_answer = _bench_answer(built["build"], "t-int4")
+    server = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", str(bundle), "--port",
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env={**os.environ, **built["env"]})
+    try:
+        url, deadline = f"http://127.0.0.1:{port}/v1", time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{url}/models", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert server.poll() is None, server.stderr.read() if server.stderr else ""
+                time.sleep(0.3)
+        reply = httpx.post(f"{url}/chat/completions", timeout=60, json={
+            "messages": [{"role": "user", "content": prompt}], "temperature": 0, "top_k": 1,
+            "repeat_penalty": 1.0, "max_tokens": 48}).json()
+        assert reply["choices"][0]["message"]["content"].strip() == bench_answer.strip()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    onnx = tmp_path / "onnx"
+    onnx.mkdir()
+    (onnx / "generation.json").write_text('{"format": "onnx", "model": "m", "system": "s", '
+                                          '"user_template": "{prompt}", "max_tokens": 8}')
+    proc = run_cli("serve", str(onnx))
+    assert proc.returncode == 2 and "not supported yet" in proc.stderr
+
+
 def test_run_rejects_a_folder_that_is_not_a_bundle(tmp_path: Path) -> None:
     proc = run_cli("run", str(tmp_path), "hello")
     assert proc.returncode == 2
