@@ -78,16 +78,19 @@ def kept_rows(tok: Any, prompt: ChatPrompt, kept_jsonl: Path, max_seq_len: int
     max_seq_len are skipped (truncating would cut the answer). Returns (examples, prompts,
     skipped)."""
     rows = [json.loads(x) for x in kept_jsonl.read_text().splitlines()]
-    examples, prompts, skipped = [], [], 0
+    examples, prompts, skipped, shortest = [], [], 0, None
     for row in rows:
         ids, labels = encode_example(tok, prompt, row["prompt"], row["response"])
         if len(ids) > max_seq_len:
             skipped += 1
+            shortest = min(shortest or len(ids), len(ids))
             continue
         examples.append((ids, labels))
         prompts.append(row["prompt"])
     if not examples:
-        raise UserError(f"no training example fits distill.max_seq_len={max_seq_len}")
+        raise UserError(f"no training example fits distill.max_seq_len={max_seq_len} (the shortest "
+                        f"is {shortest} tokens with the student's prompt): raise max_seq_len or "
+                        "give the task a shorter student_prompt")
     return examples, prompts, skipped
 
 
