@@ -194,9 +194,7 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
 
 METRIC_HELP = {  # what the task columns mean, per kind
     "json": "Field accuracy = share of the schema's top-level fields equal to the reference "
-            "(strings ignoring case, spacing and articles; dates as dates; arrays as sets); "
-            "invented spans = share of answers with a name, place or product (the task's "
-            "copy_fields) that does not occur in the prompt. ",
+            "(strings ignoring case, spacing and articles; dates as dates; arrays as sets). ",
     "label": "Accuracy = share of answers with the reference label; macro-F1 = mean F1 over "
              "the labels that occur. ",
     "text": "chrF = corpus character n-gram F-score against the references (sacrebleu). ",
@@ -212,6 +210,9 @@ def _caption(report: dict[str, Any]) -> str:
             f"Eval prompts: {bench.get('eval_rows')}, threads: {bench.get('threads')}, greedy "
             "decoding, each artifact in its own process after a warm-up. "
             + METRIC_HELP.get(task["kind"], "")
+            + ("Invented spans = share of answers with a value of the task's copy_fields (names, "
+               "places, products) that does not occur in the prompt. "
+               if any(r.get("invented") is not None for r in bench["rows"]) else "")
             + ("95% interval: percentile bootstrap of the primary metric over the eval prompts "
                "(the attribution's differences: paired, on the same prompts). "
                if any(r.get("ci") for r in bench["rows"]) else "") +
