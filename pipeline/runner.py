@@ -192,13 +192,15 @@ def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None 
     """
     if until is not None and until not in {s.id for s in PLAN}:
         raise UserError(f"unknown step '{until}': steps are {', '.join(s.id for s in PLAN)}")
+    # every input checked before the build folder is touched: bad input leaves nothing behind
+    externals = resolve_externals(config, root / "cache")
     with build_lock(root):  # one build per build folder at a time
-        return _run_plan(config, target, root, until)
+        return _run_plan(config, target, root, until, externals)
 
 
-def _run_plan(config: BuildConfig, target: Target, root: Path, until: str | None) -> dict[str, Any]:
+def _run_plan(config: BuildConfig, target: Target, root: Path, until: str | None,
+              externals: dict[str, tuple[Path | None, str]]) -> dict[str, Any]:
     cache_root = root / "cache"
-    externals = resolve_externals(config, cache_root)
     digests: dict[str, str] = {}  # step id -> content digest of its output
     paths: dict[str, Path] = {}
     entries = []
