@@ -48,6 +48,18 @@ def score_texts(student_dir: Path, prompt: ChatPrompt, eval_rows: list[dict[str,
     return texts
 
 
+BENCH_STEPS = ("bench_teacher", "bench_student", "bench")  # the plan steps that write bench rows
+
+
+def merged_answers(folders: list[Path]) -> list[dict[str, Any]]:
+    """Per eval prompt, every bench row's answer by role: the answers.jsonl of the bench
+    steps' folders joined line by line (all are in eval order)."""
+    from pipeline.cache import read_jsonl
+
+    tables = [read_jsonl(folder / "answers.jsonl") for folder in folders]
+    return [{k: v for row in rows for k, v in row.items()} for rows in zip(*tables, strict=True)]
+
+
 def _rounded(quality: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in quality.items()}
 

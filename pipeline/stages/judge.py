@@ -22,16 +22,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pipeline.cache import read_jsonl
 from pipeline.config import BuildConfig
 from pipeline.generation.backends import LIBRARIES, BackendOptions, Request, make_backend
+from pipeline.measure.bench import BENCH_STEPS, merged_answers
 from pipeline.measure.judge import judge_messages, pairs, parse_verdict, tally
 from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
 from pipeline.tasks.inputs import EVAL_FILE, read_rows
-
-BENCH_STEPS = ("bench_teacher", "bench_student", "bench")
 
 
 class JudgeSettings(Settings):
@@ -47,14 +45,10 @@ class JudgeSettings(Settings):
 
 
 def _answers(ctx: StageContext[JudgeSettings]) -> dict[str, list[str]]:
-    """Every bench row's answers by role, in eval order (the three bench steps' columns)."""
-    columns: dict[str, list[str]] = {}
-    for step in BENCH_STEPS:
-        for row in read_jsonl(ctx.inputs[step] / "answers.jsonl"):
-            for role, text in row.items():
-                if role not in ("id", "reference"):
-                    columns.setdefault(role, []).append(text)
-    return columns
+    """Every bench row's answers by role, in eval order."""
+    rows = merged_answers([ctx.inputs[step] for step in BENCH_STEPS])
+    return {role: [row[role] for row in rows] for role in (rows[0] if rows else {})
+            if role not in ("id", "reference")}
 
 
 def _generate(backend: Any, requests: list[Request]) -> dict[str, str]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from pipeline.cache import file_sha256, library_versions, read_jsonl, read_meta
 from pipeline.config import BuildConfig
+from pipeline.measure.bench import BENCH_STEPS, merged_answers
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
 from pipeline.tasks import make_task
@@ -106,13 +107,11 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
 
     s = ctx.settings
     task, metric = make_task(s.task), s.task.primary
-    steps = ("bench_teacher", "bench_student", "bench")  # the bench rows' three steps
     bench = json.loads((ctx.inputs["bench"] / "bench.json").read_text())
-    bench["rows"] = sorted((r for step in steps
+    bench["rows"] = sorted((r for step in BENCH_STEPS
                             for r in json.loads((ctx.inputs[step] / "bench.json").read_text())["rows"]),
                            key=lambda r: ROLE_ORDER.index(r["role"]))
-    answers = [{**t, **st, **a} for t, st, a in zip(
-        *(read_jsonl(ctx.inputs[step] / "answers.jsonl") for step in steps), strict=True)]
+    answers = merged_answers([ctx.inputs[step] for step in BENCH_STEPS])
     agreement = teacher_agreement(answers, task)
     same = greedy_agreement(answers, "distilled_torch")
     for row in bench["rows"]:
