@@ -56,11 +56,13 @@ example-tickets: setup
 example-calendar: setup
 	$(VENV)/bin/distill-edge build --config examples/calendar/calendar.toml --target $(target)
 
+# One worker per core; a file's tests stay on one worker (--dist loadfile), so the e2e build
+# is made once and the tests that inspect it reuse it.
 test: setup
-	$(PY) -m pytest -q --durations=10
+	$(PY) -m pytest -q -n auto --dist loadfile --durations=10
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not e2e"
+	$(PY) -m pytest -q -n auto --dist loadfile -m "not e2e"
 
 lint: setup
 	$(VENV)/bin/ruff check pipeline benchmarks tests examples

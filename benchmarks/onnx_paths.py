@@ -59,14 +59,14 @@ def quantize_int4(src: Path, out: Path) -> None:
 
 
 def build_all(hf_dir: Path, python: str, out: Path) -> dict[str, Path]:
-    from pipeline.stages.export_onnx import build_onnx
+    from pipeline.models import onnx_build
 
     arts = {"builder fp32": out / "builder-fp32", "builder int4": out / "builder-int4",
             "optimum fp32": out / "optimum-fp32", "optimum int4": out / "optimum-int4"}
-    if not arts["builder fp32"].is_dir():
-        build_onnx(hf_dir, arts["builder fp32"], "fp32", "cpu", {}, out / "_cache")
-    if not arts["builder int4"].is_dir():
-        build_onnx(hf_dir, arts["builder int4"], "int4", "cpu", INT4, out / "_cache")
+    jobs = [onnx_build.job(hf_dir, arts[f"builder {p}"], p, "cpu", extra, out / "_cache")
+            for p, extra in (("fp32", {}), ("int4", INT4)) if not arts[f"builder {p}"].is_dir()]
+    if jobs:
+        onnx_build.build_all(jobs)
     if not arts["optimum fp32"].is_dir():
         export_optimum(python, hf_dir, arts["optimum fp32"])
     if not arts["optimum int4"].is_dir():

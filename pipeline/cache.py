@@ -154,3 +154,68 @@ def commit_dir(partial: Path, final: Path) -> None:
         shutil.rmtree(partial)
         return
     os.replace(partial, final)
+
+
+def changed_content(folder: Path, meta: dict[str, Any], under: tuple[str, ...] = ()) -> str | None:
+    """The full check: every committed file's sha256 against its metadata (only the files at
+    or under the names in `under`, when given). Reads every byte: run before publishing and
+    by `distill-edge cache verify`, not on every cache hit."""
+    for entry in meta.get("files", []):
+        name = entry["path"]
+        if under and not any(name == u or name.startswith(u + "/") for u in under):
+            continue
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if file_sha256(path) != entry.get("sha256"):
+            return f"{name} no longer has the sha256 it was committed with"
+    return None
+
+
+PARTIAL = ".partial"
+NOT_STAGES = ("models",)  # cache/models: the resolved packaged weights and their digests
+
+
+def cache_entries(cache_root: Path) -> Iterator[Path]:
+    """Every stage output folder in the cache, committed or left `.partial` by a killed run."""
+    if not cache_root.is_dir():
+        return
+    for stage_dir in sorted(p for p in cache_root.iterdir() if p.is_dir()):
+        if stage_dir.name not in NOT_STAGES:
+            yield from sorted(p for p in stage_dir.iterdir() if p.is_dir())
+
+
+def verify_cache(cache_root: Path) -> tuple[list[tuple[Path, str]], list[Path]]:
+    """(damaged, unfinished): committed entries a build must not trust (no metadata, or
+    files that differ from their committed sha256), and `.partial` folders of interrupted
+    runs (never used as outputs: a resumable stage continues from one, others start over)."""
+    damaged, unfinished = [], []
+    for entry in cache_entries(cache_root):
+        if entry.name.endswith(PARTIAL):
+            unfinished.append(entry)
+        elif (meta := read_meta(entry)) is None:
+            damaged.append((entry, "no metadata (never used as an output)"))
+        elif why := changed_on_disk(entry, meta) or changed_content(entry, meta):
+            damaged.append((entry, f"{why}: the next build runs this step again"))
+    return damaged, unfinished
+
+
+def referenced_entries(build_root: Path) -> set[Path]:
+    """The cache folders that some published target's manifest points at."""
+    used = set()
+    for manifest in build_root.glob("*/manifest.json"):
+        try:
+            steps = json.loads(manifest.read_text()).get("steps", [])
+        except (OSError, ValueError):
+            continue  # a damaged manifest protects nothing; its target rebuilds anyway
+        used |= {Path(s["path"]).resolve() for s in steps if isinstance(s, dict) and s.get("path")}
+    return used
+
+
+def unreferenced_entries(build_root: Path, partials: bool = False) -> list[tuple[Path, int]]:
+    """(entry, bytes) for every committed cache entry no published manifest in build_root
+    uses; `.partial` folders only with `partials` (they hold resumable teacher rows and
+    training checkpoints)."""
+    used = referenced_entries(build_root)
+    return [(e, artifact_bytes(e)) for e in cache_entries(build_root / "cache")
+            if e.resolve() not in used and (partials or not e.name.endswith(PARTIAL))]

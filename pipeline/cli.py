@@ -11,8 +11,11 @@ Example:
     distill-edge report build/cpu-int4
     distill-edge compare build/cpu-int4 build/cpu-int8
     distill-edge run build/cpu-int4/bundle "Ann Lee wants 2 lamps in Oslo on 2025-03-04"
+    distill-edge cache verify        # every cached output against its sha256
+    distill-edge cache gc --dry-run  # what no published target uses, and its size
 
-Exit codes: 0 ok, 2 bad input, 3 the target's quality gate failed (report still written).
+Exit codes: 0 ok, 2 bad input, 3 the target's quality gate failed (report still written),
+1 `cache verify` found damaged entries.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
                   help="Distill a teacher into a small student and ship it per hardware target.")
 targets_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hardware profiles.")
 app.add_typer(targets_app, name="targets")
+cache_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                        help="The build cache: check it, free space.")
+app.add_typer(cache_app, name="cache")
+BuildDir = Annotated[Path, typer.Option("--build-dir", help="The build folder (holds cache/).")]
 
 
 @app.command()
@@ -151,6 +158,50 @@ def targets_show(name: str) -> None:
     from pipeline.targets import load_target
 
     typer.echo(json.dumps(load_target(name).model_dump(), indent=2))
+
+
+@cache_app.command("verify")
+def cache_verify(build_dir: BuildDir = Path("build")) -> None:
+    """Check every cached output's files against the sha256 recorded when it was committed."""
+    from pipeline.cache import cache_entries, verify_cache
+
+    root = build_dir / "cache"
+    if not root.is_dir():
+        raise UserError(f"no cache at {root}: give the --build-dir a build used")
+    damaged, unfinished = verify_cache(root)
+    for entry, why in damaged:
+        typer.echo(f"DAMAGED  {entry.relative_to(root)}: {why}")
+    for entry in unfinished:
+        typer.echo(f"partial  {entry.relative_to(root)}: an interrupted run (resumed or redone "
+                   "by the next build, never published)")
+    total = sum(1 for _ in cache_entries(root))
+    typer.echo(f"{total - len(damaged) - len(unfinished)} intact, {len(damaged)} damaged, "
+               f"{len(unfinished)} unfinished")
+    if damaged:
+        raise typer.Exit(1)
+
+
+@cache_app.command("gc")
+def cache_gc(build_dir: BuildDir = Path("build"),
+             dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list.")] = False,
+             partials: Annotated[bool, typer.Option(
+                 "--partials", help="Also remove interrupted runs (resumable work).")] = False) -> None:
+    """Remove cached outputs that no published target (build/<target>/manifest.json) uses."""
+    import shutil
+
+    from pipeline.cache import build_lock, unreferenced_entries
+
+    if not (build_dir / "cache").is_dir():
+        raise UserError(f"no cache at {build_dir / 'cache'}: give the --build-dir a build used")
+    with build_lock(build_dir):  # never under a running build
+        garbage = unreferenced_entries(build_dir, partials=partials)
+        for entry, size in garbage:
+            typer.echo(f"{'would remove' if dry_run else 'removed'} {entry.relative_to(build_dir)} "
+                       f"({size / 1e6:.1f} MB)")
+            if not dry_run:
+                shutil.rmtree(entry)
+    freed = sum(size for _, size in garbage) / 1e6
+    typer.echo(f"{len(garbage)} entries, {freed:.1f} MB {'to free' if dry_run else 'freed'}")
 
 
 def main() -> None:

@@ -24,7 +24,9 @@ from typing import Any
 
 from pipeline.cache import (
     META_FILE,
+    PARTIAL,
     build_lock,
+    changed_content,
     changed_on_disk,
     commit_dir,
     describe_files,
@@ -162,7 +164,7 @@ def _minutes(seconds: float) -> str:
 def _run_step(stage: Any, step: Step, settings: Settings, inputs: dict[str, Path],
               key: str, final: Path, input_keys: dict[str, str], runtime: dict[str, Any]) -> None:
     """Run one stage into `<key>.partial`, write its metadata, then rename it into place."""
-    partial = final.with_name(final.name + ".partial")
+    partial = final.with_name(final.name + PARTIAL)
     if partial.exists() and not stage.resumable:
         shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
@@ -221,7 +223,10 @@ def _run_plan(config: BuildConfig, target: Target, root: Path, until: str | None
         final = cache_root / stage.name / key
         start = time.perf_counter()
         meta = read_meta(final)
-        if meta is not None and (why := changed_on_disk(final, meta)):
+        # stat checks on every hit; the full sha256 too for what gets published
+        published = tuple(p.format(artifact=target.artifact()) for p in step.publish)
+        if meta is not None and (why := changed_on_disk(final, meta) or (
+                published and changed_content(final, meta, published))):
             log(step.id, f"cached output {key[:12]} changed on disk ({why}): running it again")
             shutil.rmtree(final)
             meta = None

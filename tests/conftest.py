@@ -7,15 +7,26 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# `make test` runs one pytest-xdist worker per core. Each worker (and every process it
+# starts: builds, bench children, trainers) gets its share of the cores: torch's OpenMP pool
+# and llama.cpp's threads spin while they wait, so two workers with a full-width pool each
+# oversubscribe the machine and every test runs several times slower.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, (os.cpu_count() or 1) // WORKERS)
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 
 
 @pytest.fixture(scope="session")
@@ -26,25 +37,69 @@ def smollm_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str,
+               build: Callable[[Path], None]) -> Path:
+    """A folder built once per test run, by whichever xdist worker asks first; the others
+    wait on its lock and reuse it (read-only)."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, shared by its workers
+    out, done = root / f"shared-{name}", root / f"shared-{name}.built"
+    with FileLock(f"{out}.lock"):
+        if not done.is_file():
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            build(out)
+            done.touch()
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_hf(tmp_path_factory: pytest.TempPathFactory, smollm_gguf: Path) -> Path:
     """A 2-layer llama (hidden 64) with SmolLM2's tokenizer and chat template, as safetensors."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
 
-    from pipeline.models.hf import load_tokenizer
+    def build(out: Path) -> None:
+        import torch
+        from transformers import LlamaConfig, LlamaForCausalLM
 
-    out = tmp_path_factory.mktemp("tiny-hf")
-    tok = load_tokenizer(smollm_gguf)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=512, tie_word_embeddings=True,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id)
-    LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
-    return out
+        from pipeline.models.hf import load_tokenizer
+
+        tok = load_tokenizer(smollm_gguf)  # ~13 s: transformers converts the GGUF vocabulary
+        torch.manual_seed(0)
+        config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                             num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                             max_position_embeddings=512, tie_word_embeddings=True,
+                             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                             pad_token_id=tok.pad_token_id)
+        LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
+        tok.save_pretrained(out)
+
+    return shared_dir(tmp_path_factory, "tiny-hf", build)
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory,
+              tiny_hf: Path) -> Callable[[str], tuple[Path, dict[str, Any]]]:
+    """The ONNX export stage run on the tiny model, once per quant per run: (its output
+    folder with onnx-fp32/ and onnx-<quant>/, its summary). The builder costs ~10 s a run."""
+
+    def export(quant: str) -> tuple[Path, dict[str, Any]]:
+        def build(out: Path) -> None:
+            from pipeline.stage import StageContext
+            from pipeline.stages.export_onnx import ExportOnnxSettings, ExportOnnxStage
+
+            settings = ExportOnnxSettings(format="onnx", quant=quant, execution_provider="cpu",
+                                          block_size=32, accuracy_level=4, algo_config="default")
+            summary = ExportOnnxStage().run(StageContext(
+                name="export", settings=settings, inputs={"model": tiny_hf}, out_dir=out))
+            (out.parent / f"{out.name}.summary.json").write_text(json.dumps(summary))
+
+        out = shared_dir(tmp_path_factory, f"onnx-{quant}", build)
+        return out, json.loads((out.parent / f"{out.name}.summary.json").read_text())
+
+    return export
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -75,6 +75,7 @@ def test_a_new_format_is_one_entry_one_stage_one_adapter(monkeypatch: pytest.Mon
     """Register a fake format: targets validate against it, the runner plans its export
     stage, bench rows get its adapter, and its artifact names come from the table."""
     from pipeline import formats
+    from pipeline.config import load_config
     from pipeline.formats import Format
     from pipeline.measure import runtimes
     from pipeline.runner import PLAN
@@ -94,7 +95,7 @@ def test_a_new_format_is_one_entry_one_stage_one_adapter(monkeypatch: pytest.Mon
     assert (target.artifact(), target.artifact(fp=True)) == ("fake-tiny.bin", "fake-full.bin")
     export = next(s for s in PLAN if s.id == "export")
     assert export.stage_for(target) == "export_fake"
-    assert REGISTRY["bench"].runtime(None, target)["adapter"] == "fake_adapter"  # type: ignore[arg-type]
+    assert REGISTRY["bench"].runtime(load_config(None), target)["adapter"] == "fake_adapter"
     assert isinstance(runtimes.open_runtime("fake_adapter", "m", 64, 1), FakeRuntime)
     (tmp_path / "bad.toml").write_text(
         'name = "bad"\ndescription = "x"\nformat = "fake"\nquant = "Q4_K_M"\nthreads = 1\n')

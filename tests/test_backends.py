@@ -35,6 +35,22 @@ class FaultHandler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:  # keep test output quiet
         pass
 
+    served_params = 1000  # what GET /ident/v1/models says the model "m" is
+
+    def do_GET(self) -> None:  # noqa: N802
+        if not self.path.startswith("/ident/"):
+            self.send_error(404)
+            return
+        payload = json.dumps({"object": "list", "data": [
+            {"id": "m", "object": "model", "created": time.time(), "owned_by": "me",
+             "meta": {"n_params": FaultHandler.served_params}},
+            {"id": "other", "object": "model", "created": time.time()}]}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         mode = self.path.split("/")[1]
         self.rfile.read(int(self.headers.get("content-length", 0)))
@@ -167,3 +183,41 @@ def test_teacher_stage_through_a_real_llama_cpp_server(smollm_gguf: Path, tmp_pa
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert sorted(r["id"] for r in rows) == [f"train-{i:05d}" for i in range(4)]
     assert all(r["response"] and r["completion_tokens"] > 0 for r in rows)
+
+
+def test_a_remote_teacher_is_keyed_by_what_the_server_says_it_serves(
+        fault_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The /models entry (minus per-request fields) enters the key: the same model keeps its
+    key across requests, another model under the same name changes it with a message, or is
+    refused when pinned; a server that does not describe its models keeps the recorded one."""
+    from pipeline.errors import UserError
+    from pipeline.generation.remote_identity import (
+        resolve_identity,
+        served_identity,
+        teacher_digest,
+    )
+
+    url = f"{fault_server}/ident/v1"
+    monkeypatch.setattr(FaultHandler, "served_params", 1000)
+    assert served_identity(url, "m", None, 2.0) == {"id": "m", "owned_by": "me",
+                                                    "meta": {"n_params": 1000}}
+    first, note = resolve_identity(url, "m", None, 2.0, False, tmp_path)
+    assert note is None
+    assert resolve_identity(url, "m", None, 2.0, True, tmp_path) == (first, None)  # created moved
+    monkeypatch.setattr(FaultHandler, "served_params", 2000)  # other weights, same name
+    with pytest.raises(UserError, match="changed since .*pin_identity = false"):
+        resolve_identity(url, "m", None, 2.0, True, tmp_path)
+    second, note = resolve_identity(url, "m", None, 2.0, False, tmp_path)
+    assert second != first and note is not None and "generated again" in note
+    # llama-server lists the file it loaded under any name: keyed by everything it lists
+    assert set(served_identity(url, "unlisted", None, 2.0) or {}) == {"served"}
+    # the same slot, but the server stopped describing itself: the recorded identity holds
+    quiet = f"{fault_server}/ok/v1"
+    digest, note = resolve_identity(quiet, "m", None, 2.0, False, tmp_path)
+    assert note is not None and "URL and model name only" in note
+    (tmp_path / "remote-teachers.json").write_text(
+        (tmp_path / "remote-teachers.json").read_text().replace(f"{url} m", f"{quiet} m"))
+    digest, note = resolve_identity(quiet, "m", None, 2.0, False, tmp_path)
+    assert note is not None and "using the model identity recorded" in note
+    assert digest == teacher_digest(quiet, "m", {"id": "m", "owned_by": "me",
+                                                 "meta": {"n_params": 2000}})

@@ -4,6 +4,7 @@ runtime adapter per format, and scores (perplexity, KL, top-1) that mean what th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,17 +115,11 @@ def test_score_perplexity_kl_and_top1_by_hand(tmp_path: Path) -> None:
     assert vs_uniform["top1_agreement"] == 0.5
 
 
-def test_onnx_runtime_matches_torch(tiny_hf: Path, tmp_path: Path) -> None:
+def test_onnx_runtime_matches_torch(tiny_hf: Path, tiny_onnx: Callable[[str], tuple[Path, dict]],
+                                    tmp_path: Path) -> None:
     """The onnxruntime-genai builder's fp32 export of the tiny model runs through the ONNX
     adapter and is numerically the torch model (tiny KL, same perplexity)."""
-    import subprocess
-    import sys
-
-    onnx_dir = tmp_path / "onnx"
-    build = subprocess.run([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i",
-                            str(tiny_hf), "-o", str(onnx_dir), "-p", "fp32", "-e", "cpu",
-                            "-c", str(tmp_path / "cache")], capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr[-2000:]
+    onnx_dir = tiny_onnx("int4")[0] / "onnx-fp32"  # the export stage's fp32 reference folder
     texts, ref = _texts(tiny_hf), tmp_path / "ref.npy"
     torch_row = _torch_reference(tiny_hf, texts, ref)
     raw = bench_artifact(onnx_dir, SYS, PROMPTS, threads=1,

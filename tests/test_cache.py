@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -189,3 +190,68 @@ def test_one_build_per_folder(tmp_path) -> None:  # type: ignore[no-untyped-def]
 
     with build_lock(tmp_path):  # released by the kill: taken at once
         pass
+
+
+def _entry(cache: Path, stage: str, key: str, files: dict[str, bytes]) -> Path:
+    """A committed cache entry as the runner writes it (files + metadata)."""
+    import json
+
+    from pipeline.cache import META_FILE, describe_files
+
+    out = cache / stage / key
+    out.mkdir(parents=True)
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+    (out / META_FILE).write_text(json.dumps({"files": describe_files(out)}))
+    return out
+
+
+def test_cache_verify_and_gc(tmp_path: Path) -> None:
+    """`cache verify` finds an entry whose bytes changed though its size and mtime did not
+    (only the full sha256 sees it), exit 1; `cache gc` removes what no published manifest
+    uses, says how much it freed, and keeps interrupted (resumable) runs unless asked."""
+    import json
+    import os
+
+    from tests.conftest import run_cli
+
+    cache = tmp_path / "cache"
+    used = _entry(cache, "export", "a" * 64, {"model.gguf": b"x" * 1000})
+    spare = _entry(cache, "export", "b" * 64, {"model.gguf": b"y" * 2_000_000})
+    partial = cache / "teacher" / ("c" * 64 + ".partial")
+    partial.mkdir(parents=True)
+    (partial / "rows.jsonl").write_text("{}\n")
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "manifest.json").write_text(json.dumps({"steps": [{"path": str(used)}]}))
+    proc = run_cli("cache", "verify", "--build-dir", str(tmp_path))
+    assert proc.returncode == 0 and "2 intact, 0 damaged, 1 unfinished" in proc.stdout
+    stat = (used / "model.gguf").stat()
+    (used / "model.gguf").write_bytes(b"z" * 1000)  # same size, mtime put back: stat misses it
+    os.utime(used / "model.gguf", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    proc = run_cli("cache", "verify", "--build-dir", str(tmp_path))
+    assert proc.returncode == 1
+    assert f"DAMAGED  export/{'a' * 64}: model.gguf no longer has the sha256" in proc.stdout
+    proc = run_cli("cache", "gc", "--dry-run", "--build-dir", str(tmp_path))
+    assert proc.returncode == 0 and "1 entries, 2.0 MB to free" in proc.stdout and spare.is_dir()
+    proc = run_cli("cache", "gc", "--build-dir", str(tmp_path))
+    assert proc.returncode == 0 and "1 entries, 2.0 MB freed" in proc.stdout
+    assert not spare.exists() and used.is_dir() and partial.is_dir()
+    assert run_cli("cache", "gc", "--partials", "--build-dir", str(tmp_path)).returncode == 0
+    assert not partial.exists() and used.is_dir()
+    proc = run_cli("cache", "verify", "--build-dir", str(tmp_path / "nowhere"))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_published_file_is_hashed_in_full_before_publishing(tmp_path: Path) -> None:
+    """The runner's check before publishing: the full sha256 of the published files only."""
+    import json
+
+    from pipeline.cache import META_FILE, changed_content
+
+    out = _entry(tmp_path, "export", "k", {"model.gguf": b"x" * 10, "model.F16.gguf": b"f"})
+    meta = json.loads((out / META_FILE).read_text())
+    (out / "model.F16.gguf").write_bytes(b"g")  # not published: not read
+    assert changed_content(out, meta, ("model.gguf",)) is None
+    (out / "model.gguf").write_bytes(b"y" * 10)
+    assert changed_content(out, meta, ("model.gguf",)) == (
+        "model.gguf no longer has the sha256 it was committed with")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,7 @@ def test_unreadable_gguf_is_a_user_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("quant", ["int4", "int8"])
-def test_onnx_export_stage_writes_loadable_folders(tiny_hf: Path, tmp_path: Path,
+def test_onnx_export_stage_writes_loadable_folders(tiny_onnx: Callable[[str], tuple[Path, dict]],
                                                    quant: str) -> None:
     """The ONNX export stage writes fp32 + quantized onnxruntime-genai folders that load and
     generate; the quantized graph's matmuls are MatMulNBits with the profile's bits and block
@@ -77,15 +78,8 @@ def test_onnx_export_stage_writes_loadable_folders(tiny_hf: Path, tmp_path: Path
     import onnxruntime_genai as og
 
     from pipeline.measure.runtimes.onnx_genai import OnnxGenaiRuntime
-    from pipeline.stage import StageContext
-    from pipeline.stages.export_onnx import ExportOnnxSettings, ExportOnnxStage
 
-    out = tmp_path / "out"
-    out.mkdir()
-    settings = ExportOnnxSettings(format="onnx", quant=quant, execution_provider="cpu",
-                                  block_size=32, accuracy_level=4, algo_config="default")
-    summary = ExportOnnxStage().run(StageContext(name="export", settings=settings,
-                                                 inputs={"model": tiny_hf}, out_dir=out))
+    out, summary = tiny_onnx(quant)  # the stage, run on the tiny model with block size 32
     assert sorted(p.name for p in out.iterdir()) == ["onnx-fp32", f"onnx-{quant}"]
     assert summary["artifact"] == f"onnx-{quant}"
     graph = onnx.load(str(out / f"onnx-{quant}" / "model.onnx"), load_external_data=False).graph

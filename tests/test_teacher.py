@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.stages.teacher import _done_rows
+from tests.conftest import THREADS
 
 
 def test_torn_tail_is_truncated(tmp_path: Path) -> None:
@@ -32,8 +33,9 @@ def test_no_file_means_nothing_done(tmp_path: Path) -> None:
 def test_kill_9_mid_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     """SIGKILL the teacher stage mid-run, rerun it, and find every row exactly once."""
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[teacher]\nmodel = "smollm2-135m-instruct-q4_1"\nmax_tokens = 48\nconcurrency = 4\n'
-                   '[student]\nmodel = "smollm2-135m-instruct-q4_1"\n[task]\nmax_train_rows = 30\n')
+    cfg.write_text('[teacher]\nmodel = "smollm2-135m-instruct-q4_1"\nmax_tokens = 32\nconcurrency = 4\n'
+                   f'threads = {THREADS}\n'
+                   '[student]\nmodel = "smollm2-135m-instruct-q4_1"\n[task]\nmax_train_rows = 16\n')
     args = [str(Path(sys.executable).with_name("distill-edge")), "build", "--config", str(cfg),
             "--build-dir", str(tmp_path / "b"), "--until", "teacher"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -48,14 +50,14 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
         time.sleep(0.05)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the stage finished before it could be killed"
-    assert 5 <= partial_rows < 30
+    assert 5 <= partial_rows < 16
     done = subprocess.run(args, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     out = next((tmp_path / "b" / "cache" / "teacher").glob("*[0-9a-f]/rows.jsonl"))
     ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
-    assert sorted(ids) == sorted(set(ids)) and len(ids) == 30
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 16
     stats = json.loads((out.parent / "stats.json").read_text())
-    assert stats["rows_this_run"] <= 30 - partial_rows
+    assert stats["rows_this_run"] <= 16 - partial_rows
 
 
 def test_common_prefix_keeps_one_own_token() -> None:
@@ -67,7 +69,7 @@ def test_common_prefix_keeps_one_own_token() -> None:
 
 
 def test_batched_generation_matches_one_at_a_time(smollm_gguf: Path) -> None:
-    """One slot fed 7 prompts in turn (prefix shared, slot refilled) gives exactly the greedy
+    """One slot fed 5 prompts in turn (prefix shared, slot refilled) gives exactly the greedy
     answers of the one-at-a-time loop; 3 slots give every prompt once, with the same start.
 
     Only the start with 3 slots: a 3-token matmul rounds differently from a 1-token one, and
@@ -81,17 +83,17 @@ def test_batched_generation_matches_one_at_a_time(smollm_gguf: Path) -> None:
     from pipeline.tasks.inputs import load_rows
 
     task = load_config(None).task
-    runner = ChatRunner(open_gguf(smollm_gguf, 2048, 2))
+    runner = ChatRunner(open_gguf(smollm_gguf, 2048, THREADS))
     prompts = [r["prompt"] for r in load_rows(Path(str(task.train_data)), "train",
-                                              make_task(task.spec))][:7]
+                                              make_task(task.spec))][:5]
     chats = [task.teacher_prompt.messages(p) for p in prompts]
-    one_by_one = [runner.chat_messages(c, 40) for c in chats]
-    single = dict(BatchedChat(runner, parallel=1, threads=2).generate(chats, 40))
-    assert [single[i].text for i in range(7)] == [g.text for g in one_by_one]
+    one_by_one = [runner.chat_messages(c, 24) for c in chats]
+    single = dict(BatchedChat(runner, parallel=1, threads=THREADS).generate(chats, 24))
+    assert [single[i].text for i in range(5)] == [g.text for g in one_by_one]
     # the few-shot prefix is prefilled once in all, not once per prompt
     prefix = task.teacher_prompt.system
     assert sum(g.prefill_tokens for g in single.values()) < sum(
-        g.prompt_tokens for g in one_by_one) - 6 * len(runner.llm.tokenize(prefix.encode()))
-    got = list(BatchedChat(runner, parallel=3, threads=2).generate(chats, 40))
-    assert sorted(i for i, _ in got) == list(range(7))
+        g.prompt_tokens for g in one_by_one) - 4 * len(runner.llm.tokenize(prefix.encode()))
+    got = list(BatchedChat(runner, parallel=3, threads=THREADS).generate(chats, 24))
+    assert sorted(i for i, _ in got) == list(range(5))
     assert all(g.text[:16] == one_by_one[i].text[:16] for i, g in got)

@@ -30,7 +30,8 @@ from pipeline.prompts import ChatPrompt
 from pipeline.tasks.base import Task
 
 REFERENCE_FILE = "reference_logprobs.npy"  # the fp32 student's log-probs (float16)
-REMEASURE = 1  # a row measured under contention is run once more (the mark stays if it persists)
+REMEASURE = 1  # default: a row measured under contention is run once more (the mark stays if
+# it persists); `[bench] remeasure` sets it
 
 
 def score_texts(student_dir: Path, prompt: ChatPrompt, eval_rows: list[dict[str, Any]],
@@ -92,7 +93,7 @@ def bench_rows(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_
                task: Task, *, threads: int, n_ctx: int, max_tokens: int, warmup: int = 1,
                synthetic: dict[str, int] | None = None, texts: list[dict[str, Any]] | None = None,
                reference: Path | None = None, keep_reference: bool = False,
-               log: Callable[[str], None] = print) -> dict[str, Any]:
+               remeasure: int = REMEASURE, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Benchmark each row in its own process; write bench.json and answers.jsonl; return the
     bench.json data.
 
@@ -112,11 +113,11 @@ def bench_rows(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_
         scoring = ({"texts": texts, "reference": None if row.get("reference") else str(ref_file),
                     "save_reference": str(ref_file) if row.get("reference") else None}
                    if row.get("score") and texts else None)
-        for attempt in range(1 + REMEASURE):
+        for attempt in range(1 + remeasure):
             raw = bench_artifact(Path(row["model"]), row["prompt"], prompts,
                                  threads=threads, n_ctx=n_ctx, max_tokens=max_tokens, warmup=warmup,
                                  synthetic=synthetic, score=scoring, runtime=row.get("runtime"))
-            if not raw.get("load", {}).get("contended") or attempt == REMEASURE:
+            if not raw.get("load", {}).get("contended") or attempt == remeasure:
                 break
             log(f"{row['label']}: other processes used {raw['load']['other_cpu_pct']}% of the CPU "
                 "while it ran: measuring it again")

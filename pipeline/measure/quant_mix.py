@@ -3,7 +3,7 @@
 llama.cpp quietly falls back to other types for tensors whose rows are not a multiple of the
 type's block (256 for the K-quants): SmolLM2's width is 576, so most of a "Q4_K_M" file is
 Q5_0/Q8_0 and its real size per weight is far from 4.5 bits. The file name says what was
-asked for; this reads what was written (gguf-py's reader, no weights loaded into RAM).
+asked for; this reads what was written (ggml's own GGUF reader, no weights loaded into RAM).
 
 Example:
     python -c "from pipeline.measure.quant_mix import gguf_mix; \
@@ -28,14 +28,14 @@ def requested_type(quant: str) -> str:
 def gguf_mix(path: Path | str, quant: str) -> dict[str, Any]:
     """Per ggml type: tensors, parameters, bytes; the effective bits per weight; and whether
     the requested type covers at least half of the parameters."""
-    from gguf import GGUFReader
+    from pipeline.models.gguf_info import read_gguf
 
     types: dict[str, dict[str, int]] = {}
-    for tensor in GGUFReader(str(path)).tensors:
-        entry = types.setdefault(tensor.tensor_type.name, {"tensors": 0, "params": 0, "bytes": 0})
+    for tensor in read_gguf(path).tensors:
+        entry = types.setdefault(tensor.type, {"tensors": 0, "params": 0, "bytes": 0})
         entry["tensors"] += 1
-        entry["params"] += int(tensor.n_elements)
-        entry["bytes"] += int(tensor.n_bytes)
+        entry["params"] += tensor.n_elements
+        entry["bytes"] += tensor.n_bytes
     params = sum(t["params"] for t in types.values()) or 1
     wanted = requested_type(quant)
     share = types.get(wanted, {}).get("params", 0) / params

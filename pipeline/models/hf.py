@@ -13,7 +13,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,21 @@ def _fix_gguf_tokenizer(tok: Any) -> None:
         tok.add_bos_token = False  # the chat template writes its own start tokens
 
 
+@contextmanager
+def _tensor_map_built_once() -> Iterator[None]:
+    """transformers' GGUF loader asks gguf-py for the (arch, n_blocks) tensor-name table
+    once per module of the model — ~400 times for SmolLM2, ~10 s of a 2-core CPU — and the
+    table is the same every time: build it once for the duration of the load."""
+    import gguf
+
+    original = gguf.get_tensor_name_map
+    gguf.get_tensor_name_map = functools.cache(original)
+    try:
+        yield
+    finally:
+        gguf.get_tensor_name_map = original
+
+
 def load_causal_lm(source: Path) -> Any:
     """fp32 causal LM from an HF folder (safetensors only) or a GGUF file (dequantized)."""
     _offline()
@@ -58,8 +76,9 @@ def load_causal_lm(source: Path) -> Any:
         if source.is_dir():
             return AutoModelForCausalLM.from_pretrained(
                 source, dtype=torch.float32, trust_remote_code=False, use_safetensors=True)
-        model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name,
-                                                     dtype=torch.float32)
+        with _tensor_map_built_once():
+            model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name,
+                                                         dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot load student model {source}: {exc}") from None
     # save_pretrained refuses a GGUF-loaded model until its quantizer is forgotten.

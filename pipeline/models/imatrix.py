@@ -66,12 +66,12 @@ def collect(hf_dir: Path, texts: list[list[int]], threads: int) -> dict[str, np.
 def for_gguf(stats: dict[str, np.ndarray], gguf_file: Path) -> dict[str, np.ndarray]:
     """The statistics under the GGUF's tensor names; a tied output head (no output.weight)
     multiplies by token_embd.weight, so its statistic goes there, as llama-imatrix records it."""
-    from gguf import GGUFReader
+    from pipeline.models.gguf_info import read_gguf
 
-    reader = GGUFReader(gguf_file)
-    arch = str(reader.fields["general.architecture"].contents())
-    n_blocks = int(reader.fields[f"{arch}.block_count"].contents())
-    shapes = {t.name: int(t.shape[0]) for t in reader.tensors}  # ne[0] = input columns
+    arch = str(read_gguf(gguf_file, ("general.architecture",)).keys["general.architecture"])
+    info = read_gguf(gguf_file, (f"{arch}.block_count",))
+    n_blocks = int(info.keys[f"{arch}.block_count"])
+    shapes = {t.name: t.columns for t in info.tensors}  # ne[0] = input columns
     out = {}
     for module, values in stats.items():
         name = gguf_tensor_name(module, arch, n_blocks)

@@ -25,7 +25,7 @@ from typing import Any
 
 from pipeline.config import BuildConfig
 from pipeline.formats import FORMATS
-from pipeline.measure.bench import REFERENCE_FILE
+from pipeline.measure.bench import REFERENCE_FILE, REMEASURE
 from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
@@ -103,7 +103,7 @@ def run_rows(ctx: StageContext[BenchSettings], rows: list[dict[str, Any]],
     result = bench_rows(rows, eval_rows, ctx.out_dir, make_task(s.task), threads=s.threads, n_ctx=s.n_ctx,
                         max_tokens=s.max_tokens, warmup=s.warmup, synthetic=s.synthetic,
                         texts=texts, reference=reference, keep_reference=keep_reference,
-                        log=ctx.log)
+                        remeasure=ctx.runtime.get("remeasure", REMEASURE), log=ctx.log)
     return {r["role"]: r[s.task.primary] for r in result["rows"]}
 
 
@@ -122,7 +122,7 @@ class BenchTeacherStage:
             config.bench.include_teacher and config.teacher.backend == "llama_cpp"))
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {}
+        return {"remeasure": config.bench.remeasure}
 
     def run(self, ctx: StageContext[BenchSettings]) -> dict[str, Any]:
         s = ctx.settings
@@ -146,7 +146,7 @@ class BenchStudentStage:
                              torch_row=config.bench.torch_row)
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {}
+        return {"remeasure": config.bench.remeasure}
 
     def run(self, ctx: StageContext[BenchSettings]) -> dict[str, Any]:
         s = ctx.settings
@@ -171,7 +171,7 @@ class BenchStage:
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         # the format's runtime adapter: a function of the artifact names already in the key
-        return {"adapter": target.fmt.adapter}
+        return {"adapter": target.fmt.adapter, "remeasure": config.bench.remeasure}
 
     def run(self, ctx: StageContext[BenchSettings]) -> dict[str, Any]:
         # Held to the fp32 torch student when bench_student measured it, else to the F16/fp32 export.

@@ -1,7 +1,7 @@
 """Export stage (ONNX): HF folder -> onnxruntime-genai model folders, fp32 and quantized.
 
-setup: the onnxruntime-genai model builder (`python -m onnxruntime_genai.models.builder`),
-       run as a child process from the local HF folder only (no hub).
+setup: the onnxruntime-genai model builder, run in one child process for both folders
+       (pipeline.models.onnx_build) from the local HF folder only (no hub).
 run:   build `onnx-fp32/` (the format's unquantized reference, like the GGUF path's F16) and
        `onnx-<precision>/` for the target: int4/int8 are weight-only MatMulNBits with the
        profile's block size and accuracy level (4 = int8 activations on CPU), fp16 for GPU
@@ -23,32 +23,15 @@ Example:
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 from pipeline.cache import artifact_bytes
 from pipeline.config import BuildConfig
 from pipeline.formats import FORMATS
+from pipeline.models.onnx_build import build_all, job
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
-
-
-def build_onnx(hf_dir: Path, out_dir: Path, precision: str, provider: str,
-               extra: dict[str, Any], cache_dir: Path) -> None:
-    """Run the onnxruntime-genai model builder in a child process (it is a CLI)."""
-    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir),
-           "-o", str(out_dir), "-p", precision, "-e", provider, "-c", str(cache_dir)]
-    if extra:
-        cmd += ["--extra_options", *(f"{k}={v}" for k, v in extra.items())]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    if proc.returncode != 0 or not (out_dir / "genai_config.json").is_file():
-        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"onnxruntime-genai builder ({precision}) failed: {last[0]}")
 
 
 class ExportOnnxSettings(Settings):
@@ -82,12 +65,13 @@ class ExportOnnxStage:
         scratch = ctx.out_dir / "_builder_cache"  # the builder's temp files, removed below
         onnx = FORMATS["onnx"]  # this stage's format: artifact names from the table
         fp32 = ctx.out_dir / onnx.artifact(onnx.fp)
-        build_onnx(hf_dir, fp32, "fp32", "cpu", {}, scratch)
+        jobs = [job(hf_dir, fp32, "fp32", "cpu", {}, scratch)]
         out = ctx.out_dir / onnx.artifact(s.quant)
         if s.quant != "fp32":
             extra = s.model_dump(include={"block_size", "accuracy_level", "algo_config"},
                                  exclude_unset=True)  # MatMulNBits options (int4/int8)
-            build_onnx(hf_dir, out, s.quant, s.execution_provider, extra, scratch)
+            jobs.append(job(hf_dir, out, s.quant, s.execution_provider, extra, scratch))
+        build_all(jobs)  # one child process: the builder's imports are paid once
         shutil.rmtree(scratch, ignore_errors=True)
         fmt = hf_dir / "prompt_format.json"
         if fmt.is_file():  # the messages the student was trained with travel with the model
