@@ -57,6 +57,9 @@ class TeacherConfig(ModelSource):
     base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1
     model_name: str | None = None
     api_key_env: str | None = "OPENAI_API_KEY"  # the variable's name; the key never goes in a file
+    # the server's /models entry for model_name keys the teacher data; true: a changed entry
+    # (other weights served under the same name) stops the build instead of regenerating
+    pin_identity: bool = False
     # Rows generated at once: HTTP requests in flight (openai), or sequences decoded in one
     # llama.cpp batch (llama_cpp; 1 = one row at a time). 32 measured fastest on 2 cores.
     concurrency: int = Field(32, ge=1, le=512)
@@ -71,6 +74,8 @@ class TeacherConfig(ModelSource):
                 raise ValueError("the openai backend needs base_url and model_name")
             if self.model or self.path:
                 raise ValueError("the openai backend takes base_url/model_name, not model/path")
+        elif self.pin_identity:
+            raise ValueError("pin_identity applies to the openai backend only")
         else:
             _one_source(self)
         if self.n_samples > 1 and self.temperature == 0:

@@ -38,6 +38,7 @@ from pipeline.cache import (
 )
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
+from pipeline.generation.remote_identity import resolve_identity
 from pipeline.models.weights import path_digest, resolve_model
 from pipeline.stage import Settings, StageContext, log
 from pipeline.stages import REGISTRY
@@ -110,8 +111,12 @@ def resolve_externals(config: BuildConfig, cache_root: Path) -> dict[str, tuple[
     models = cache_root / "models"
     t = config.teacher
     teacher: tuple[Path | None, str]
-    if t.backend == "openai":  # no local file: the endpoint and model name identify the teacher
-        teacher = (None, hashlib.sha256(f"openai:{t.base_url}:{t.model_name}".encode()).hexdigest())
+    if t.backend == "openai":  # no local file: what the server says it serves identifies it
+        digest, note = resolve_identity(t.base_url or "", t.model_name or "", t.api_key_env,
+                                        min(t.timeout_s, 30.0), t.pin_identity, models)
+        if note:
+            log("teacher", note)
+        teacher = (None, digest)
     else:
         teacher = resolve_model(t.model, t.path, models)
         if t.backend == "llama_cpp" and teacher[0] is not None and teacher[0].is_dir():
