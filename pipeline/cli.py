@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -87,9 +88,23 @@ def _load_report(build_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"no report.json in {build_dir}: give a build/<target> folder")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise UserError(f"{path} is not valid JSON") from None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{path} is not valid JSON: rebuild the target to write it again") from None
+    if not isinstance(data, dict) or not isinstance(data.get("bench"), dict):
+        raise UserError(f"{path} is not a distill-edge report (no bench section): rebuild the "
+                        "target to write it again")
+    return data
+
+
+def _rendered(render: Callable[..., str], *reports: tuple[Path, dict[str, Any]]) -> str:
+    """Render, turning a report.json with missing or mistyped fields into one line."""
+    try:
+        return render(*(data for _, data in reports))
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        names = " or ".join(str(path / "report.json") for path, _ in reports)
+        raise UserError(f"{names} is not a complete distill-edge report ({type(exc).__name__}: "
+                        f"{exc}): rebuild the target to write it again") from None
 
 
 @app.command()
@@ -97,9 +112,10 @@ def report(build_dir: Path) -> None:
     """Re-render report.md and report.html of BUILD_DIR from its report.json."""
     from pipeline.report.render import render_html, render_markdown
 
-    data = _load_report(build_dir)
-    (build_dir / "report.md").write_text(render_markdown(data))
-    (build_dir / "report.html").write_text(render_html(data))
+    data = (build_dir, _load_report(build_dir))
+    markdown, html = _rendered(render_markdown, data), _rendered(render_html, data)
+    (build_dir / "report.md").write_text(markdown)
+    (build_dir / "report.html").write_text(html)
     typer.echo(f"wrote {build_dir / 'report.md'} and {build_dir / 'report.html'}")
 
 
@@ -108,7 +124,10 @@ def compare(a: Path, b: Path) -> None:
     """Diff two builds' reports: metric, speed and size per artifact."""
     from pipeline.report.compare import compare_reports
 
-    typer.echo(compare_reports(_load_report(a), _load_report(b), str(a), str(b)))
+    def both(ra: dict[str, Any], rb: dict[str, Any]) -> str:
+        return compare_reports(ra, rb, str(a), str(b))
+
+    typer.echo(_rendered(both, (a, _load_report(a)), (b, _load_report(b))))
 
 
 @app.command()

@@ -13,8 +13,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +37,7 @@ class GgufTensor:
 class GgufInfo:
     tensors: list[GgufTensor]
     keys: dict[str, str | int] = field(default_factory=dict)
+    data_end: int = 0  # where the last tensor's bytes end: a complete file is at least this long
 
 
 class _InitParams(ctypes.Structure):
@@ -52,15 +55,35 @@ def _lib() -> ctypes.CDLL:
         "gguf_find_key": (i64, [p, s]), "gguf_get_kv_type": (ctypes.c_int, [p, i64]),
         "gguf_get_val_str": (s, [p, i64]), "gguf_get_val_u32": (ctypes.c_uint32, [p, i64]),
         "gguf_get_n_tensors": (i64, [p]), "gguf_get_tensor_name": (s, [p, i64]),
+        "gguf_get_data_offset": (ctypes.c_size_t, [p]),
+        "gguf_get_tensor_offset": (ctypes.c_size_t, [p, i64]),
         "gguf_get_tensor_type": (ctypes.c_int, [p, i64]),
         "gguf_get_tensor_size": (ctypes.c_size_t, [p, i64]),
         "ggml_type_name": (s, [ctypes.c_int]), "ggml_get_tensor": (p, [p, s]),
         "ggml_nelements": (i64, [p]), "ggml_nrows": (i64, [p]), "ggml_free": (None, [p]),
+        "ggml_log_get": (None, [ctypes.POINTER(p), ctypes.POINTER(p)]),
+        "ggml_log_set": (None, [p, p]),
     }
     for name, (restype, argtypes) in signatures.items():
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = restype, argtypes
     return lib
+
+
+_LOG_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+_DROP = _LOG_CALLBACK(lambda level, text, user: None)  # module-level: outlives every call
+
+
+@contextlib.contextmanager
+def _ggml_log_silenced(lib: ctypes.CDLL) -> Iterator[None]:
+    """ggml's log callback set to drop messages, and the previous one put back after."""
+    callback, user = ctypes.c_void_p(), ctypes.c_void_p()
+    lib.ggml_log_get(ctypes.byref(callback), ctypes.byref(user))
+    lib.ggml_log_set(ctypes.cast(_DROP, ctypes.c_void_p), None)
+    try:
+        yield
+    finally:
+        lib.ggml_log_set(callback, user)
 
 
 def _key(lib: ctypes.CDLL, ctx: int, key: str) -> str | int | None:
@@ -78,14 +101,15 @@ def _key(lib: ctypes.CDLL, ctx: int, key: str) -> str | int | None:
 
 def read_gguf(path: Path | str, keys: tuple[str, ...] = ()) -> GgufInfo:
     """The tensor table (and the string/uint32 `keys` asked for) of a GGUF file; ValueError
-    when ggml cannot read it (cut short, not a GGUF)."""
+    when ggml cannot read its header (cut short there, damaged, not a GGUF)."""
     lib = _lib()
     meta = ctypes.c_void_p()
-    ctx = lib.gguf_init_from_file(str(path).encode(), _InitParams(True, ctypes.pointer(meta)))
+    with _ggml_log_silenced(lib):  # its reasons go to stderr; the caller words the error
+        ctx = lib.gguf_init_from_file(str(path).encode(), _InitParams(True, ctypes.pointer(meta)))
     if not ctx:
         raise ValueError(f"{path} is not a readable GGUF file")
     try:
-        tensors = []
+        tensors, data_end = [], 0
         for i in range(lib.gguf_get_n_tensors(ctx)):
             name = lib.gguf_get_tensor_name(ctx, i)
             tensor = lib.ggml_get_tensor(meta, name)
@@ -95,8 +119,10 @@ def read_gguf(path: Path | str, keys: tuple[str, ...] = ()) -> GgufInfo:
                 name=name.decode(), type=kind.upper(),
                 n_elements=n, n_bytes=int(lib.gguf_get_tensor_size(ctx, i)),
                 columns=n // max(int(lib.ggml_nrows(tensor)), 1)))
+            data_end = max(data_end, int(lib.gguf_get_data_offset(ctx)) + int(
+                lib.gguf_get_tensor_offset(ctx, i)) + tensors[-1].n_bytes)
         found = {k: v for k in keys if (v := _key(lib, ctx, k)) is not None}
-        return GgufInfo(tensors=tensors, keys=found)
+        return GgufInfo(tensors=tensors, keys=found, data_end=data_end)
     finally:
         lib.ggml_free(meta)
         lib.gguf_free(ctx)

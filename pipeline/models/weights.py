@@ -162,6 +162,7 @@ def resolve_model(model: str | None, path: str | None, cache_dir: Path) -> tuple
     if local.is_file():
         if _magic(local) != b"GGUF":
             raise UserError(f"model file {local} is not a GGUF file (bad magic bytes)")
+        check_gguf(local)
         return local, file_digest(local, cache_dir)
     if local.is_dir():
         if not (local / "config.json").is_file():
@@ -170,6 +171,22 @@ def resolve_model(model: str | None, path: str | None, cache_dir: Path) -> tuple
             raise UserError(f"model folder {local} has no .safetensors weights (pickles are refused)")
         return local, path_digest(local, cache_dir)
     raise UserError(f"model path not found: {local}")
+
+
+def check_gguf(path: Path) -> None:
+    """A GGUF whose header ggml reads and whose tensors all lie inside the file (a download
+    cut short keeps a good header): else one UserError line naming the file."""
+    from pipeline.models.gguf_info import read_gguf
+
+    try:
+        info = read_gguf(path)
+    except ValueError:
+        raise UserError(f"model file {path} is a damaged GGUF (its header does not read): "
+                        "copy or download it again") from None
+    size = path.stat().st_size
+    if size < info.data_end:
+        raise UserError(f"model file {path} is cut short ({size} bytes, its tensors need "
+                        f"{info.data_end}): copy or download it again")
 
 
 def path_digest(path: Path, cache_dir: Path) -> str:
