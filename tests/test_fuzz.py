@@ -1,7 +1,8 @@
 """Damaged input files through the CLI: one line and exit 2, or accepted — never a traceback.
 
 Each input kind a user hands the CLI (config, target file, JSONL and CSV data, a GGUF model
-file, a build's report.json, a bundle's generation.json) is taken from a valid file
+file, a Hugging Face model folder's config/tokenizer/safetensors, a build's report.json, a
+bundle's generation.json) is taken from a valid file
 and damaged the ways files get damaged: cut short at several offsets, bytes flipped, bytes
 that are not UTF-8 inserted. The CLI runs in-process (`pipeline.cli.main`), so anything
 other than a clean exit fails the test with its traceback. A damaged file may still be valid
@@ -69,6 +70,17 @@ def _tiny_gguf(path: Path) -> None:
     writer.close()
 
 
+def _hf_folder(folder: Path) -> None:
+    """A small Hugging Face folder as resolve_model checks it: config, tokenizer, weights."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 32}))
+    (folder / "tokenizer.json").write_text(json.dumps({"version": "1.0", "model": {"type": "BPE"}}))
+    save_file({"embed": np.ones((64, 32), dtype=np.float32)}, str(folder / "model.safetensors"))
+
+
 def _sources(tmp: Path) -> dict[str, tuple[bytes, str]]:
     """kind -> (a valid file's bytes, its file name)."""
     rows = [json.loads(line) for line in
@@ -78,6 +90,7 @@ def _sources(tmp: Path) -> dict[str, tuple[bytes, str]]:
     writer.writeheader()
     writer.writerows({"prompt": r["prompt"]} for r in rows)
     _tiny_gguf(tmp / "m.gguf")
+    _hf_folder(tmp / "hf")
     from tests.test_report import fixture_report
 
     return {
@@ -86,6 +99,8 @@ def _sources(tmp: Path) -> dict[str, tuple[bytes, str]]:
         "jsonl": ("".join(json.dumps(r) + "\n" for r in rows).encode(), "train.jsonl"),
         "csv": (table.getvalue().encode(), "train.csv"),
         "gguf": ((tmp / "m.gguf").read_bytes(), "student.gguf"),
+        **{f"hf-{name}": ((tmp / "hf" / name).read_bytes(), name)
+           for name in ("config.json", "tokenizer.json", "model.safetensors")},
         "report": (json.dumps(fixture_report()).encode(), "report.json"),
         "bundle": (json.dumps({"format": "gguf", "model": "model.gguf", "system": "s",
                                "user_template": "{prompt}", "max_tokens": 8}).encode(),
@@ -99,11 +114,12 @@ SMALL = '[teacher]\nmodel = "smollm2-135m-instruct-q4_1"\n'  # no 1.1 GB teacher
 def _argv(kind: str, file: Path, build: Path) -> list[str]:
     """The command that reads `file` as `kind` (a build stops after its first step)."""
     small = file.parent / "small.toml"
-    small.write_text(SMALL + (f'[student]\npath = "{file}"\n' if kind == "gguf" else ""))
+    student = {"gguf": file, "hf": file.parent}.get(kind.split("-")[0])
+    small.write_text(SMALL + (f'[student]\npath = "{student}"\n' if student else ""))
     build_args = ["--build-dir", str(build), "--until", "prompts"]
     if kind == "config":
         return ["build", "--config", str(file), *build_args]
-    if kind in ("target", "gguf"):
+    if kind == "target" or kind == "gguf" or kind.startswith("hf-"):
         return ["build", "--config", str(small), *build_args]
     if kind in ("jsonl", "csv"):
         return ["build", "--config", str(small), "--train-data", str(file), *build_args]
@@ -122,7 +138,8 @@ def _listing(folder: Path) -> list[str]:
                   and n != "cache")
 
 
-KINDS = ("config", "target", "jsonl", "csv", "gguf", "report", "bundle")
+KINDS = ("config", "target", "jsonl", "csv", "gguf", "hf-config.json", "hf-tokenizer.json",
+         "hf-model.safetensors", "report", "bundle")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -136,7 +153,9 @@ def test_a_damaged_file_is_one_line_or_accepted(kind: str, tmp_path: Path,
     outcomes = {}
     for how, bad in damaged(data):
         case = tmp_path / how
-        case.mkdir()
+        if kind.startswith("hf-"):  # the rest of the folder intact, this one file damaged
+            _hf_folder(case)
+        case.mkdir(exist_ok=True)
         (case / name).write_bytes(bad)
         if kind == "target":
             monkeypatch.setattr(targets, "TARGETS_DIR", case)
@@ -148,5 +167,5 @@ def test_a_damaged_file_is_one_line_or_accepted(kind: str, tmp_path: Path,
         outcomes[how] = code
     # the damage that cannot leave a valid file is always refused
     assert outcomes["not-utf8"] == 2 or kind == "gguf", outcomes
-    if kind in ("gguf", "report", "jsonl"):
+    if kind in ("gguf", "report", "jsonl") or kind.startswith("hf-"):
         assert outcomes["cut50"] == 2, outcomes

@@ -169,6 +169,7 @@ def resolve_model(model: str | None, path: str | None, cache_dir: Path) -> tuple
             raise UserError(f"model folder {local} has no config.json: give a Hugging Face folder")
         if not any(local.glob("*.safetensors")):
             raise UserError(f"model folder {local} has no .safetensors weights (pickles are refused)")
+        check_hf_folder(local)
         return local, path_digest(local, cache_dir)
     raise UserError(f"model path not found: {local}")
 
@@ -187,6 +188,33 @@ def check_gguf(path: Path) -> None:
     if size < info.data_end:
         raise UserError(f"model file {path} is cut short ({size} bytes, its tensors need "
                         f"{info.data_end}): copy or download it again")
+
+
+def check_hf_folder(folder: Path) -> None:
+    """Every file transformers will read parses: config.json (and the tokenizer's JSON files)
+    as UTF-8 JSON objects, every safetensors file's header and extent (safetensors checks
+    that the header's tensors fill the file exactly). Reads headers only: fast."""
+    import json
+
+    from safetensors import safe_open
+
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"):
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            ok = isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            ok = False
+        if not ok:
+            raise UserError(f"{path} is not a valid JSON object: copy the model folder again")
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "np"):
+                pass
+        except Exception as exc:  # safetensors raises its own error types for each damage
+            raise UserError(f"{path} is a damaged safetensors file ({type(exc).__name__}): copy "
+                            "the model folder again") from None
 
 
 def path_digest(path: Path, cache_dir: Path) -> str:
