@@ -77,3 +77,35 @@ def test_verdict_says_when_the_eval_cannot_decide() -> None:
     assert steps[0]["distinguishable"] and steps[0]["ci"][0] > 0
     assert verdict["margin"] == "undecided" and "holds the bar 0.9" in verdict["text"]
     assert "on 40 prompts" in verdict["text"]
+
+
+def test_exact_and_agreement_figures_get_intervals_on_their_own_prompts() -> None:
+    """exact: the primary eval set only; agreement with the teacher: every prompt where the
+    teacher's answer is valid; same answer as fp32: every prompt — each interval is the
+    bootstrap of the per-prompt values those figures average."""
+    from pipeline.config import load_config
+    from pipeline.measure.uncertainty import add_other_intervals
+    from pipeline.report.render import render_markdown
+
+    task = make_task(load_config(None).task.spec)  # the default json task: exact != primary
+    right = '{"name": "Ann Lee", "item": "lamp", "quantity": 2, "city": "Oslo", "date": "2026-02-03"}'
+    wrong = '{"name": "Ann", "item": "lamp", "quantity": 3, "city": "Oslo", "date": "2026-02-03"}'
+    ref = task.parse(right)[0]
+    eval_rows = [{"id": str(i), "set": "hand" if i < 8 else "gen", "reference": ref}
+                 for i in range(12)]
+    hits = [1, 1, 1, 0, 1, 0, 1, 1, 0, 0, 0, 0]  # the student's exact matches, per prompt
+    answers = [{"id": str(i), "teacher": right if i != 2 else "not json",
+                "distilled": right if hit else wrong, "distilled_torch": right}
+               for i, hit in enumerate(hits)]
+    rows = [{"role": "distilled", "label": "distilled Q4_K_M", "eval_set": "hand", "exact": 0.75,
+             "teacher_agreement": 0.5, "greedy_agreement": 5 / 12, "field_accuracy": 0.9}]
+    add_other_intervals(task, rows, answers, eval_rows)
+    assert rows[0]["exact_ci"] == list(interval(hits[:8]))  # the 8 "hand" prompts
+    agreement = [task.score(task.parse(a["distilled"])[0], ref)["field_accuracy"]
+                 for a in answers if a["teacher"] != "not json"]  # 11 prompts
+    assert rows[0]["teacher_agreement_ci"] == list(interval(agreement))
+    assert rows[0]["greedy_agreement_ci"] == list(interval(hits))  # all 12 prompts
+    report = {"target": "t", "bench": {"rows": rows},
+              "task": {"name": "t", "kind": "json", "metric": "field_accuracy", "columns": []}}
+    lo, hi = rows[0]["exact_ci"]
+    assert f"distilled Q4_K_M: exact 0.750 ({lo:.3f}–{hi:.3f});" in render_markdown(report)

@@ -131,6 +131,22 @@ def _set_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+OTHER_INTERVALS = (("exact", "exact_ci"), ("agrees w/ teacher", "teacher_agreement_ci"),
+                   ("same answer as fp32", "greedy_agreement_ci"))
+
+
+def _other_interval_lines(report: dict[str, Any]) -> list[str]:
+    """Per artifact: exact match and the agreement figures with their bootstrap intervals."""
+    lines = []
+    for row in report.get("bench", {}).get("rows", []):
+        parts = [f"{name} {row[key.removesuffix('_ci')]:.3f} ({row[key][0]:.3f}–{row[key][1]:.3f})"
+                 for name, key in OTHER_INTERVALS
+                 if row.get(key) and row.get(key.removesuffix("_ci")) is not None]
+        if parts:
+            lines.append(f"{row['label']}: " + "; ".join(parts) + ".")
+    return lines
+
+
 def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
     """(heading, paragraphs) shared by the Markdown and HTML renderings."""
     out: list[tuple[str, list[str]]] = []
@@ -146,6 +162,8 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
         out.append(("Quantization, as written", [mix_line(mix)]))
     if lines := _set_lines(report):
         out.append(("Quality per eval set", lines))
+    if lines := _other_interval_lines(report):
+        out.append(("95% intervals of the other figures", lines))
     if judge := report.get("judge"):
         out.append(("Teacher as judge", [_judge_line(judge)]))
     if gate := report.get("gate"):

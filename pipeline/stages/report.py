@@ -101,7 +101,7 @@ def _quant_mix(ctx: StageContext[ReportSettings]) -> dict[str, Any] | None:
 def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
     """The report dict (report.json) from the stage inputs."""
     from pipeline.measure.quality import greedy_agreement, teacher_agreement
-    from pipeline.measure.uncertainty import add_intervals
+    from pipeline.measure.uncertainty import add_intervals, add_other_intervals
     from pipeline.measure.verdict import attribution, decide, quality_gate
     from pipeline.report.render import environment
 
@@ -125,8 +125,9 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
     eval_set = (read_meta(ctx.inputs["eval"]) or {}).get("summary", {})
     verdict = decide(bench["rows"], s.min_quality, s.requests_per_day, s.latency_budget_s, metric)
     attributed = attribution(bench["rows"], metric)
-    add_intervals(task, metric, bench["rows"], answers, read_rows(ctx.inputs["eval"] / EVAL_FILE),
-                  attributed, verdict)
+    eval_rows = read_rows(ctx.inputs["eval"] / EVAL_FILE)
+    add_intervals(task, metric, bench["rows"], answers, eval_rows, attributed, verdict)
+    add_other_intervals(task, bench["rows"], answers, eval_rows)
     return {
         "target": s.target,
         "benchmarked_on": s.benchmarked_on,
@@ -157,7 +158,7 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
 
 class ReportStage:
     name = "report"
-    version = "12"
+    version = "13"  # 13: intervals on exact match and the agreement figures
     libraries = REPORT_LIBRARIES + ("matplotlib",)
     resumable = False
 
