@@ -1,13 +1,13 @@
 """Damaged input files through the CLI: one line and exit 2, or accepted — never a traceback.
 
-Each input kind a user hands the CLI (config, target file, JSONL and CSV data, a GGUF model
-file, a Hugging Face model folder's config/tokenizer/safetensors, a build's report.json, a
-bundle's generation.json) is taken from a valid file
-and damaged the ways files get damaged: cut short at several offsets, bytes flipped, bytes
-that are not UTF-8 inserted. The CLI runs in-process (`pipeline.cli.main`), so anything
-other than a clean exit fails the test with its traceback. A damaged file may still be valid
-(a config cut after a complete table): then the command must simply succeed. A rejected
-build leaves nothing in its build folder.
+Each input kind a user hands the CLI (config, target file, JSONL, CSV and Parquet data, a
+GGUF model file, a Hugging Face model folder's config/tokenizer/safetensors, a build's
+report.json, a bundle's generation.json) is taken from a valid file — which the command must
+accept, so a refusal is the damage's — and damaged the ways files get damaged: cut short at
+several offsets, bytes flipped, bytes that are not UTF-8 inserted. The CLI runs in-process
+(`pipeline.cli.main`), so anything other than a clean exit fails the test with its
+traceback. A damaged file may still be valid (a config cut after a complete table): then
+the command must simply succeed. A rejected build leaves nothing in its build folder.
 
 Example:
     .venv/bin/python -m pytest -q tests/test_fuzz.py
@@ -30,7 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def damaged(data: bytes) -> Iterator[tuple[str, bytes]]:
+    """The file as it is (which must be accepted: the command itself works), then damaged."""
     n = len(data)
+    yield "intact", data
     for share in (0.1, 0.5, 0.9):
         yield f"cut{int(share * 100)}", data[: int(n * share)]
     flipped = bytearray(data)
@@ -84,13 +86,17 @@ def _hf_folder(folder: Path) -> None:
 def _sources(tmp: Path) -> dict[str, tuple[bytes, str]]:
     """kind -> (a valid file's bytes, its file name)."""
     rows = [json.loads(line) for line in
-            (ROOT / "pipeline/tasks/data/extraction-eval.jsonl").read_text().splitlines()[:20]]
+            (ROOT / "pipeline/tasks/data/extraction-train.jsonl").read_text().splitlines()[:20]]
     table = io.StringIO()
     writer = csv.DictWriter(table, fieldnames=["prompt"])
     writer.writeheader()
     writer.writerows({"prompt": r["prompt"]} for r in rows)
     _tiny_gguf(tmp / "m.gguf")
     _hf_folder(tmp / "hf")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"prompt": [r["prompt"] for r in rows]}), tmp / "train.parquet")
     from tests.test_report import fixture_report
 
     return {
@@ -98,6 +104,7 @@ def _sources(tmp: Path) -> dict[str, tuple[bytes, str]]:
         "target": ((ROOT / "targets/cpu-int4.toml").read_bytes(), "cpu-int4.toml"),
         "jsonl": ("".join(json.dumps(r) + "\n" for r in rows).encode(), "train.jsonl"),
         "csv": (table.getvalue().encode(), "train.csv"),
+        "parquet": ((tmp / "train.parquet").read_bytes(), "train.parquet"),
         "gguf": ((tmp / "m.gguf").read_bytes(), "student.gguf"),
         **{f"hf-{name}": ((tmp / "hf" / name).read_bytes(), name)
            for name in ("config.json", "tokenizer.json", "model.safetensors")},
@@ -115,13 +122,14 @@ def _argv(kind: str, file: Path, build: Path) -> list[str]:
     """The command that reads `file` as `kind` (a build stops after its first step)."""
     small = file.parent / "small.toml"
     student = {"gguf": file, "hf": file.parent}.get(kind.split("-")[0])
-    small.write_text(SMALL + (f'[student]\npath = "{student}"\n' if student else ""))
+    small.write_text(SMALL + (f'[student]\npath = "{student}"\n' if student
+                              else '[student]\nmodel = "smollm2-135m-instruct-q4_1"\n'))
     build_args = ["--build-dir", str(build), "--until", "prompts"]
     if kind == "config":
         return ["build", "--config", str(file), *build_args]
     if kind == "target" or kind == "gguf" or kind.startswith("hf-"):
         return ["build", "--config", str(small), *build_args]
-    if kind in ("jsonl", "csv"):
+    if kind in ("jsonl", "csv", "parquet"):
         return ["build", "--config", str(small), "--train-data", str(file), *build_args]
     if kind == "report":
         return ["report", str(file.parent)]
@@ -138,7 +146,7 @@ def _listing(folder: Path) -> list[str]:
                   and n != "cache")
 
 
-KINDS = ("config", "target", "jsonl", "csv", "gguf", "hf-config.json", "hf-tokenizer.json",
+KINDS = ("config", "target", "jsonl", "csv", "parquet", "gguf", "hf-config.json", "hf-tokenizer.json",
          "hf-model.safetensors", "report", "bundle")
 
 
@@ -162,10 +170,15 @@ def test_a_damaged_file_is_one_line_or_accepted(kind: str, tmp_path: Path,
         before = _listing(build)
         code, err = _cli(_argv(kind, case / name, build), monkeypatch, capsys)
         _check(code, err)
+        if kind == "bundle" and how == "intact":
+            assert err.strip().endswith("model.gguf is missing: the bundle is incomplete"), err
         if code == 2:  # refused before anything was built or published
             assert _listing(build) == before, how
         outcomes[how] = code
+    # the command works on the intact file, so refusals are the damage's (the bundle has no
+    # model file: intact, it reads its settings and stops at the model, exit 2)
+    assert outcomes["intact"] == (2 if kind == "bundle" else 0), outcomes
     # the damage that cannot leave a valid file is always refused
     assert outcomes["not-utf8"] == 2 or kind == "gguf", outcomes
-    if kind in ("gguf", "report", "jsonl") or kind.startswith("hf-"):
+    if kind in ("gguf", "report", "jsonl", "parquet") or kind.startswith("hf-"):
         assert outcomes["cut50"] == 2, outcomes
