@@ -1,8 +1,9 @@
 """Damaged input files through the CLI: one line and exit 2, or accepted — never a traceback.
 
 Each input kind a user hands the CLI (config, target file, JSONL, CSV and Parquet data, a
-GGUF model file, a Hugging Face model folder's config/tokenizer/safetensors, a build's
-report.json, a bundle's generation.json) is taken from a valid file — which the command must
+GGUF model file, a Hugging Face model folder's config/tokenizer/safetensors, a `datasets`
+save_to_disk folder's Arrow/JSON files, a build's report.json, a bundle's generation.json)
+is taken from a valid file — which the command must
 accept, so a refusal is the damage's — and damaged the ways files get damaged: cut short at
 several offsets, bytes flipped, bytes that are not UTF-8 inserted. The CLI runs in-process
 (`pipeline.cli.main`), so anything other than a clean exit fails the test with its
@@ -45,6 +46,7 @@ def damaged(data: bytes) -> Iterator[tuple[str, bytes]]:
 def _cli(argv: list[str], monkeypatch: pytest.MonkeyPatch,
          capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     monkeypatch.setattr(sys, "argv", ["distill-edge", *argv])
+    capsys.readouterr()  # drop what preparing the case printed (datasets' progress bars)
     with pytest.raises(SystemExit) as exc:
         cli.main()
     code = exc.value.code
@@ -83,16 +85,32 @@ def _hf_folder(folder: Path) -> None:
     save_file({"embed": np.ones((64, 32), dtype=np.float32)}, str(folder / "model.safetensors"))
 
 
+def _train_rows() -> list[dict[str, str]]:
+    lines = (ROOT / "pipeline/tasks/data/extraction-train.jsonl").read_text().splitlines()[:20]
+    return [{"prompt": json.loads(line)["prompt"]} for line in lines]
+
+
+def _ds_folder(folder: Path) -> None:
+    """A `datasets` save_to_disk folder: an Arrow file, dataset_info.json, state.json."""
+    import datasets
+
+    datasets.Dataset.from_list(_train_rows()).save_to_disk(str(folder))
+
+
+DS_FILES = ("data-00000-of-00001.arrow", "dataset_info.json", "state.json")
+FOLDERS = {"hf": _hf_folder, "ds": _ds_folder}  # kinds "<folder>-<file>": one file damaged
+
+
 def _sources(tmp: Path) -> dict[str, tuple[bytes, str]]:
     """kind -> (a valid file's bytes, its file name)."""
-    rows = [json.loads(line) for line in
-            (ROOT / "pipeline/tasks/data/extraction-train.jsonl").read_text().splitlines()[:20]]
+    rows = _train_rows()
     table = io.StringIO()
     writer = csv.DictWriter(table, fieldnames=["prompt"])
     writer.writeheader()
     writer.writerows({"prompt": r["prompt"]} for r in rows)
     _tiny_gguf(tmp / "m.gguf")
     _hf_folder(tmp / "hf")
+    _ds_folder(tmp / "ds")
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -108,6 +126,7 @@ def _sources(tmp: Path) -> dict[str, tuple[bytes, str]]:
         "gguf": ((tmp / "m.gguf").read_bytes(), "student.gguf"),
         **{f"hf-{name}": ((tmp / "hf" / name).read_bytes(), name)
            for name in ("config.json", "tokenizer.json", "model.safetensors")},
+        **{f"ds-{name}": ((tmp / "ds" / name).read_bytes(), name) for name in DS_FILES},
         "report": (json.dumps(fixture_report()).encode(), "report.json"),
         "bundle": (json.dumps({"format": "gguf", "model": "model.gguf", "system": "s",
                                "user_template": "{prompt}", "max_tokens": 8}).encode(),
@@ -129,8 +148,9 @@ def _argv(kind: str, file: Path, build: Path) -> list[str]:
         return ["build", "--config", str(file), *build_args]
     if kind == "target" or kind == "gguf" or kind.startswith("hf-"):
         return ["build", "--config", str(small), *build_args]
-    if kind in ("jsonl", "csv", "parquet"):
-        return ["build", "--config", str(small), "--train-data", str(file), *build_args]
+    if kind in ("jsonl", "csv", "parquet") or kind.startswith("ds-"):
+        data = file.parent if kind.startswith("ds-") else file
+        return ["build", "--config", str(small), "--train-data", str(data), *build_args]
     if kind == "report":
         return ["report", str(file.parent)]
     return ["run", str(file.parent), "hello"]  # bundle: no model file, so never runs one
@@ -147,7 +167,7 @@ def _listing(folder: Path) -> list[str]:
 
 
 KINDS = ("config", "target", "jsonl", "csv", "parquet", "gguf", "hf-config.json", "hf-tokenizer.json",
-         "hf-model.safetensors", "report", "bundle")
+         "hf-model.safetensors", *(f"ds-{name}" for name in DS_FILES), "report", "bundle")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -161,8 +181,8 @@ def test_a_damaged_file_is_one_line_or_accepted(kind: str, tmp_path: Path,
     outcomes = {}
     for how, bad in damaged(data):
         case = tmp_path / how
-        if kind.startswith("hf-"):  # the rest of the folder intact, this one file damaged
-            _hf_folder(case)
+        if (folder := kind.split("-")[0]) in FOLDERS:  # the rest intact, this file damaged
+            FOLDERS[folder](case)
         case.mkdir(exist_ok=True)
         (case / name).write_bytes(bad)
         if kind == "target":
@@ -180,5 +200,5 @@ def test_a_damaged_file_is_one_line_or_accepted(kind: str, tmp_path: Path,
     assert outcomes["intact"] == (2 if kind == "bundle" else 0), outcomes
     # the damage that cannot leave a valid file is always refused
     assert outcomes["not-utf8"] == 2 or kind == "gguf", outcomes
-    if kind in ("gguf", "report", "jsonl", "parquet") or kind.startswith("hf-"):
+    if kind in ("gguf", "report", "jsonl", "parquet") or kind.split("-")[0] in FOLDERS:
         assert outcomes["cut50"] == 2, outcomes
