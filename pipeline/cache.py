@@ -185,11 +185,12 @@ def cache_entries(cache_root: Path) -> Iterator[Path]:
             yield from sorted(p for p in stage_dir.iterdir() if p.is_dir())
 
 
-def verify_cache(cache_root: Path) -> tuple[list[tuple[Path, str]], list[Path]]:
-    """(damaged, unfinished): committed entries a build must not trust (no metadata, or
-    files that differ from their committed sha256), and `.partial` folders of interrupted
-    runs (never used as outputs: a resumable stage continues from one, others start over)."""
-    damaged, unfinished = [], []
+def verify_cache(cache_root: Path) -> tuple[int, list[tuple[Path, str]], list[Path]]:
+    """(intact count, damaged, unfinished): committed entries a build must not trust (no
+    metadata, or files that differ from their committed sha256), and `.partial` folders of
+    interrupted runs (never used as outputs: a resumable stage continues from one, others
+    start over)."""
+    intact, damaged, unfinished = 0, [], []
     for entry in cache_entries(cache_root):
         if entry.name.endswith(PARTIAL):
             unfinished.append(entry)
@@ -197,7 +198,9 @@ def verify_cache(cache_root: Path) -> tuple[list[tuple[Path, str]], list[Path]]:
             damaged.append((entry, "no metadata (never used as an output)"))
         elif why := changed_on_disk(entry, meta) or changed_content(entry, meta):
             damaged.append((entry, f"{why}: the next build runs this step again"))
-    return damaged, unfinished
+        else:
+            intact += 1
+    return intact, damaged, unfinished
 
 
 def referenced_entries(build_root: Path) -> set[Path]:

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -97,12 +98,13 @@ def _load_report(build_dir: Path) -> dict[str, Any]:
     return data
 
 
-def _rendered(render: Callable[..., str], *reports: tuple[Path, dict[str, Any]]) -> str:
-    """Render, turning a report.json with missing or mistyped fields into one line."""
+@contextmanager
+def _complete_report(*build_dirs: Path) -> Iterator[None]:
+    """Rendering a report.json with missing or mistyped fields: one line naming the file."""
     try:
-        return render(*(data for _, data in reports))
+        yield
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        names = " or ".join(str(path / "report.json") for path, _ in reports)
+        names = " or ".join(str(d / "report.json") for d in build_dirs)
         raise UserError(f"{names} is not a complete distill-edge report ({type(exc).__name__}: "
                         f"{exc}): rebuild the target to write it again") from None
 
@@ -112,8 +114,9 @@ def report(build_dir: Path) -> None:
     """Re-render report.md and report.html of BUILD_DIR from its report.json."""
     from pipeline.report.render import render_html, render_markdown
 
-    data = (build_dir, _load_report(build_dir))
-    markdown, html = _rendered(render_markdown, data), _rendered(render_html, data)
+    data = _load_report(build_dir)
+    with _complete_report(build_dir):
+        markdown, html = render_markdown(data), render_html(data)
     (build_dir / "report.md").write_text(markdown)
     (build_dir / "report.html").write_text(html)
     typer.echo(f"wrote {build_dir / 'report.md'} and {build_dir / 'report.html'}")
@@ -124,10 +127,9 @@ def compare(a: Path, b: Path) -> None:
     """Diff two builds' reports: metric, speed and size per artifact."""
     from pipeline.report.compare import compare_reports
 
-    def both(ra: dict[str, Any], rb: dict[str, Any]) -> str:
-        return compare_reports(ra, rb, str(a), str(b))
-
-    typer.echo(_rendered(both, (a, _load_report(a)), (b, _load_report(b))))
+    ra, rb = _load_report(a), _load_report(b)
+    with _complete_report(a, b):
+        typer.echo(compare_reports(ra, rb, str(a), str(b)))
 
 
 @app.command()
@@ -182,20 +184,18 @@ def targets_show(name: str) -> None:
 @cache_app.command("verify")
 def cache_verify(build_dir: BuildDir = Path("build")) -> None:
     """Check every cached output's files against the sha256 recorded when it was committed."""
-    from pipeline.cache import cache_entries, verify_cache
+    from pipeline.cache import verify_cache
 
     root = build_dir / "cache"
     if not root.is_dir():
         raise UserError(f"no cache at {root}: give the --build-dir a build used")
-    damaged, unfinished = verify_cache(root)
+    intact, damaged, unfinished = verify_cache(root)
     for entry, why in damaged:
         typer.echo(f"DAMAGED  {entry.relative_to(root)}: {why}")
     for entry in unfinished:
         typer.echo(f"partial  {entry.relative_to(root)}: an interrupted run (resumed or redone "
                    "by the next build, never published)")
-    total = sum(1 for _ in cache_entries(root))
-    typer.echo(f"{total - len(damaged) - len(unfinished)} intact, {len(damaged)} damaged, "
-               f"{len(unfinished)} unfinished")
+    typer.echo(f"{intact} intact, {len(damaged)} damaged, {len(unfinished)} unfinished")
     if damaged:
         raise typer.Exit(1)
 

@@ -30,8 +30,9 @@ from pipeline.prompts import ChatPrompt
 from pipeline.tasks.base import Task
 
 REFERENCE_FILE = "reference_logprobs.npy"  # the fp32 student's log-probs (float16)
-REMEASURE = 1  # default: a row measured under contention is run once more (the mark stays if
-# it persists); `[bench] remeasure` sets it
+# A row measured under contention is run again this many times by default (the mark stays
+# if it persists); `[bench] remeasure` sets it.
+REMEASURE = 1
 
 
 def score_texts(student_dir: Path, prompt: ChatPrompt, eval_rows: list[dict[str, Any]],

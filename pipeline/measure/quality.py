@@ -45,9 +45,9 @@ def invented_spans(answers: list[Any], prompts: list[str], fields: tuple[str, ..
     return invented / len(answers)
 
 
-def teacher_agreement(answers: list[dict[str, Any]], task: Task) -> dict[str, float]:
-    """Each role's answers scored against the teacher's as references (the task's primary
-    metric), on the prompts where the teacher's answer is valid."""
+def teacher_pairs(answers: list[dict[str, Any]], task: Task) -> dict[str, tuple[list[Any], list[Any]]]:
+    """Per role: (its parsed answers, the teacher's as references), on the prompts where the
+    teacher's answer is valid — what agreement with the teacher is computed on."""
     pairs: dict[str, tuple[list[Any], list[Any]]] = {}
     for row in answers:
         teacher, _ = task.parse(row.get("teacher", ""))
@@ -59,7 +59,14 @@ def teacher_agreement(answers: list[dict[str, Any]], task: Task) -> dict[str, fl
             preds, refs = pairs.setdefault(role, ([], []))
             preds.append(task.parse(text)[0])
             refs.append(teacher)
-    return {role: round(task.evaluate(p, r)[task.spec.primary], 4) for role, (p, r) in pairs.items()}
+    return pairs
+
+
+def teacher_agreement(answers: list[dict[str, Any]], task: Task) -> dict[str, float]:
+    """Each role's answers scored against the teacher's as references (the task's primary
+    metric), on the prompts where the teacher's answer is valid."""
+    return {role: round(task.evaluate(p, r)[task.spec.primary], 4)
+            for role, (p, r) in teacher_pairs(answers, task).items()}
 
 
 STUDENT_ROLES = ("base_fp", "base", "distilled_fp", "distilled")  # student prompt + vocabulary
@@ -69,11 +76,16 @@ def greedy_agreement(answers: list[dict[str, Any]], reference: str) -> dict[str,
     """Share of prompts on which each artifact's greedy answer is exactly the reference
     artifact's (the fp32 student): an export or quantization that changes any token of an
     answer shows here, even where the task metric does not move."""
-    totals: dict[str, list[bool]] = {}
+    return {role: round(sum(v) / len(v), 4) for role, v in greedy_matches(answers, reference).items()}
+
+
+def greedy_matches(answers: list[dict[str, Any]], reference: str) -> dict[str, list[float]]:
+    """Per student role, 1.0/0.0 per prompt: the same answer as the reference artifact."""
+    totals: dict[str, list[float]] = {}
     for row in answers:
         if reference not in row:
             continue
         for role in STUDENT_ROLES:
             if role in row:
-                totals.setdefault(role, []).append(row[role] == row[reference])
-    return {role: round(sum(v) / len(v), 4) for role, v in totals.items() if v}
+                totals.setdefault(role, []).append(float(row[role] == row[reference]))
+    return totals

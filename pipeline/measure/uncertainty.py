@@ -139,28 +139,23 @@ def add_intervals(task: Any, metric: str, rows: list[dict[str, Any]], answers: l
 def add_other_intervals(task: Any, rows: list[dict[str, Any]], answers: list[dict[str, Any]],
                         eval_rows: list[dict[str, Any]], reference: str = "distilled_torch") -> None:
     """95 % bootstrap intervals for the figures beside the primary metric, each over the
-    prompts its value is computed on: exact match (`exact_ci`, primary eval set), agreement
-    with the teacher (`teacher_agreement_ci`: the primary metric against the teacher's valid
-    answers, every prompt) and the same greedy answer as the fp32 student
-    (`greedy_agreement_ci`, every prompt; see pipeline.measure.quality)."""
-    from pipeline.measure.quality import STUDENT_ROLES
+    prompts its value is computed on (pipeline.measure.quality): exact match (`exact_ci`,
+    primary eval set), agreement with the teacher (`teacher_agreement_ci`: the primary metric
+    against the teacher's valid answers) and the same greedy answer as the fp32 student
+    (`greedy_agreement_ci`, every prompt)."""
+    from pipeline.measure.quality import greedy_matches, teacher_pairs
 
     exact, primary = getattr(task, "exact_metric", None), task.spec.primary
     sets = {r.get("eval_set") for r in rows if r.get("eval_set")}
     keep = [i for i, e in enumerate(eval_rows) if not sets or e.get("set") in sets]
-    teacher = [task.parse(a.get("teacher", ""))[0] for a in answers]
+    with_teacher, same = teacher_pairs(answers, task), greedy_matches(answers, reference)
     for row in rows:
         role = row["role"]
-        if not answers or role not in answers[0]:
-            continue
-        preds = [task.parse(a[role])[0] for a in answers]
-        if exact and exact != primary and exact in row:
+        if exact and exact != primary and exact in row and answers and role in answers[0]:
+            preds = [task.parse(answers[i][role])[0] for i in keep]
             row["exact_ci"] = list(metric_interval(
-                task, exact, [preds[i] for i in keep], [eval_rows[i]["reference"] for i in keep]))
-        valid = [i for i, t in enumerate(teacher) if t is not None]
-        if role != "teacher" and row.get("teacher_agreement") is not None and valid:
-            row["teacher_agreement_ci"] = list(metric_interval(
-                task, primary, [preds[i] for i in valid], [teacher[i] for i in valid]))
-        if role in STUDENT_ROLES and row.get("greedy_agreement") is not None:
-            row["greedy_agreement_ci"] = list(interval(
-                [float(a[role] == a[reference]) for a in answers if reference in a]))
+                task, exact, preds, [eval_rows[i]["reference"] for i in keep]))
+        if row.get("teacher_agreement") is not None and role in with_teacher:
+            row["teacher_agreement_ci"] = list(metric_interval(task, primary, *with_teacher[role]))
+        if row.get("greedy_agreement") is not None and role in same:
+            row["greedy_agreement_ci"] = list(interval(same[role]))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import importlib.util
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,13 +47,16 @@ class _InitParams(ctypes.Structure):
 
 @functools.cache
 def _lib() -> ctypes.CDLL:
-    import llama_cpp
-
-    lib = ctypes.CDLL(str(Path(llama_cpp.__file__).parent / "lib" / "libggml-base.so"))
+    # found, not imported: `import llama_cpp` loads libllama too (a no-op rebuild checks files)
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or spec.origin is None:
+        raise ImportError("llama-cpp-python is not installed: run `make setup`")
+    lib = ctypes.CDLL(str(Path(spec.origin).parent / "lib" / "libggml-base.so"))
     p, i64, s = ctypes.c_void_p, ctypes.c_int64, ctypes.c_char_p
     signatures = {
         "gguf_init_from_file": (p, [s, _InitParams]), "gguf_free": (None, [p]),
-        "gguf_find_key": (i64, [p, s]), "gguf_get_kv_type": (ctypes.c_int, [p, i64]),
+        "gguf_get_n_kv": (i64, [p]), "gguf_get_key": (s, [p, i64]),
+        "gguf_get_kv_type": (ctypes.c_int, [p, i64]),
         "gguf_get_val_str": (s, [p, i64]), "gguf_get_val_u32": (ctypes.c_uint32, [p, i64]),
         "gguf_get_n_tensors": (i64, [p]), "gguf_get_tensor_name": (s, [p, i64]),
         "gguf_get_data_offset": (ctypes.c_size_t, [p]),
@@ -86,22 +90,22 @@ def _ggml_log_silenced(lib: ctypes.CDLL) -> Iterator[None]:
         lib.ggml_log_set(callback, user)
 
 
-def _key(lib: ctypes.CDLL, ctx: int, key: str) -> str | int | None:
-    kid = lib.gguf_find_key(ctx, key.encode())
-    if kid < 0:
-        return None
-    kind = lib.gguf_get_kv_type(ctx, kid)
-    # ggml aborts the process on a getter of the wrong type: check the type first
-    if kind == GGUF_TYPE_STRING:
-        return str(lib.gguf_get_val_str(ctx, kid).decode("utf-8", "replace"))
-    if kind == GGUF_TYPE_UINT32:
-        return int(lib.gguf_get_val_u32(ctx, kid))
-    return None
+def _scalar_keys(lib: ctypes.CDLL, ctx: int) -> dict[str, str | int]:
+    """Every string and uint32 key (the vocabulary's arrays are neither: never converted)."""
+    found: dict[str, str | int] = {}
+    for kid in range(lib.gguf_get_n_kv(ctx)):
+        kind, name = lib.gguf_get_kv_type(ctx, kid), lib.gguf_get_key(ctx, kid).decode()
+        # ggml aborts the process on a getter of the wrong type: check the type first
+        if kind == GGUF_TYPE_STRING:
+            found[name] = lib.gguf_get_val_str(ctx, kid).decode("utf-8", "replace")
+        elif kind == GGUF_TYPE_UINT32:
+            found[name] = int(lib.gguf_get_val_u32(ctx, kid))
+    return found
 
 
-def read_gguf(path: Path | str, keys: tuple[str, ...] = ()) -> GgufInfo:
-    """The tensor table (and the string/uint32 `keys` asked for) of a GGUF file; ValueError
-    when ggml cannot read its header (cut short there, damaged, not a GGUF)."""
+def read_gguf(path: Path | str) -> GgufInfo:
+    """The tensor table and the string/uint32 keys of a GGUF file; ValueError when ggml
+    cannot read its header (cut short there, damaged, not a GGUF)."""
     lib = _lib()
     meta = ctypes.c_void_p()
     with _ggml_log_silenced(lib):  # its reasons go to stderr; the caller words the error
@@ -109,7 +113,7 @@ def read_gguf(path: Path | str, keys: tuple[str, ...] = ()) -> GgufInfo:
     if not ctx:
         raise ValueError(f"{path} is not a readable GGUF file")
     try:
-        tensors, data_end = [], 0
+        tensors, data_end, data_offset = [], 0, int(lib.gguf_get_data_offset(ctx))
         for i in range(lib.gguf_get_n_tensors(ctx)):
             name = lib.gguf_get_tensor_name(ctx, i)
             tensor = lib.ggml_get_tensor(meta, name)
@@ -119,10 +123,9 @@ def read_gguf(path: Path | str, keys: tuple[str, ...] = ()) -> GgufInfo:
                 name=name.decode(), type=kind.upper(),
                 n_elements=n, n_bytes=int(lib.gguf_get_tensor_size(ctx, i)),
                 columns=n // max(int(lib.ggml_nrows(tensor)), 1)))
-            data_end = max(data_end, int(lib.gguf_get_data_offset(ctx)) + int(
-                lib.gguf_get_tensor_offset(ctx, i)) + tensors[-1].n_bytes)
-        found = {k: v for k in keys if (v := _key(lib, ctx, k)) is not None}
-        return GgufInfo(tensors=tensors, keys=found, data_end=data_end)
+            data_end = max(data_end, data_offset + int(lib.gguf_get_tensor_offset(ctx, i))
+                           + tensors[-1].n_bytes)
+        return GgufInfo(tensors=tensors, keys=_scalar_keys(lib, ctx), data_end=data_end)
     finally:
         lib.ggml_free(meta)
         lib.gguf_free(ctx)

@@ -68,8 +68,8 @@ def for_gguf(stats: dict[str, np.ndarray], gguf_file: Path) -> dict[str, np.ndar
     multiplies by token_embd.weight, so its statistic goes there, as llama-imatrix records it."""
     from pipeline.models.gguf_info import read_gguf
 
-    arch = str(read_gguf(gguf_file, ("general.architecture",)).keys["general.architecture"])
-    info = read_gguf(gguf_file, (f"{arch}.block_count",))
+    info = read_gguf(gguf_file)
+    arch = str(info.keys["general.architecture"])
     n_blocks = int(info.keys[f"{arch}.block_count"])
     shapes = {t.name: t.columns for t in info.tensors}  # ne[0] = input columns
     out = {}

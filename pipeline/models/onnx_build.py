@@ -44,13 +44,13 @@ def build_all(jobs: list[dict[str, Any]]) -> None:
 def _main(jobs: list[dict[str, Any]]) -> None:
     from onnxruntime_genai.models import builder
 
-    for job in jobs:
+    for spec in jobs:
         # the CLI's __main__, job by job (model_name None: the model comes from `input`)
+        where = (spec["input"], spec["output"], spec["precision"], spec["provider"],
+                 spec["cache_dir"])
         options = builder.parse_extra_options(
-            None, job["input"], job["output"], job["precision"], job["provider"],
-            job["cache_dir"], [f"{k}={v}" for k, v in job["extra"].items()])
-        builder.create_model(None, job["input"], job["output"], job["precision"],
-                             job["provider"], job["cache_dir"], **options)
+            None, *where, [f"{k}={v}" for k, v in spec["extra"].items()])
+        builder.create_model(None, *where, **options)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,11 @@ def _common(config: BuildConfig, target: Target) -> dict[str, Any]:
     }
 
 
+def _runtime(config: BuildConfig) -> dict[str, Any]:
+    # how contention is handled, not what is measured: kept out of the cache key
+    return {"remeasure": config.bench.remeasure}
+
+
 def _student(config: BuildConfig) -> dict[str, Any]:
     return {"score_rows": config.bench.score_rows, "student_prompt": config.task.student_prompt}
 
@@ -122,7 +127,7 @@ class BenchTeacherStage:
             config.bench.include_teacher and config.teacher.backend == "llama_cpp"))
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {"remeasure": config.bench.remeasure}
+        return _runtime(config)
 
     def run(self, ctx: StageContext[BenchSettings]) -> dict[str, Any]:
         s = ctx.settings
@@ -146,7 +151,7 @@ class BenchStudentStage:
                              torch_row=config.bench.torch_row)
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {"remeasure": config.bench.remeasure}
+        return _runtime(config)
 
     def run(self, ctx: StageContext[BenchSettings]) -> dict[str, Any]:
         s = ctx.settings
@@ -171,7 +176,7 @@ class BenchStage:
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         # the format's runtime adapter: a function of the artifact names already in the key
-        return {"adapter": target.fmt.adapter, "remeasure": config.bench.remeasure}
+        return {"adapter": target.fmt.adapter, **_runtime(config)}
 
     def run(self, ctx: StageContext[BenchSettings]) -> dict[str, Any]:
         # Held to the fp32 torch student when bench_student measured it, else to the F16/fp32 export.
