@@ -29,7 +29,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from pipeline.errors import EXIT_USER_ERROR, UserError
+from pipeline.errors import EXIT_ENVIRONMENT, EXIT_USER_ERROR, UserError, write_refused
 
 EXIT_GATE_FAILED = 3  # not bad input (2): the build ran, its artifact missed the target's gate
 
@@ -235,11 +235,17 @@ def main() -> None:
         _fail("aborted", 130)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except OSError as exc:  # a full disk or a read-only folder: one line; other errors are bugs
+        if (line := write_refused(exc)) is None:
+            raise
+        _fail(line, EXIT_ENVIRONMENT)
     except typer.TyperException as exc:  # bad flags: typer's vendored click usage errors
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         if not message:  # no arguments: the help was printed, exit 2 as click does
             sys.exit(EXIT_USER_ERROR)
         _fail(message)
+    if result == 130:  # typer turns Ctrl-C into a silent exit 130: say what happened
+        _fail("interrupted", 130)
     sys.exit(result if isinstance(result, int) else 0)
 
 

@@ -12,7 +12,24 @@ Example:
 
 from __future__ import annotations
 
+import errno
+
 EXIT_USER_ERROR = 2
+EXIT_ENVIRONMENT = 1  # the machine refused a write (full disk, quota, read-only): not the input
+# what a write that the machine refuses raises; anything else stays a bug with its traceback
+WRITE_REFUSED = {errno.ENOSPC: "free space (e.g. `distill-edge cache gc`)",
+                 errno.EDQUOT: "free space within your quota (e.g. `distill-edge cache gc`)",
+                 errno.EROFS: "give a writable --build-dir",
+                 errno.EACCES: "give a --build-dir you can write to"}
+
+
+def write_refused(exc: OSError) -> str | None:
+    """One line for an OSError the machine raised on a write (None: not such an error)."""
+    fix = WRITE_REFUSED.get(exc.errno or 0)
+    if fix is None:
+        return None
+    where = f" writing {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}: {fix} and run again (finished steps stay cached)"
 
 
 class UserError(Exception):

@@ -65,22 +65,46 @@ def answer_gguf(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens:
     return str(out["choices"][0]["message"]["content"] or "").strip()
 
 
+def _one_line(exc: BaseException) -> str:
+    """A runtime's error as one line: ORT's carry newlines and a C++ signature before the
+    cause, which follows its last "FAIL : "."""
+    return " ".join(str(exc).split()).rsplit("FAIL : ", 1)[-1][:300]
+
+
 def open_onnx(bundle: Path, threads: int) -> Any:
     """The model on its configured provider, or on CPU when that provider (CUDA) is absent;
     `threads` intra-op threads (ORT would otherwise take every core it sees)."""
     import onnxruntime_genai as og
 
-    config = og.Config(str(bundle))
-    config.overlay(json.dumps({"model": {"decoder": {"session_options": {
-        "intra_op_num_threads": threads, "inter_op_num_threads": 1}}}}))
-    try:
+    try:  # a damaged genai_config.json fails here, in the runtime's own JSON parser
+        config = og.Config(str(bundle))
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": {
+            "intra_op_num_threads": threads, "inter_op_num_threads": 1,
+            "log_severity_level": 4}}}}))  # errors come back as one line, not ORT's log too
         return og.Model(config)
     except Exception as exc:  # onnxruntime-genai raises plain RuntimeError/OrtException
         if "cuda" not in str(exc).lower():
-            raise BundleError(f"cannot load {bundle}: {exc}") from None
+            raise BundleError(f"cannot load {bundle}: {_one_line(exc)}") from None
     print(f"no CUDA here: running {bundle.name} on the CPU provider", file=sys.stderr)
     config.clear_providers()
     return og.Model(config)
+
+
+def _onnx_text_side(bundle: Path, model: Any, settings: dict[str, Any],
+                    prompt: str) -> tuple[Any, list[int], set[int]]:
+    """The folder's tokenizer, the prompt's ids through its chat template, and the eos ids;
+    a damaged tokenizer, template or genai_config.json is a BundleError."""
+    import onnxruntime_genai as og
+
+    try:
+        tok = og.Tokenizer(model)
+        text = tok.apply_chat_template(json.dumps(messages(settings, prompt)),
+                                       add_generation_prompt=True)
+        config = json.loads((bundle / "genai_config.json").read_text(encoding="utf-8"))
+        eos = config["model"]["eos_token_id"]
+        return tok, list(tok.encode(text)), set(eos) if isinstance(eos, list) else {int(eos)}
+    except Exception as exc:  # the runtime's RuntimeError, or the JSON's own errors
+        raise BundleError(f"cannot read the tokenizer files in {bundle}: {_one_line(exc)}") from None
 
 
 def answer_onnx(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens: int) -> str:
@@ -89,16 +113,11 @@ def answer_onnx(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens:
     import onnxruntime_genai as og
 
     model = open_onnx(bundle, int(settings.get("threads", 2)))
-    tok = og.Tokenizer(model)
-    text = tok.apply_chat_template(json.dumps(messages(settings, prompt)),
-                                   add_generation_prompt=True)
-    ids = tok.encode(text)
+    tok, ids, eos = _onnx_text_side(bundle, model, settings, prompt)
     params = og.GeneratorParams(model)
     params.set_search_options(max_length=len(ids) + max_tokens, do_sample=False)
     gen = og.Generator(model, params)
     gen.append_tokens(np.asarray([ids], dtype=np.int32))
-    eos = json.loads((bundle / "genai_config.json").read_text())["model"]["eos_token_id"]
-    eos = set(eos) if isinstance(eos, list) else {eos}
     out: list[int] = []
     while not gen.is_done() and len(out) < max_tokens:
         gen.generate_next_token()

@@ -40,7 +40,7 @@ from pipeline.config import BuildConfig
 from pipeline.errors import UserError
 from pipeline.generation.remote_identity import resolve_identity
 from pipeline.models.weights import path_digest, resolve_model
-from pipeline.stage import Settings, StageContext, log
+from pipeline.stage import Settings, StageContext, log, measured_files
 from pipeline.stages import REGISTRY
 from pipeline.targets import Target
 from pipeline.tasks import make_task
@@ -101,8 +101,11 @@ PLAN: tuple[Step, ...] = (
 
 
 def output_digest(meta: dict[str, Any]) -> str:
-    """sha256 over a committed output's file names and contents (from its metadata)."""
-    listing = "".join(f"{f['path']}:{f['sha256']};" for f in meta.get("files", []))
+    """sha256 over a committed output's file names and contents (from its metadata), less the
+    files that only record how the run went (the stage's `measurements`)."""
+    skip = set(meta.get("measurements", []))
+    listing = "".join(f"{f['path']}:{f['sha256']};" for f in meta.get("files", [])
+                      if f["path"] not in skip)
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
@@ -178,16 +181,17 @@ def _run_step(stage: Any, step: Step, settings: Settings, inputs: dict[str, Path
     start = time.perf_counter()
     try:
         summary = stage.run(ctx)
+        meta = {"stage": stage.name, "step": step.id, "version": stage.version, "key": key,
+                "settings": settings.key_dict(), "inputs": input_keys,
+                "libraries": library_versions(stage.libraries),
+                "wall_s": round(time.perf_counter() - start, 2), "summary": summary,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": describe_files(partial),
+                "measurements": measured_files(stage)}
+        write_json_atomic(partial / META_FILE, meta)  # a full disk fails here at the latest
     except BaseException:
         if not stage.resumable:  # nothing half-written is left behind
             shutil.rmtree(partial, ignore_errors=True)
         raise
-    meta = {"stage": stage.name, "step": step.id, "version": stage.version, "key": key,
-            "settings": settings.key_dict(), "inputs": input_keys,
-            "libraries": library_versions(stage.libraries),
-            "wall_s": round(time.perf_counter() - start, 2), "summary": summary,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "files": describe_files(partial)}
-    write_json_atomic(partial / META_FILE, meta)
     commit_dir(partial, final)
 
 
@@ -269,15 +273,19 @@ def publish(out_dir: Path, paths: dict[str, Path], target: Target, manifest: dic
     """Copy published files + manifest into out_dir via a temp dir and renames."""
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for step in PLAN:
-        for pattern in step.publish:
-            src = paths[step.id] / pattern.format(artifact=target.artifact())
-            if src.is_dir():
-                shutil.copytree(src, tmp / src.name, copy_function=link_or_copy)
-            elif src.is_file():
-                link_or_copy(src, tmp / src.name)
-    write_json_atomic(tmp / "manifest.json", manifest)
+    try:
+        tmp.mkdir(parents=True)
+        for step in PLAN:
+            for pattern in step.publish:
+                src = paths[step.id] / pattern.format(artifact=target.artifact())
+                if src.is_dir():
+                    shutil.copytree(src, tmp / src.name, copy_function=link_or_copy)
+                elif src.is_file():
+                    link_or_copy(src, tmp / src.name)
+        write_json_atomic(tmp / "manifest.json", manifest)
+    except BaseException:  # a full disk mid-copy: the old outputs stay, no half folder beside
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
     if out_dir.exists():
         os.replace(out_dir, old)

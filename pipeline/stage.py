@@ -63,7 +63,12 @@ class StageContext(Generic[S]):
 
 @runtime_checkable
 class Stage(Protocol):
-    """A pipeline stage. `version` is bumped whenever its code changes its output."""
+    """A pipeline stage. `version` is bumped whenever its code changes its output.
+
+    A stage may also name `measurements: tuple[str, ...]`: output files that record how the
+    run went (wall times, tokens/s), not what it produced. They are kept and checked like
+    the rest, but left out of the output's content digest, so a re-run that writes the same
+    rows or weights does not re-run everything downstream (see `measured_files`)."""
 
     name: str
     version: str
@@ -81,3 +86,8 @@ class Stage(Protocol):
     def run(self, ctx: StageContext[Any]) -> dict[str, Any]:
         """Do the work into ctx.out_dir; return a small JSON summary for the manifest."""
         ...
+
+
+def measured_files(stage: Any) -> list[str]:
+    """The stage's optional `measurements` (see Stage)."""
+    return list(getattr(stage, "measurements", ()))

@@ -26,6 +26,19 @@ def test_key_is_full_sha256_and_stable() -> None:
     assert _key(settings={"lr": 2e-4, "epochs": 3}) == _key()
 
 
+
+def test_output_digest_leaves_out_what_only_measures_the_run() -> None:
+    """Same rows, another run's wall time: downstream keys (chained on this digest) stay."""
+    from pipeline.runner import output_digest
+
+    def meta(rows: str, stats: str, measured: list[str]) -> dict[str, object]:
+        return {"files": [{"path": "rows.jsonl", "sha256": rows}, {"path": "stats.json", "sha256": stats}],
+                "measurements": measured}
+
+    assert output_digest(meta("a", "s1", ["stats.json"])) == output_digest(meta("a", "s2", ["stats.json"]))
+    assert output_digest(meta("a", "s1", ["stats.json"])) != output_digest(meta("b", "s1", ["stats.json"]))
+    assert output_digest(meta("a", "s1", [])) != output_digest(meta("a", "s2", []))
+
 def test_key_changes_with_each_input() -> None:
     base = _key()
     changed = [
@@ -255,3 +268,34 @@ def test_a_published_file_is_hashed_in_full_before_publishing(tmp_path: Path) ->
     (out / "model.gguf").write_bytes(b"y" * 10)
     assert changed_content(out, meta, ("model.gguf",)) == (
         "model.gguf no longer has the sha256 it was committed with")
+
+
+def test_a_failed_publish_keeps_the_last_outputs_and_leaves_no_half_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from pipeline import runner
+    from pipeline.targets import load_target
+
+    target = load_target("cpu-int4")
+    paths = {}
+    for step in runner.PLAN:
+        paths[step.id] = tmp_path / "cache" / step.id
+        paths[step.id].mkdir(parents=True)
+        for pattern in step.publish:
+            (paths[step.id] / pattern.format(artifact=target.artifact())).write_text(step.id)
+    out = tmp_path / "cpu-int4"
+    runner.publish(out, paths, target, {"steps": []})
+    before = sorted(p.name for p in out.iterdir())
+    copied = []
+
+    def copy_then_full(src: Path, dest: Path) -> None:
+        if copied:
+            raise OSError(errno.ENOSPC, "No space left on device", str(dest))
+        copied.append(dest)
+
+    monkeypatch.setattr(runner, "link_or_copy", copy_then_full)
+    with pytest.raises(OSError):
+        runner.publish(out, paths, target, {"steps": ["new"]})
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "cpu-int4"]

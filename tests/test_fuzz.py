@@ -2,7 +2,8 @@
 
 Each input kind a user hands the CLI (config, target file, JSONL, CSV and Parquet data, a
 GGUF model file, a Hugging Face model folder's config/tokenizer/safetensors, a `datasets`
-save_to_disk folder's Arrow/JSON files, a build's report.json, a bundle's generation.json)
+save_to_disk folder's Arrow/JSON files, a build's report.json, a bundle's generation.json, an
+ONNX bundle's files: genai_config, graph, weights, tokenizer, chat template)
 is taken from a valid file — which the command must
 accept, so a refusal is the damage's — and damaged the ways files get damaged: cut short at
 several offsets, bytes flipped, bytes that are not UTF-8 inserted. The CLI runs in-process
@@ -19,8 +20,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -98,40 +100,60 @@ def _ds_folder(folder: Path) -> None:
 
 
 DS_FILES = ("data-00000-of-00001.arrow", "dataset_info.json", "state.json")
-FOLDERS = {"hf": _hf_folder, "ds": _ds_folder}  # kinds "<folder>-<file>": one file damaged
+ONNX_FILES = ("genai_config.json", "model.onnx", "model.onnx.data", "tokenizer.json",
+              "tokenizer_config.json", "chat_template.jinja")
+BUNDLE = {"format": "gguf", "model": "model.gguf", "system": "s", "user_template": "{prompt}",
+          "max_tokens": 8}
 
 
-def _sources(tmp: Path) -> dict[str, tuple[bytes, str]]:
-    """kind -> (a valid file's bytes, its file name)."""
+def _onnx_bundle(export: Path) -> Callable[[Path], None]:
+    """An ONNX bundle as `distill-edge run` reads it: the export's onnxruntime-genai folder
+    (the tiny model's, int4) and its generation.json."""
+
+    def make(folder: Path) -> None:
+        shutil.copytree(export, folder, dirs_exist_ok=True)
+        (folder / "generation.json").write_text(json.dumps(
+            {**BUNDLE, "format": "onnx", "model": "model.onnx", "threads": 1}))
+
+    return make
+
+
+# kinds "<folder>-<file>": the folder intact but for that file
+FOLDERS: dict[str, Callable[[Path], None]] = {"hf": _hf_folder, "ds": _ds_folder}
+
+
+def _source(tmp: Path, kind: str, folders: dict[str, Callable[[Path], None]]) -> tuple[bytes, str]:
+    """A valid file of `kind`: its bytes and its file name."""
+    if (folder := kind.split("-")[0]) in folders:
+        name = kind.split("-", 1)[1]
+        folders[folder](tmp / folder)
+        return (tmp / folder / name).read_bytes(), name
     rows = _train_rows()
-    table = io.StringIO()
-    writer = csv.DictWriter(table, fieldnames=["prompt"])
-    writer.writeheader()
-    writer.writerows({"prompt": r["prompt"]} for r in rows)
-    _tiny_gguf(tmp / "m.gguf")
-    _hf_folder(tmp / "hf")
-    _ds_folder(tmp / "ds")
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    if kind == "csv":
+        table = io.StringIO()
+        writer = csv.DictWriter(table, fieldnames=["prompt"])
+        writer.writeheader()
+        writer.writerows({"prompt": r["prompt"]} for r in rows)
+        return table.getvalue().encode(), "train.csv"
+    if kind == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
-    pq.write_table(pa.table({"prompt": [r["prompt"] for r in rows]}), tmp / "train.parquet")
-    from tests.test_report import fixture_report
+        pq.write_table(pa.table({"prompt": [r["prompt"] for r in rows]}), tmp / "train.parquet")
+        return (tmp / "train.parquet").read_bytes(), "train.parquet"
+    if kind == "gguf":
+        _tiny_gguf(tmp / "m.gguf")
+        return (tmp / "m.gguf").read_bytes(), "student.gguf"
+    if kind == "report":
+        from tests.test_report import fixture_report
 
+        return json.dumps(fixture_report()).encode(), "report.json"
     return {
         "config": ((ROOT / "pipeline/default.toml").read_bytes(), "c.toml"),
         "target": ((ROOT / "targets/cpu-int4.toml").read_bytes(), "cpu-int4.toml"),
         "jsonl": ("".join(json.dumps(r) + "\n" for r in rows).encode(), "train.jsonl"),
-        "csv": (table.getvalue().encode(), "train.csv"),
-        "parquet": ((tmp / "train.parquet").read_bytes(), "train.parquet"),
-        "gguf": ((tmp / "m.gguf").read_bytes(), "student.gguf"),
-        **{f"hf-{name}": ((tmp / "hf" / name).read_bytes(), name)
-           for name in ("config.json", "tokenizer.json", "model.safetensors")},
-        **{f"ds-{name}": ((tmp / "ds" / name).read_bytes(), name) for name in DS_FILES},
-        "report": (json.dumps(fixture_report()).encode(), "report.json"),
-        "bundle": (json.dumps({"format": "gguf", "model": "model.gguf", "system": "s",
-                               "user_template": "{prompt}", "max_tokens": 8}).encode(),
-                   "generation.json"),
-    }
+        "bundle": (json.dumps(BUNDLE).encode(), "generation.json"),
+    }[kind]
 
 
 SMALL = '[teacher]\nmodel = "smollm2-135m-instruct-q4_1"\n'  # no 1.1 GB teacher to assemble
@@ -153,7 +175,7 @@ def _argv(kind: str, file: Path, build: Path) -> list[str]:
         return ["build", "--config", str(small), "--train-data", str(data), *build_args]
     if kind == "report":
         return ["report", str(file.parent)]
-    return ["run", str(file.parent), "hello"]  # bundle: no model file, so never runs one
+    return ["run", str(file.parent), "hello"]  # a bundle: the gguf one has no model file
 
 
 def _listing(folder: Path) -> list[str]:
@@ -167,22 +189,29 @@ def _listing(folder: Path) -> list[str]:
 
 
 KINDS = ("config", "target", "jsonl", "csv", "parquet", "gguf", "hf-config.json", "hf-tokenizer.json",
-         "hf-model.safetensors", *(f"ds-{name}" for name in DS_FILES), "report", "bundle")
+         "hf-model.safetensors", *(f"ds-{name}" for name in DS_FILES), "report", "bundle",
+         *(f"onnx-{name}" for name in ONNX_FILES))
+# files a runtime reads as bytes: a stray non-UTF-8 byte can leave them valid
+BYTES = ("gguf", "onnx-model.onnx", "onnx-model.onnx.data", "onnx-chat_template.jinja")
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_damaged_file_is_one_line_or_accepted(kind: str, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+                                                capsys: pytest.CaptureFixture[str],
+                                                request: pytest.FixtureRequest) -> None:
     from pipeline import targets
 
-    data, name = _sources(tmp_path)[kind]
+    folders = dict(FOLDERS)
+    if kind.startswith("onnx-"):  # the tiny model's ONNX export, built once per run
+        folders["onnx"] = _onnx_bundle(request.getfixturevalue("tiny_onnx")("int4")[0] / "onnx-int4")
+    data, name = _source(tmp_path, kind, folders)
     build = tmp_path / "build"  # one for every case: the teacher file is resolved once
     outcomes = {}
     for how, bad in damaged(data):
         case = tmp_path / how
-        if (folder := kind.split("-")[0]) in FOLDERS:  # the rest intact, this file damaged
-            FOLDERS[folder](case)
+        if (folder := kind.split("-")[0]) in folders:  # the rest intact, this file damaged
+            folders[folder](case)
         case.mkdir(exist_ok=True)
         (case / name).write_bytes(bad)
         if kind == "target":
@@ -199,6 +228,28 @@ def test_a_damaged_file_is_one_line_or_accepted(kind: str, tmp_path: Path,
     # model file: intact, it reads its settings and stops at the model, exit 2)
     assert outcomes["intact"] == (2 if kind == "bundle" else 0), outcomes
     # the damage that cannot leave a valid file is always refused
-    assert outcomes["not-utf8"] == 2 or kind == "gguf", outcomes
-    if kind in ("gguf", "report", "jsonl", "parquet") or kind.split("-")[0] in FOLDERS:
+    assert outcomes["not-utf8"] == 2 or kind in BYTES, outcomes
+    if kind in ("gguf", "report", "jsonl", "parquet") or kind.split("-")[0] in folders:
         assert outcomes["cut50"] == 2, outcomes
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The write that fails is the step's last (its metadata): the step's folder goes, no
+    committed entry, one line naming the file and the fix, exit 1."""
+    import errno
+
+    from pipeline import runner
+
+    def full(path: Path, *_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(runner, "write_json_atomic", full)
+    (tmp_path / "small.toml").write_text(SMALL + '[student]\nmodel = "smollm2-135m-instruct-q4_1"\n')
+    build = tmp_path / "build"
+    code, err = _cli(["build", "--config", str(tmp_path / "small.toml"), "--build-dir", str(build),
+                      "--until", "prompts"], monkeypatch, capsys)
+    last = err.strip().splitlines()[-1]  # after the build's progress lines: the error, one line
+    assert code == 1 and err.count("error") == 1 and "Traceback" not in err, err
+    assert last.startswith("distill-edge: error: No space left on device writing ") and "cache gc" in last
+    assert list((build / "cache" / "prompts").iterdir()) == []

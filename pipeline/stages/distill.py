@@ -67,6 +67,8 @@ class DistillStage:
     version = "5"
     libraries = ("torch", "transformers", "safetensors", "tokenizers", "peft", "accelerate")
     resumable = True  # checkpoints in the partial folder survive a kill -9
+    # tokens/s and elapsed seconds beside the losses; the weights are the output
+    measurements = ("summary.json", "train_log.jsonl")
 
     def settings(self, config: BuildConfig, target: Target) -> DistillSettings:
         d = config.distill

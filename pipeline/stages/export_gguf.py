@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,17 @@ def converter_path() -> Path:
 
 
 def convert_to_f16(hf_dir: Path, out_file: Path) -> None:
-    """Run llama.cpp's converter in a child process (it is a script, not a library)."""
-    cmd = [sys.executable, str(converter_path()), str(hf_dir), "--outfile", str(out_file),
-           "--outtype", "f16"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    """Run llama.cpp's converter in a child process (it is a script, not a library).
+
+    The converter names the model (general.name, general.finetune) after its folder's name;
+    here that is a cache key, so the same weights would export to different bytes from
+    different keys. It reads them through a link with a fixed name instead."""
+    with tempfile.TemporaryDirectory() as tmp:
+        link = Path(tmp) / "student"
+        link.symlink_to(hf_dir.resolve(), target_is_directory=True)
+        cmd = [sys.executable, str(converter_path()), str(link), "--outfile", str(out_file),
+               "--outtype", "f16"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0 or not out_file.is_file():
         last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"convert_hf_to_gguf failed ({proc.returncode}): {last[0]}")
@@ -109,7 +117,7 @@ class ExportGgufSettings(Settings):
 
 class ExportGgufStage:
     name = "export"
-    version = "1"
+    version = "2"
     libraries = ("llama-cpp-python",)
     resumable = False
 

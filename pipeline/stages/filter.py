@@ -61,6 +61,8 @@ class FilterStage:
     version = "3"
     libraries: tuple[str, ...] = ("jsonschema", "scikit-learn", "sacrebleu")
     resumable = False
+    # they quote the teacher's wall time and speed; kept.jsonl is what training reads
+    measurements = ("data_card.json", "data_card.md")
 
     def settings(self, config: BuildConfig, target: Target) -> FilterSettings:
         f = config.filter

@@ -98,6 +98,7 @@ class TeacherStage:
     version = "3"
     libraries = LIBRARIES
     resumable = True
+    measurements = ("stats.json",)  # wall time, rows/min, tok/s
 
     def settings(self, config: BuildConfig, target: Target) -> TeacherSettings:
         t = config.teacher

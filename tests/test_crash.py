@@ -1,0 +1,149 @@
+"""kill -9 at a random point of every step of the tiny e2e build: the next runs finish it, and
+what they build equals an uninterrupted build's.
+
+One build is started again and again: each run is killed (SIGKILL to its process group, so a
+stage's child processes die with it, as when a machine or container goes down) at a seeded
+random point of the first step that has not been killed yet, a share of that step's
+uninterrupted run time; the run after it lets that step finish. The steps with child
+processes or resumable state are first interrupted with SIGINT (a terminal's Ctrl-C):
+that run must end with one line and exit 130. When every step has been stopped, a last
+run completes the build. The uninterrupted build of the same config is
+the reference: every step whose output is a pure function of its inputs (teacher rows,
+filtered data, trained weights, exports) must have the same content digest; the measuring
+steps (bench, judge, report, bundle) carry timings, so they must only be complete.
+Runs in `make test-crash` (≈ 4 min on 2 cores), not in `make test`.
+
+Example:
+    .venv/bin/python -m pytest -q -m crash tests/test_crash.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, THREADS
+
+pytestmark = pytest.mark.crash
+
+# their outputs carry wall times and tokens/s: complete, but never byte-equal to another run's
+MEASURING = {"bench_teacher", "bench_student", "bench", "judge", "report", "bundle"}
+CTRL_C = {"teacher", "teacher_logits", "distill", "export", "bench"}
+RESUMABLE = {"teacher", "teacher_logits", "distill"}
+SEED = 20261202
+
+
+def _config(root: Path, tiny_hf: Path) -> Path:
+    from tests.test_e2e import PROFILE, TINY_CONFIG
+
+    targets = root / "targets"
+    targets.mkdir(exist_ok=True)
+    (targets / "t-int4.toml").write_text(PROFILE.format(
+        name="t-int4", quant="Q4_K_M", extra='calibration = "imatrix"', format="gguf",
+        runtime="llama.cpp", threads=THREADS))
+    cfg = root / "tiny.toml"
+    cfg.write_text(TINY_CONFIG.format(student=tiny_hf, threads=THREADS))
+    return cfg
+
+
+def _start(cfg: Path, build: Path) -> subprocess.Popen[str]:
+    exe = Path(sys.executable).with_name("distill-edge")
+    return subprocess.Popen(
+        [str(exe), "build", "--config", str(cfg), "--target", "t-int4", "--build-dir", str(build)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**os.environ, "DISTILL_EDGE_TARGETS": str(cfg.parent / "targets")},
+        start_new_session=True)  # its own process group: the kill takes its children too
+
+
+def _run_until_stopped(cfg: Path, build: Path, pending: dict[str, list[int]],
+                       durations: dict[str, float], rng: random.Random) -> tuple[str, int, float] | None:
+    """One run: stopped with the next signal pending for the first step it runs that still
+    has one, at a random share of that step's uninterrupted time (returns step, signal,
+    seconds into it), or left to finish (returns None)."""
+    proc = _start(cfg, build)
+    lines: list[str] = []
+    running: list[str] = []
+    seen = threading.Event()
+
+    def read() -> None:  # a thread, so the pipe never fills while the test sleeps
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if (m := re.search(r"\[(\w+)\] running", line)) and pending.get(m[1]) and not seen.is_set():
+                running.append(m[1])
+                seen.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    while not seen.wait(0.05):
+        if proc.poll() is not None:  # every step already stopped: it ran to the end
+            reader.join()
+            assert proc.returncode == 0, "".join(lines)[-3000:]
+            return None
+    step = running[0]
+    sig, at = pending[step].pop(0), rng.uniform(0.05, 0.95) * durations[step]
+    time.sleep(at)
+    os.killpg(proc.pid, sig)  # the group, as a terminal's Ctrl-C or a container's kill
+    proc.wait()
+    reader.join()
+    if sig == signal.SIGINT:  # one line, exit 130, whatever was running (children too)
+        assert proc.returncode == 130 and "Traceback" not in "".join(lines), "".join(lines)[-3000:]
+        assert lines[-1] == "distill-edge: error: interrupted\n", lines[-5:]
+        # only the steps that resume from it keep their partial folder
+        assert {p.parent.name for p in build.glob("cache/*/*.partial")} <= RESUMABLE
+    # a short step can end before the signal: then it landed in a later one (reported)
+    landed = [m[1] for line in lines if (m := re.search(r"\[(\w+)\] running", line))]
+    if landed[-1] != step:
+        print(f"{step} ended before its signal, which landed in {landed[-1]}")
+    return step, sig, at
+
+
+def test_stopped_in_every_step_the_build_still_equals_an_uninterrupted_one(
+        tmp_path: Path, tiny_hf: Path) -> None:
+    from pipeline.runner import PLAN
+
+    cfg = _config(tmp_path, tiny_hf)
+    start = time.perf_counter()
+    ref = subprocess.run(
+        [str(Path(sys.executable).with_name("distill-edge")), "build", "--config", str(cfg),
+         "--target", "t-int4", "--build-dir", str(tmp_path / "ref")],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+        env={**os.environ, "DISTILL_EDGE_TARGETS": str(tmp_path / "targets")})
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    reference = json.loads((tmp_path / "ref" / "t-int4" / "manifest.json").read_text())
+    ref_s = time.perf_counter() - start
+    durations = {s["step"]: float(s["computed_wall_s"]) for s in reference["steps"]}
+    rng = random.Random(SEED)
+    # every step gets a kill -9; the steps with child processes or resumable state get a
+    # Ctrl-C (SIGINT to the group) before it
+    pending = {s.id: ([signal.SIGINT] if s.id in CTRL_C else []) + [signal.SIGKILL] for s in PLAN}
+    stops = []
+    build = tmp_path / "killed"
+    while (stop := _run_until_stopped(cfg, build, pending, durations, rng)) is not None:
+        stops.append(stop)
+        assert len(stops) <= len(PLAN) + len(CTRL_C)
+    print(f"reference build {ref_s:.0f} s; stopped build {time.perf_counter() - start - ref_s:.0f} s"
+          f" in {len(stops) + 1} runs; stops (step, signal, s into it): "
+          + ", ".join(f"{step} {signal.Signals(sig).name} {at:.2f}" for step, sig, at in stops))
+    assert not any(pending.values()), pending
+    manifest = json.loads((build / "t-int4" / "manifest.json").read_text())
+    got = {s["step"]: s["output_digest"] for s in manifest["steps"]}
+    want = {s["step"]: s["output_digest"] for s in reference["steps"]}
+    assert {k: v for k, v in got.items() if k not in MEASURING} == \
+        {k: v for k, v in want.items() if k not in MEASURING}
+    assert set(got) == set(want)
+    report = json.loads((build / "t-int4" / "report.json").read_text())
+    assert len(report["bench"]["rows"]) == len(json.loads(
+        (tmp_path / "ref" / "t-int4" / "report.json").read_text())["bench"]["rows"])
+    # nothing half-written left in the cache for a later run to trust
+    assert not list((build / "cache").rglob("*.partial*"))
