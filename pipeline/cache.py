@@ -173,7 +173,9 @@ def changed_content(folder: Path, meta: dict[str, Any], under: tuple[str, ...] =
 
 
 PARTIAL = ".partial"
-NOT_STAGES = ("models",)  # cache/models: the resolved packaged weights and their digests
+RUNS = "runs"  # cache/runs: what the runner itself writes (the seeds' table)
+# cache/models: the resolved packaged weights and their digests
+NOT_STAGES = ("models", RUNS)
 
 
 def cache_entries(cache_root: Path) -> Iterator[Path]:

@@ -54,6 +54,9 @@ def build(
     eval_data: Annotated[Optional[Path], typer.Option(
         help="eval prompts, same formats; without references the teacher labels them")] = None,
     until: Annotated[Optional[str], typer.Option(help="stop after this step (e.g. teacher)")] = None,
+    seeds: Annotated[Optional[int], typer.Option(
+        min=1, max=9, help="train this many students (seeds) and ship the median one "
+                           "(default: the config's distill.seeds)")] = None,
 ) -> None:
     """Run the whole pipeline for one target (cached stages are reused)."""
     from pipeline.config import load_config
@@ -65,6 +68,8 @@ def build(
         overrides["task.train_data"] = str(train_data)
     if eval_data:
         overrides["task.eval_data"] = str(eval_data)
+    if seeds:
+        overrides["distill.seeds"] = seeds
     tgt = load_target(target)
     cfg = load_config(config, overrides)
     manifest = run_plan(cfg, tgt, build_dir, until=until)

@@ -290,6 +290,9 @@ class DistillConfig(_Strict):
     device: Literal["auto", "cpu"] = "auto"
     threads: int = Field(2, ge=1, le=256)
     seed: int = 0
+    # > 1: train this many students (seeds seed, seed+1, ...), score each as the fp32 student
+    # and ship the median one; the report shows every seed's figure (pipeline.measure.seeds)
+    seeds: int = Field(1, ge=1, le=9)
 
 
 class BenchConfig(_Strict):
@@ -304,6 +307,10 @@ class BenchConfig(_Strict):
     # eval rows (prompt + reference answer) scored teacher-forced: perplexity, and KL/top-1
     # vs the fp32 student for every artifact of its vocabulary (0 = skip)
     score_rows: int = Field(16, ge=0)
+    # eval prompts answered one at a time for the latency columns (TTFT, decode tok/s); the
+    # rest are answered for the quality columns only, batched where the runtime can (GGUF).
+    # 0 = every prompt one at a time
+    latency_prompts: int = Field(16, ge=0)
     # a row measured while other processes used the CPU is measured again up to this many
     # times (0: only marked); not part of the cache key — it handles noise, not what is measured
     remeasure: int = Field(1, ge=0, le=5)
@@ -351,6 +358,9 @@ class BuildConfig(_Strict):
         if d.on_policy > 0 and (d.mode == "sequence" or d.teacher_logits != "on_the_fly"):
             raise ValueError("distill.on_policy > 0 needs mode = 'logits' or 'auto' and "
                              "teacher_logits = 'on_the_fly' (the teacher scores student samples)")
+        if d.seeds > 1 and not self.bench.torch_row:
+            raise ValueError("distill.seeds > 1 compares the seeds' fp32 students: "
+                             "set bench.torch_row = true (or seeds = 1)")
         return self
 
 

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -25,6 +26,7 @@ from typing import Any
 from pipeline.cache import (
     META_FILE,
     PARTIAL,
+    RUNS,
     build_lock,
     changed_content,
     changed_on_disk,
@@ -39,6 +41,7 @@ from pipeline.cache import (
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
 from pipeline.generation.remote_identity import resolve_identity
+from pipeline.measure.seeds import seed_table
 from pipeline.models.weights import path_digest, resolve_model
 from pipeline.stage import Settings, StageContext, log, measured_files
 from pipeline.stages import REGISTRY
@@ -90,7 +93,9 @@ PLAN: tuple[Step, ...] = (
     Step("judge", "judge", {"teacher_model": "@teacher_model", "eval": "eval_set",
                             "bench_teacher": "bench_teacher", "bench_student": "bench_student",
                             "bench": "bench"}),
-    Step("report", "report", {"teacher": "teacher", "filter": "filter", "distill": "distill",
+    # "seed_runs": every seed's score when [distill] seeds > 1 (written by the runner)
+    Step("report", "report", {"seed_runs": "@seed_runs",
+                              "teacher": "teacher", "filter": "filter", "distill": "distill",
                               "export": "export", "bench_teacher": "bench_teacher",
                               "bench_student": "bench_student", "bench": "bench",
                               "judge": "judge", "prompts": "prompts", "eval": "eval_set"},
@@ -128,7 +133,9 @@ def resolve_externals(config: BuildConfig, cache_root: Path) -> dict[str, tuple[
         if t.backend == "transformers" and teacher[0] is not None and not teacher[0].is_dir():
             raise UserError("backend = 'transformers' needs teacher.path to be a Hugging Face folder")
     student = resolve_model(config.student.model, config.student.path, models)
-    data: dict[str, tuple[Path | None, str]] = {"eval_data": (None, "none")}  # none: held out
+    # "none": no file (eval data held out of the train file; one seed)
+    data: dict[str, tuple[Path | None, str]] = {"eval_data": (None, "none"),
+                                                "seed_runs": (None, "none")}
     for role, given in (("train_data", config.task.train_data), ("eval_data", config.task.eval_data)):
         if given is None:
             continue
@@ -206,7 +213,38 @@ def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None 
     # every input checked before the build folder is touched: bad input leaves nothing behind
     externals = resolve_externals(config, root / "cache")
     with build_lock(root):  # one build per build folder at a time
+        if config.distill.seeds > 1 and until is None:
+            config, externals = _train_seeds(config, target, root, externals)
+        elif config.distill.seeds > 1:
+            log("build", f"--until {until}: one student (seed {config.distill.seed}), not "
+                         f"{config.distill.seeds}: seeds are compared in a whole build")
         return _run_plan(config, target, root, until, externals)
+
+
+def _with_seed(config: BuildConfig, seed: int) -> BuildConfig:
+    return config.model_copy(update={"distill": config.distill.model_copy(update={"seed": seed})})
+
+
+def _train_seeds(config: BuildConfig, target: Target, root: Path,
+                 externals: dict[str, tuple[Path | None, str]]
+                 ) -> tuple[BuildConfig, dict[str, tuple[Path | None, str]]]:
+    """[distill] seeds > 1: the plan up to the fp32 student's bench once per seed (each chain
+    cached on its own), then the config of the median seed, whose chain the build goes on
+    with; the seeds' table reaches the report step as an input (under cache/runs/)."""
+    d, runs = config.distill, []
+    for seed in range(d.seed, d.seed + d.seeds):
+        log("build", f"seed {seed}: student {seed - d.seed + 1} of {d.seeds}")
+        steps = _run_plan(_with_seed(config, seed), target, root, "bench_student", externals)["steps"]
+        runs.append({"seed": seed, "value": steps[-1]["summary"]["distilled_torch"]})
+    table = seed_table(runs, config.task.spec.primary)
+    scores = ", ".join(f"{r['seed']}: {r['value']:.3f}" for r in runs)
+    log("build", f"seeds {scores}: going on with seed {table['shipped']}, the median")
+    text = json.dumps(table, sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    path = root / "cache" / RUNS / f"seeds-{digest[:16]}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, table)
+    return _with_seed(config, table["shipped"]), {**externals, "seed_runs": (path, digest)}
 
 
 def _run_plan(config: BuildConfig, target: Target, root: Path, until: str | None,

@@ -57,6 +57,21 @@ def test_child_process_numbers(tiny_gguf: Path) -> None:
     assert stats["pp_tok_s_p90"] > 0 and -100 < stats["harness_overhead_pct"] < 100
 
 
+
+def test_only_the_first_prompts_are_timed_and_the_rest_answer_the_same_batched(tiny_gguf: Path) -> None:
+    """latency_prompts = 1: one prompt timed alone, the others decoded together (chat_many) —
+    greedy, so the answers equal those of one at a time; latency columns from the timed one."""
+    prompts = [*PROMPTS, "Lena Fischer: 4 desks to Graz by 2025-06-01", "9 cups, Oslo"]
+    alone = bench_artifact(tiny_gguf, SYS, prompts, threads=1, n_ctx=256, max_tokens=12, warmup=0)
+    mixed = bench_artifact(tiny_gguf, SYS, prompts, threads=1, n_ctx=256, max_tokens=12, warmup=0,
+                           latency_prompts=1)
+    assert [r["timed"] for r in mixed["results"]] == [True, False, False, False]
+    assert [r["response"] for r in mixed["results"]] == [r["response"] for r in alone["results"]]
+    assert [r["completion_tokens"] for r in mixed["results"]] == \
+        [r["completion_tokens"] for r in alone["results"]]
+    assert summarize_latency(mixed)["latency_prompts"] == 1
+    assert summarize_latency(alone)["latency_prompts"] == 4
+
 def _torch_reference(tiny_hf: Path, texts: list[dict[str, Any]], ref: Path,
                      synthetic: dict[str, int] | None = None) -> dict[str, Any]:
     """Bench the HF folder on torch, leaving its log-probs in `ref` for the others."""

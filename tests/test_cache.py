@@ -99,7 +99,9 @@ def test_progress_line_estimates_from_earlier_runs(tmp_path) -> None:  # type: i
 
 # sha256 of each stage's settings JSON for the default config, pinned when stage settings became
 # typed models: a refactor must leave every cache key as it was (a deliberate re-key updates
-# the pin and says so in the commit). Last re-key: the default task's eval sets and copy fields
+# the pin and says so in the commit). Last re-key: the bench steps' latency_prompts (issue 14:
+# latency on the first 16 eval prompts, the rest answered batched); before that, the default
+# task's eval sets and copy fields
 # (issue 13: hand-written eval set, invented spans) entered its spec and columns, and the
 # [goal] bar joined the report's gate (issue 18: [gate] require_goal) and the report reads the
 # shipped file's real quant mix (issue 17); before that,
@@ -113,9 +115,9 @@ PINNED_SETTINGS = {
     ("cpu-int4", "teacher_logits"): "08f110f315a0ff25118341eb70bd5038891ff423b7af02044e200a218a957df2",
     ("cpu-int4", "distill"): "0bcc5bd747014a90f53b164e120b702e4bdbb3470449561778e317b2995195fa",
     ("cpu-int4", "export"): "c668ae0e1b53a81dce6e1974e81ce5996c7573f64c438db829ca76128406412a",
-    ("cpu-int4", "bench_teacher"): "29c1f81ec43bf1553cf3d7ce002d8102658b2dcdc2e7e5d75bfd2587b55e149c",
-    ("cpu-int4", "bench_student"): "a497157ba694f4751b8abdef4856b834c4f3d6a4dc5f2178761bfb7b6474c64d",
-    ("cpu-int4", "bench"): "ec358bebd6dc9fa0dc7234ee8e7a5d3ba5420ad39ca3d245a54703d576b8f456",
+    ("cpu-int4", "bench_teacher"): "cb5d9ad2325244735fdd077f8c1a5e4f8e54fdc7fcc7e89d22bade316c4d54d1",
+    ("cpu-int4", "bench_student"): "6f8e487185a11b14b40a7c2da06606e5468b82933d5dd4b3e3023b786e742f32",
+    ("cpu-int4", "bench"): "447c5efb8ba467ff0d7c442687f7980efcaabe17aa260e677e30f16ec6f3e089",
     ("cpu-int4", "report"): "fd3804a04eedc0df43a28e908e67b9f76210ae38f1c16a4b2fc1be28ab37fdab",
     ("arm64-q4", "export"): "e3166f544324627e914483cd3c3982d13e7e1d39284fcf72a456061a845af672",
     ("cpu-int4-onnx", "export"): "ae05c6367eb29cef6840e06595b7df684f670ef74a17f7e773980dffef4b049e",
@@ -299,3 +301,36 @@ def test_a_failed_publish_keeps_the_last_outputs_and_leaves_no_half_folder(
         runner.publish(out, paths, target, {"steps": ["new"]})
     assert sorted(p.name for p in out.iterdir()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "cpu-int4"]
+
+
+def test_seeds_train_every_student_then_build_on_with_the_median(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """[distill] seeds = 3: the plan up to bench_student per seed, then the whole plan with the
+    median seed, the seeds' table handed to the report as an external input."""
+    import json
+
+    from pipeline import runner
+    from pipeline.config import load_config
+    from pipeline.targets import load_target
+
+    scores, calls = {0: 0.80, 1: 0.90, 2: 0.85}, []
+
+    def plan(config, target, root, until, externals):  # type: ignore[no-untyped-def]
+        calls.append((config.distill.seed, until, externals["seed_runs"]))
+        summary = {"distilled_torch": scores[config.distill.seed]}
+        return {"steps": [{"step": "bench_student", "summary": summary}] if until else []}
+
+    monkeypatch.setattr(runner, "_run_plan", plan)
+    monkeypatch.setattr(runner, "resolve_externals",
+                        lambda config, cache: {"seed_runs": (None, "none")})
+    runner.run_plan(load_config(None, {"distill.seeds": 3}), load_target("cpu-int4"), tmp_path)
+    assert [(seed, until) for seed, until, _ in calls] == \
+        [(0, "bench_student"), (1, "bench_student"), (2, "bench_student"), (2, None)]
+    path, digest = calls[-1][2]
+    table = json.loads(path.read_text())
+    assert table["shipped"] == 2 and [r["value"] for r in table["runs"]] == [0.80, 0.90, 0.85]
+    assert len(digest) == 64 and path.parent == tmp_path / "cache" / "runs"
+    calls.clear()  # --until: one student, no table
+    runner.run_plan(load_config(None, {"distill.seeds": 3}), load_target("cpu-int4"), tmp_path,
+                    until="distill")
+    assert calls == [(0, "distill", (None, "none"))]

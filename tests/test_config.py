@@ -41,6 +41,9 @@ def _write(tmp_path: Path, text: str) -> Path:
     ('[teacher]\nmodel="x"\n[student]\nmodel="y"\n[distill]\nkd_weight=1.5\n', "distill.kd_weight"),
     ('[teacher]\nmodel="x"\n[student]\nmodel="y"\n[distill]\nbf16="sometimes"\n', "distill.bf16"),
     ('[teacher]\nmodel="x"\n[student]\nmodel="y"\n[distill]\ndevice="gpu"\n', "distill.device"),
+    ('[teacher]\nmodel="x"\n[student]\nmodel="y"\n[distill]\nseeds=0\n', "distill.seeds"),
+    ('[teacher]\nmodel="x"\n[student]\nmodel="y"\n[distill]\nseeds=3\n[bench]\ntorch_row=false\n',
+     "distill.seeds > 1 compares the seeds' fp32 students: set bench.torch_row = true"),
 ])
 def test_bad_config_names_the_key(tmp_path: Path, body: str, expected: str) -> None:
     with pytest.raises(UserError) as err:
@@ -64,8 +67,9 @@ def test_malformed_and_missing_files(tmp_path: Path) -> None:
 
 
 def test_overrides_apply() -> None:
-    cfg = load_config(DEFAULT_CONFIG, {"task.train_data": "x.jsonl"})
+    cfg = load_config(DEFAULT_CONFIG, {"task.train_data": "x.jsonl", "distill.seeds": 3})
     assert cfg.task.train_data == str(Path("x.jsonl").resolve())  # relative to the working dir
+    assert cfg.distill.seeds == 3
 
 
 @pytest.mark.parametrize("args", [
@@ -73,6 +77,7 @@ def test_overrides_apply() -> None:
     ("build", "--target", "no-such-target"),
     ("build", "--bogus-flag"),
     ("targets", "show", "nope"),
+    ("build", "--seeds", "0"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, args: tuple[str, ...]) -> None:
     proc = run_cli(*args, "--build-dir", str(tmp_path / "b")) if args[0] == "build" else run_cli(*args)

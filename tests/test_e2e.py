@@ -307,3 +307,4 @@ def test_missing_model_file_fails_cleanly(tmp_path: Path, tiny_hf: Path) -> None
     assert proc.returncode == 2
     assert "model path not found" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "b").exists()
+

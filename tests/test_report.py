@@ -62,3 +62,15 @@ def test_teacher_agreement() -> None:
 def test_compare_shows_deltas() -> None:
     text = compare_reports(fixture_report(0.9), fixture_report(0.8), "a", "b")
     assert "| distilled | distilled Q4_K_M | distilled Q4_K_M | 0.900 | 0.800 | -0.100 |" in text
+
+
+def test_a_multi_seed_build_names_every_seed_and_the_shipped_one() -> None:
+    from pipeline.measure.seeds import seed_table
+
+    report = fixture_report()
+    report["seeds"] = {"teacher": 0, "distill": 1, "distill_runs": seed_table(
+        [{"seed": 0, "value": 0.88}, {"seed": 1, "value": 0.9}, {"seed": 2, "value": 0.93}],
+        "field_accuracy")}
+    text = render_markdown(report)
+    assert "## Seeds" in text and "seed 2 0.930" in text and "Shipped: seed 1, the median" in text
+    assert "## Seeds" not in render_markdown(fixture_report())

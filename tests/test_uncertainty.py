@@ -109,3 +109,19 @@ def test_exact_and_agreement_figures_get_intervals_on_their_own_prompts() -> Non
               "task": {"name": "t", "kind": "json", "metric": "field_accuracy", "columns": []}}
     lo, hi = rows[0]["exact_ci"]
     assert f"distilled Q4_K_M: exact 0.750 ({lo:.3f}–{hi:.3f});" in render_markdown(report)
+
+
+def test_the_median_seed_ships_and_the_spread_is_max_minus_min() -> None:
+    from pipeline.measure.seeds import seed_line, seed_table
+
+    runs = [{"seed": 0, "value": 0.90}, {"seed": 1, "value": 0.95}, {"seed": 2, "value": 0.80}]
+    table = seed_table(runs, "field_accuracy")
+    assert table["shipped"] == 0 and table["spread"] == 0.15 and (table["min"], table["max"]) == (0.8, 0.95)
+    # sample sd by hand: mean 0.8833, deviations 0.0167, 0.0667, -0.0833 -> sqrt(0.011667/2)
+    assert table["sd"] == pytest.approx(0.0764, abs=1e-4)
+    # an even count ships the lower of the middle two; equal values, the lower seed
+    assert seed_table(runs + [{"seed": 3, "value": 0.92}], "f")["shipped"] == 0
+    assert seed_table([{"seed": 5, "value": 0.9}, {"seed": 4, "value": 0.9}, {"seed": 6, "value": 0.9}],
+                      "f")["shipped"] == 5
+    line = seed_line(table)
+    assert "seed 0 0.900, seed 1 0.950, seed 2 0.800" in line and "Shipped: seed 0, the median" in line

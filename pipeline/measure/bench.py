@@ -92,7 +92,8 @@ def score_answers(task: Task, preds: list[Any], eval_rows: list[dict[str, Any]])
 
 def bench_rows(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_dir: Path,
                task: Task, *, threads: int, n_ctx: int, max_tokens: int, warmup: int = 1,
-               synthetic: dict[str, int] | None = None, texts: list[dict[str, Any]] | None = None,
+               synthetic: dict[str, int] | None = None, latency_prompts: int = 0,
+               texts: list[dict[str, Any]] | None = None,
                reference: Path | None = None, keep_reference: bool = False,
                remeasure: int = REMEASURE, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Benchmark each row in its own process; write bench.json and answers.jsonl; return the
@@ -117,7 +118,8 @@ def bench_rows(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_
         for attempt in range(1 + remeasure):
             raw = bench_artifact(Path(row["model"]), row["prompt"], prompts,
                                  threads=threads, n_ctx=n_ctx, max_tokens=max_tokens, warmup=warmup,
-                                 synthetic=synthetic, score=scoring, runtime=row.get("runtime"))
+                                 synthetic=synthetic, score=scoring, runtime=row.get("runtime"),
+                                 latency_prompts=latency_prompts)
             if not raw.get("load", {}).get("contended") or attempt == remeasure:
                 break
             log(f"{row['label']}: other processes used {raw['load']['other_cpu_pct']}% of the CPU "

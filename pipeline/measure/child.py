@@ -11,6 +11,7 @@ Example:
     #             "max_tokens": 96, "warmup": 1,
     #             "prompt": {"system": "...", "user_template": "{prompt}", "few_shot": []},
     #             "prompts": ["Hi, this is Ann Lee ..."],
+    #             "latency_prompts": 16,   # timed one at a time; the rest batched (optional)
     #             "synthetic": {"pp": 128, "tg": 64, "repeats": 5},          # optional
     #             "score": {"texts": [{"tokens": [1, 2, 3], "start": 2}],     # optional
     #                       "reference": null, "save_reference": "ref.npy"}}
@@ -39,13 +40,20 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     chat = ChatPrompt.model_validate(spec["prompt"])
     for prompt in spec["prompts"][: spec["warmup"]]:
         rt.chat(chat.messages(prompt), spec["max_tokens"])
-    results = []
-    for prompt in spec["prompts"]:
-        gen = rt.chat(chat.messages(prompt), spec["max_tokens"])
-        results.append({"response": gen.text, "prompt_tokens": gen.prompt_tokens,
-                        "prefill_tokens": gen.prefill_tokens,
-                        "completion_tokens": gen.completion_tokens, "ttft_s": gen.ttft_s,
-                        "decode_s": gen.decode_s, "total_s": gen.total_s})
+    # The first `latency_prompts` are answered one at a time, as one user would be served:
+    # their timings are the latency columns. The rest only need their answers (quality):
+    # batched where the runtime can (chat_many), greedy either way.
+    prompts = spec["prompts"]
+    timed = spec.get("latency_prompts") or len(prompts)
+    gens = [rt.chat(chat.messages(p), spec["max_tokens"]) for p in prompts[:timed]]
+    many = getattr(rt, "chat_many", None)
+    rest = [chat.messages(p) for p in prompts[timed:]]
+    gens += (many(rest, spec["max_tokens"]) if many and rest
+             else [rt.chat(m, spec["max_tokens"]) for m in rest])
+    results = [{"response": gen.text, "prompt_tokens": gen.prompt_tokens,
+                "prefill_tokens": gen.prefill_tokens, "completion_tokens": gen.completion_tokens,
+                "ttft_s": gen.ttft_s, "decode_s": gen.decode_s, "total_s": gen.total_s,
+                "timed": i < timed} for i, gen in enumerate(gens)]
     synthetic = rt.synthetic(**spec["synthetic"]) if spec.get("synthetic") else None
     peak = peak_rss_mb()
     scores = score(rt, **spec["score"]) if spec.get("score") else None

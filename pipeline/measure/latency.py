@@ -22,7 +22,8 @@ from pipeline.prompts import ChatPrompt
 def bench_artifact(model: Path, prompt: ChatPrompt, prompts: list[str],
                    threads: int, n_ctx: int = 1024, max_tokens: int = 96, warmup: int = 1,
                    synthetic: dict[str, int] | None = None,
-                   score: dict[str, Any] | None = None, runtime: str | None = None) -> dict[str, Any]:
+                   score: dict[str, Any] | None = None, runtime: str | None = None,
+                   latency_prompts: int = 0) -> dict[str, Any]:
     """Run pipeline.measure.child in a child process; return its raw per-prompt results.
 
     `runtime` names the adapter (the format table's); without it, it is guessed from the
@@ -30,6 +31,8 @@ def bench_artifact(model: Path, prompt: ChatPrompt, prompts: list[str],
     `synthetic` = {"pp": N, "tg": M, "repeats": R} adds llama-bench-style fixed-length tests;
     `score` = {"texts": [...], "reference": path, "save_reference": path} adds perplexity
     and KL/top-1 against a reference (see pipeline.measure.child.score).
+    `latency_prompts` > 0: only the first that many are timed one at a time, the rest
+    answered batched where the runtime can (0: every prompt timed).
     """
     from pipeline.measure.contention import load_between, snapshot
     from pipeline.measure.runtimes import runtime_for
@@ -37,7 +40,7 @@ def bench_artifact(model: Path, prompt: ChatPrompt, prompts: list[str],
     spec = {"runtime": runtime or runtime_for(model), "model": str(model), "n_ctx": n_ctx,
             "threads": threads, "max_tokens": max_tokens, "warmup": warmup,
             "prompt": prompt.model_dump(mode="json"), "prompts": prompts, "synthetic": synthetic,
-            "score": score}
+            "score": score, "latency_prompts": latency_prompts}
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec))
@@ -54,7 +57,8 @@ def bench_artifact(model: Path, prompt: ChatPrompt, prompts: list[str],
 def summarize_latency(raw: dict[str, Any]) -> dict[str, float]:
     """Mean TTFT, aggregate decode/prefill tokens/s on the task prompts, load time, peak RSS,
     and the fixed-length (llama-bench style) medians when they were run."""
-    res = raw["results"]
+    # only the prompts answered one at a time carry a single user's latency
+    res = [r for r in raw["results"] if r.get("timed", True)]
     decode_tokens = sum(max(r["completion_tokens"] - 1, 0) for r in res)
     decode_s = sum(r["decode_s"] for r in res)
     prefill_tokens = sum(r["prefill_tokens"] for r in res)
@@ -65,8 +69,10 @@ def summarize_latency(raw: dict[str, Any]) -> dict[str, float]:
         "ttft_p90_s": round(sorted(ttfts)[int(0.9 * (len(ttfts) - 1))], 4),
         "prefill_tok_s": round(prefill_tokens / sum(ttfts), 1) if sum(ttfts) > 0 else 0.0,
         "decode_tok_s": round(decode_tokens / decode_s, 1) if decode_s > 0 else 0.0,
-        "mean_prompt_tokens": round(statistics.fmean(r["prompt_tokens"] for r in res), 1),
-        "mean_completion_tokens": round(statistics.fmean(r["completion_tokens"] for r in res), 1),
+        "mean_prompt_tokens": round(statistics.fmean(r["prompt_tokens"] for r in raw["results"]), 1),
+        "mean_completion_tokens": round(statistics.fmean(r["completion_tokens"]
+                                                         for r in raw["results"]), 1),
+        "latency_prompts": len(res),
         "peak_rss_mb": round(raw["peak_rss_mb"], 1),
         **raw.get("load", {}),
         **_synthetic_columns(raw.get("synthetic")),

@@ -15,6 +15,7 @@ import platform
 from typing import Any
 
 from pipeline.measure.quant_mix import mix_line
+from pipeline.measure.seeds import seed_line
 
 HEAD = [("artifact", "label", "{}"), ("size MB", "file_mb", "{:.1f}")]
 # (header, key, format) — the table is data, not code; the task's own metric columns
@@ -198,6 +199,8 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
                if "final_eval_kl" in train else "")
             + (f" Trained on {train.get('device', 'cpu')} in {train['precision']} "
                f"({train['precision_reason']})." if "precision" in train else "")]))
+    if seeds := (report.get("seeds") or {}).get("distill_runs"):
+        out.append(("Seeds", [seed_line(seeds)]))
     walls = report.get("stage_wall_s", {})
     out.append(("Stage wall times (when computed)",
                 [", ".join(f"{k} {v:.0f} s" for k, v in walls.items()) or "none"]))

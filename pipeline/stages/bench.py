@@ -43,6 +43,7 @@ class BenchSettings(Settings):
     warmup: int
     max_tokens: int
     synthetic: dict[str, int] | None  # llama-bench-style pp/tg tests; None = skipped
+    latency_prompts: int = 0  # timed one at a time; the rest answered batched (0 = all timed)
     teacher_prompt: ChatPrompt
     include_teacher: bool = False  # bench_teacher
     score_rows: int = 0  # bench_student, bench
@@ -60,6 +61,7 @@ def _common(config: BuildConfig, target: Target) -> dict[str, Any]:
         "task": config.task.spec,
         "threads": target.threads, "n_ctx": max(target.n_ctx, config.teacher.n_ctx),
         "warmup": target.bench_warmup, "max_tokens": b.max_tokens,
+        "latency_prompts": b.latency_prompts,
         "synthetic": ({"pp": b.pp_tokens, "tg": b.tg_tokens, "repeats": b.repeats}
                       if b.repeats else None),
         "teacher_prompt": config.task.teacher_prompt,
@@ -107,6 +109,7 @@ def run_rows(ctx: StageContext[BenchSettings], rows: list[dict[str, Any]],
              if s.student_prompt and any(r.get("score") for r in rows) else [])
     result = bench_rows(rows, eval_rows, ctx.out_dir, make_task(s.task), threads=s.threads, n_ctx=s.n_ctx,
                         max_tokens=s.max_tokens, warmup=s.warmup, synthetic=s.synthetic,
+                        latency_prompts=s.latency_prompts,
                         texts=texts, reference=reference, keep_reference=keep_reference,
                         remeasure=ctx.runtime.get("remeasure", REMEASURE), log=ctx.log)
     return {r["role"]: r[s.task.primary] for r in result["rows"]}
@@ -117,7 +120,7 @@ class BenchTeacherStage:
     one run serves every target and every retrained student."""
 
     name = "bench_teacher"
-    version = "2"
+    version = "3"  # 3: latency on the first latency_prompts, the rest batched
     libraries = ("llama-cpp-python",)
     resumable = False
 
@@ -142,7 +145,7 @@ class BenchStudentStage:
     its log-probs stay in its output (float16) for the targets' bench steps."""
 
     name = "bench_student"
-    version = "2"
+    version = "3"  # 3: latency on the first latency_prompts, the rest batched
     libraries = ("torch", "transformers")
     resumable = False
 
@@ -164,7 +167,7 @@ class BenchStudentStage:
 
 class BenchStage:
     name = "bench"
-    version = "8"
+    version = "9"  # 9: latency on the first latency_prompts, the rest batched
     libraries = ("llama-cpp-python", "torch", "transformers", "onnxruntime-genai")
     resumable = False
 

@@ -73,7 +73,8 @@ class DistillStage:
     def settings(self, config: BuildConfig, target: Target) -> DistillSettings:
         d = config.distill
         return DistillSettings(**{
-            **d.model_dump(exclude=set(RUNTIME_ONLY)),
+            # `seeds`: how many students the runner trains, each step keyed on its own seed
+            **d.model_dump(exclude={*RUNTIME_ONLY, "seeds"}),
             "eval_rows": d.eval_rows or config.task.max_eval_rows,
             "max_new_tokens": config.teacher.max_tokens,
             "student_prompt": config.task.student_prompt,

@@ -147,7 +147,10 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
         "training": distill_meta.get("summary"),
         "training_curve": _curve(ctx.inputs["distill"] / "train_log.jsonl"),
         "seeds": {"teacher": (read_meta(ctx.inputs["teacher"]) or {}).get("settings", {}).get("seed"),
-                  "distill": distill_meta.get("settings", {}).get("seed")},
+                  "distill": distill_meta.get("settings", {}).get("seed"),
+                  # [distill] seeds > 1: every seed's fp32 student score, the shipped one
+                  "distill_runs": (json.loads(ctx.inputs["seed_runs"].read_text())
+                                   if "seed_runs" in ctx.inputs else None)},
         "datasets": {"train": file_sha256(ctx.inputs["prompts"] / TRAIN_FILE),
                      "eval": file_sha256(ctx.inputs["eval"] / EVAL_FILE)},
         "stage_wall_s": walls,
@@ -158,7 +161,7 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
 
 class ReportStage:
     name = "report"
-    version = "13"  # 13: intervals on exact match and the agreement figures
+    version = "14"  # 14: the seeds' table (distill.seeds > 1)
     libraries = REPORT_LIBRARIES + ("matplotlib",)
     resumable = False
 

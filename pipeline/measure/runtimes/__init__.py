@@ -6,7 +6,9 @@ Every adapter loads one artifact and offers the same four things, so the harness
 - `chat(messages, max_tokens) -> Generation`: greedy, timed per token;
 - `synthetic(pp, tg, repeats) -> dict`: llama-bench-style fixed-length prefill/decode tests;
 - `logprobs(tokens, start) -> ndarray`: log-softmax rows predicting tokens[start:];
-- `n_vocab`.
+- `n_vocab`;
+and may offer `chat_many(chats, max_tokens) -> list[Generation]`: the same greedy answers,
+decoded several at a time (answers only: their timings are not a single user's latency).
 
 Example:
     >>> from pipeline.measure.runtimes import runtime_for

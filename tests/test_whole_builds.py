@@ -1,20 +1,21 @@
-"""kill -9 at a random point of every step of the tiny e2e build: the next runs finish it, and
-what they build equals an uninterrupted build's.
+"""Whole tiny builds that take minutes (`make test-slow`, not `make test`; CI runs both).
 
-One build is started again and again: each run is killed (SIGKILL to its process group, so a
-stage's child processes die with it, as when a machine or container goes down) at a seeded
-random point of the first step that has not been killed yet, a share of that step's
-uninterrupted run time; the run after it lets that step finish. The steps with child
-processes or resumable state are first interrupted with SIGINT (a terminal's Ctrl-C):
-that run must end with one line and exit 130. When every step has been stopped, a last
-run completes the build. The uninterrupted build of the same config is
-the reference: every step whose output is a pure function of its inputs (teacher rows,
+1. kill -9 at a random point of every step: the next runs finish the build, and what they
+build equals an uninterrupted build's. One build is started again and again: each run is
+killed (SIGKILL to its process group, so a stage's child processes die with it, as when a
+machine or container goes down) at a seeded random point of the first step that has not
+been killed yet, a share of that step's uninterrupted run time; the run after it lets that
+step finish. The steps with child processes or resumable state are first interrupted with
+SIGINT (a terminal's Ctrl-C): that run must end with one line and exit 130. When every step
+has been stopped, a last run completes the build. The uninterrupted build of the same config
+is the reference: every step whose output is a pure function of its inputs (teacher rows,
 filtered data, trained weights, exports) must have the same content digest; the measuring
 steps (bench, judge, report, bundle) carry timings, so they must only be complete.
-Runs in `make test-crash` (≈ 4 min on 2 cores), not in `make test`.
+2. `--seeds 2` on the reference build: seed 0's chain from the cache, seed 1 trained and
+scored, the median shipped and named in the report.
 
 Example:
-    .venv/bin/python -m pytest -q -m crash tests/test_crash.py
+    .venv/bin/python -m pytest -q -s -m slow tests/test_whole_builds.py
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import ROOT, THREADS
 
-pytestmark = pytest.mark.crash
+pytestmark = pytest.mark.slow
 
 # their outputs carry wall times and tokens/s: complete, but never byte-equal to another run's
 MEASURING = {"bench_teacher", "bench_student", "bench", "judge", "report", "bundle"}
@@ -108,21 +110,32 @@ def _run_until_stopped(cfg: Path, build: Path, pending: dict[str, list[int]],
     return step, sig, at
 
 
+def _build(cfg: Path, build: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("distill-edge")), "build", "--config", str(cfg),
+         "--target", "t-int4", "--build-dir", str(build), *extra],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+        env={**os.environ, "DISTILL_EDGE_TARGETS": str(cfg.parent / "targets")})
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, tiny_hf: Path) -> dict[str, Any]:
+    """The uninterrupted build: its config, build folder, manifest and wall time."""
+    root = tmp_path_factory.mktemp("whole")
+    cfg = _config(root, tiny_hf)
+    start = time.perf_counter()
+    proc = _build(cfg, root / "ref")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"cfg": cfg, "build": root / "ref", "wall_s": time.perf_counter() - start,
+            "manifest": json.loads((root / "ref" / "t-int4" / "manifest.json").read_text())}
+
+
 def test_stopped_in_every_step_the_build_still_equals_an_uninterrupted_one(
-        tmp_path: Path, tiny_hf: Path) -> None:
+        reference: dict[str, Any], tmp_path: Path) -> None:
     from pipeline.runner import PLAN
 
-    cfg = _config(tmp_path, tiny_hf)
-    start = time.perf_counter()
-    ref = subprocess.run(
-        [str(Path(sys.executable).with_name("distill-edge")), "build", "--config", str(cfg),
-         "--target", "t-int4", "--build-dir", str(tmp_path / "ref")],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-        env={**os.environ, "DISTILL_EDGE_TARGETS": str(tmp_path / "targets")})
-    assert ref.returncode == 0, ref.stderr[-3000:]
-    reference = json.loads((tmp_path / "ref" / "t-int4" / "manifest.json").read_text())
-    ref_s = time.perf_counter() - start
-    durations = {s["step"]: float(s["computed_wall_s"]) for s in reference["steps"]}
+    cfg, start, ref_s = reference["cfg"], time.perf_counter(), reference["wall_s"]
+    durations = {s["step"]: float(s["computed_wall_s"]) for s in reference["manifest"]["steps"]}
     rng = random.Random(SEED)
     # every step gets a kill -9; the steps with child processes or resumable state get a
     # Ctrl-C (SIGINT to the group) before it
@@ -132,18 +145,40 @@ def test_stopped_in_every_step_the_build_still_equals_an_uninterrupted_one(
     while (stop := _run_until_stopped(cfg, build, pending, durations, rng)) is not None:
         stops.append(stop)
         assert len(stops) <= len(PLAN) + len(CTRL_C)
-    print(f"reference build {ref_s:.0f} s; stopped build {time.perf_counter() - start - ref_s:.0f} s"
+    print(f"reference build {ref_s:.0f} s; stopped build {time.perf_counter() - start:.0f} s"
           f" in {len(stops) + 1} runs; stops (step, signal, s into it): "
           + ", ".join(f"{step} {signal.Signals(sig).name} {at:.2f}" for step, sig, at in stops))
     assert not any(pending.values()), pending
     manifest = json.loads((build / "t-int4" / "manifest.json").read_text())
     got = {s["step"]: s["output_digest"] for s in manifest["steps"]}
-    want = {s["step"]: s["output_digest"] for s in reference["steps"]}
+    want = {s["step"]: s["output_digest"] for s in reference["manifest"]["steps"]}
     assert {k: v for k, v in got.items() if k not in MEASURING} == \
         {k: v for k, v in want.items() if k not in MEASURING}
     assert set(got) == set(want)
     report = json.loads((build / "t-int4" / "report.json").read_text())
     assert len(report["bench"]["rows"]) == len(json.loads(
-        (tmp_path / "ref" / "t-int4" / "report.json").read_text())["bench"]["rows"])
+        (reference["build"] / "t-int4" / "report.json").read_text())["bench"]["rows"])
     # nothing half-written left in the cache for a later run to trust
     assert not list((build / "cache").rglob("*.partial*"))
+
+
+def test_several_seeds_ship_the_median_student(reference: dict[str, Any]) -> None:
+    """`--seeds 2` on the reference build: seed 0's chain comes from the cache, seed 1 trains
+    and is scored, the median (of two, the lower) ships and the report names both."""
+    build = reference["build"]
+    proc = _build(reference["cfg"], build, "--seeds", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((build / "t-int4" / "report.json").read_text())
+    table = report["seeds"]["distill_runs"]
+    assert [r["seed"] for r in table["runs"]] == [0, 1] and table["metric"] == "field_accuracy"
+    values = {r["seed"]: r["value"] for r in table["runs"]}
+    assert table["shipped"] == min(values, key=lambda s: (values[s], s))
+    manifest = json.loads((build / "t-int4" / "manifest.json").read_text())
+    distill = next(s for s in manifest["steps"] if s["step"] == "distill")
+    meta = json.loads((Path(distill["path"]) / "_meta.json").read_text())
+    assert meta["settings"]["seed"] == table["shipped"] == report["seeds"]["distill"]
+    assert manifest["externals"]["seed_runs"]["path"].endswith(".json")
+    assert "## Seeds" in (build / "t-int4" / "report.md").read_text()
+    # the shipped student's fp32 row is the one its seed scored
+    torch_row = next(r for r in report["bench"]["rows"] if r["role"] == "distilled_torch")
+    assert torch_row["field_accuracy"] == values[table["shipped"]]
