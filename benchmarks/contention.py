@@ -20,23 +20,23 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pipeline.config import load_config
 from pipeline.measure.bench import bench_rows
 from pipeline.models.weights import resolve_catalog_model
 from pipeline.tasks import make_task
-from pipeline.tasks.base import TaskSpec
 from pipeline.tasks.inputs import read_rows
 
-FIELDS = ("decode_tok_s", "ttft_mean_s", "tg_tok_s", "tg_p90_over_median", "other_cpu_pct",
+FIELDS = ("decode_tok_s", "ttft_mean_s", "tg_tok_s", "tg_tok_s_p90", "other_cpu_pct",
           "steal_pct", "loadavg_1m", "contended")
 
 
 def measure(model: Path, eval_rows: list[dict[str, Any]], remeasure: int, out: Path) -> dict[str, Any]:
-    from pipeline.prompts import ChatPrompt
-
-    row = {"label": "SmolLM2-135M Q4_1", "role": "base", "model": model, "runtime": "llama.cpp",
-           "prompt": ChatPrompt(system="Extract the order as JSON.")}
+    """The default task's student row for `model`, as the bench step measures it."""
+    config = load_config(None)
+    row = {"label": "SmolLM2-135M Q4_1", "role": "base", "model": model, "runtime": "llama_cpp",
+           "prompt": config.task.student_prompt}
     out.mkdir(parents=True, exist_ok=True)
-    result = bench_rows([row], eval_rows, out, make_task(TaskSpec()), threads=2, n_ctx=1024,
+    result = bench_rows([row], eval_rows, out, make_task(config.task.spec), threads=2, n_ctx=1024,
                         max_tokens=48, synthetic={"pp": 64, "tg": 32, "repeats": 3},
                         remeasure=remeasure, log=lambda m: print(m, file=sys.stderr))
     return result["rows"][0]
