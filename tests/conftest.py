@@ -80,6 +80,18 @@ def tiny_hf(tmp_path_factory: pytest.TempPathFactory, smollm_gguf: Path) -> Path
 
 
 @pytest.fixture(scope="session")
+def tiny_f16(tmp_path_factory: pytest.TempPathFactory, tiny_hf: Path) -> Path:
+    """The tiny model through llama.cpp's converter: an F16 GGUF, once per run."""
+
+    def build(out: Path) -> None:
+        from pipeline.stages.export_gguf import convert_to_f16
+
+        convert_to_f16(tiny_hf, out / "tiny.F16.gguf")
+
+    return shared_dir(tmp_path_factory, "tiny-f16", build) / "tiny.F16.gguf"
+
+
+@pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory,
               tiny_hf: Path) -> Callable[[str], tuple[Path, dict[str, Any]]]:
     """The ONNX export stage run on the tiny model, once per quant per run: (its output

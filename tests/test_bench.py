@@ -15,17 +15,14 @@ from pipeline.measure.child import score
 from pipeline.measure.latency import bench_artifact, summarize_latency
 from pipeline.measure.runtimes import log_softmax
 from pipeline.prompts import ChatPrompt
-from pipeline.stages.export_gguf import convert_to_f16
 
 SYS = ChatPrompt(system="You extract orders.")
 PROMPTS = ["Ann Lee wants 2 lamps", "hello"]
 
 
-@pytest.fixture(scope="module")
-def tiny_gguf(tiny_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    gguf = tmp_path_factory.mktemp("gguf") / "tiny.F16.gguf"
-    convert_to_f16(tiny_hf, gguf)
-    return gguf
+@pytest.fixture
+def tiny_gguf(tiny_f16: Path) -> Path:
+    return tiny_f16  # the shared F16 export (conftest)
 
 
 def _texts(tiny_hf: Path) -> list[dict[str, Any]]:
@@ -58,12 +55,16 @@ def test_child_process_numbers(tiny_gguf: Path) -> None:
 
 
 
-def test_only_the_first_prompts_are_timed_and_the_rest_answer_the_same_batched(tiny_gguf: Path) -> None:
-    """latency_prompts = 1: one prompt timed alone, the others decoded together (chat_many) —
-    greedy, so the answers equal those of one at a time; latency columns from the timed one."""
+@pytest.mark.parametrize("artifact", ["tiny_gguf", "tiny_hf"])
+def test_only_the_first_prompts_are_timed_and_the_rest_answer_the_same_batched(
+        artifact: str, request: pytest.FixtureRequest) -> None:
+    """latency_prompts = 1: one prompt timed alone, the others decoded together (chat_many:
+    llama.cpp's batch, transformers' generate over left-padded prompts) — greedy, so the
+    answers equal those of one at a time; latency columns from the timed one."""
+    model = request.getfixturevalue(artifact)
     prompts = [*PROMPTS, "Lena Fischer: 4 desks to Graz by 2025-06-01", "9 cups, Oslo"]
-    alone = bench_artifact(tiny_gguf, SYS, prompts, threads=1, n_ctx=256, max_tokens=12, warmup=0)
-    mixed = bench_artifact(tiny_gguf, SYS, prompts, threads=1, n_ctx=256, max_tokens=12, warmup=0,
+    alone = bench_artifact(model, SYS, prompts, threads=1, n_ctx=256, max_tokens=12, warmup=0)
+    mixed = bench_artifact(model, SYS, prompts, threads=1, n_ctx=256, max_tokens=12, warmup=0,
                            latency_prompts=1)
     assert [r["timed"] for r in mixed["results"]] == [True, False, False, False]
     assert [r["response"] for r in mixed["results"]] == [r["response"] for r in alone["results"]]

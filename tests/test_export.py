@@ -9,14 +9,7 @@ import pytest
 
 from pipeline.generation.llm import ChatRunner, open_gguf
 from pipeline.prompts import ChatPrompt
-from pipeline.stages.export_gguf import convert_to_f16, quantize
-
-
-@pytest.fixture(scope="module")
-def tiny_f16(tiny_hf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("gguf") / "tiny.F16.gguf"
-    convert_to_f16(tiny_hf, out)
-    return out
+from pipeline.stages.export_gguf import quantize
 
 
 @pytest.mark.parametrize("quant", ["Q8_0", "Q4_0"])

@@ -145,7 +145,7 @@ class BenchStudentStage:
     its log-probs stay in its output (float16) for the targets' bench steps."""
 
     name = "bench_student"
-    version = "3"  # 3: latency on the first latency_prompts, the rest batched
+    version = "4"  # 4: the torch row's untimed answers batched (generate, left-padded)
     libraries = ("torch", "transformers")
     resumable = False
 

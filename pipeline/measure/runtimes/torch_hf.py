@@ -24,6 +24,8 @@ import numpy as np
 from pipeline.generation.llm import Generation
 from pipeline.measure.runtimes import chat_prompt, log_softmax, run_interleaved, timed_generation
 
+PARALLEL = 8  # answers decoded together by chat_many
+
 
 class TorchRuntime:
     def __init__(self, model: str, n_ctx: int, threads: int) -> None:
@@ -57,6 +59,32 @@ class TorchRuntime:
         start = time.perf_counter()
         with self.torch.inference_mode():
             return timed_generation(self.tok, prompt, stream(), self.eos, max_tokens, start)
+
+    def chat_many(self, chats: list[list[dict[str, str]]], max_tokens: int) -> list[Generation]:
+        """Greedy answers PARALLEL at a time: transformers' `generate` over left-padded
+        prompts, one forward per step for the whole batch (answers only, no timings)."""
+        torch, out = self.torch, []
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else min(self.eos)
+        for first in range(0, len(chats), PARALLEL):
+            prompts = [chat_prompt(self.tok, m) for m in chats[first:first + PARALLEL]]
+            width = max(len(p) for p in prompts)
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts],
+                                device=self.device)
+            start = time.perf_counter()
+            with torch.inference_mode():
+                rows = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
+                                           max_new_tokens=max_tokens, pad_token_id=pad,
+                                           eos_token_id=sorted(self.eos))[:, width:].tolist()
+            elapsed = time.perf_counter() - start
+            for prompt, row in zip(prompts, rows, strict=True):
+                ends = [i for i, t in enumerate(row) if t in self.eos]
+                answer = row[: ends[0]] if ends else row
+                out.append(Generation(text=self.tok.decode(answer, skip_special_tokens=True).strip(),
+                                      prompt_tokens=len(prompt), prefill_tokens=len(prompt),
+                                      completion_tokens=len(answer), ttft_s=0.0, decode_s=0.0,
+                                      total_s=elapsed))
+        return out
 
     def logprobs(self, tokens: list[int], start: int) -> np.ndarray:
         """Teacher-forced log-probs of tokens[start:] (rows predict the next token)."""
