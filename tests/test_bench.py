@@ -56,11 +56,12 @@ def test_child_process_numbers(tiny_gguf: Path) -> None:
 
 
 @pytest.mark.parametrize("artifact", ["tiny_gguf", "tiny_hf"])
-def test_only_the_first_prompts_are_timed_and_the_rest_answer_the_same_batched(
+def test_only_the_first_prompts_are_timed_and_the_rest_answer_the_same(
         artifact: str, request: pytest.FixtureRequest) -> None:
-    """latency_prompts = 1: one prompt timed alone, the others decoded together (chat_many:
-    llama.cpp's batch, transformers' generate over left-padded prompts) — greedy, so the
-    answers equal those of one at a time; latency columns from the timed one."""
+    """latency_prompts = 1: one prompt timed alone, the others answered for quality only (on
+    torch together: chat_many, transformers' generate over left-padded prompts; on llama.cpp
+    one at a time) — the same greedy answers as all one at a time; latency columns from the
+    timed one."""
     model = request.getfixturevalue(artifact)
     prompts = [*PROMPTS, "Lena Fischer: 4 desks to Graz by 2025-06-01", "9 cups, Oslo"]
     alone = bench_artifact(model, SYS, prompts, threads=1, n_ctx=256, max_tokens=12, warmup=0)

@@ -74,3 +74,11 @@ def test_a_multi_seed_build_names_every_seed_and_the_shipped_one() -> None:
     text = render_markdown(report)
     assert "## Seeds" in text and "seed 2 0.930" in text and "Shipped: seed 1, the median" in text
     assert "## Seeds" not in render_markdown(fixture_report())
+
+
+def test_the_caption_says_which_prompts_the_latency_columns_average() -> None:
+    report = fixture_report()
+    assert "answered one at a time" not in render_markdown(report)
+    for row in report["bench"]["rows"]:
+        row["latency_prompts"] = 16
+    assert "on the first 16 eval prompts answered one at a time" in render_markdown(report)

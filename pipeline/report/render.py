@@ -222,6 +222,14 @@ METRIC_HELP = {  # what the task columns mean, per kind
 }
 
 
+def _timed_on(rows: list[dict[str, Any]]) -> str:
+    """Which prompts the latency columns average: the first ones, answered one at a time."""
+    timed = {r.get("latency_prompts") for r in rows if r.get("latency_prompts") is not None}
+    n = max(timed) if timed else None
+    return (f", on the first {n} eval prompts answered one at a time (the others are answered "
+            "for the quality columns only; torch rows answer them 8 at a time)" if n else "")
+
+
 def _caption(report: dict[str, Any]) -> str:
     bench = report["bench"]
     task = _task(report)
@@ -238,7 +246,8 @@ def _caption(report: dict[str, Any]) -> str:
                "(the attribution's differences: paired, on the same prompts). "
                if any(r.get("ci") for r in bench["rows"]) else "") +
             "TTFT, prefill and decode tok/s are measured on the task's own prompts (each row with "
-            "the prompt it needs: the teacher its few-shot prompt, the student a short one).")
+            "the prompt it needs: the teacher its few-shot prompt, the student a short one)"
+            + _timed_on(bench["rows"]) + ".")
     if (where := report.get("benchmarked_on")) and where != "this build machine":
         text += f" Speed measured on {where}: not the hardware this profile targets."
     if syn := bench.get("synthetic"):

@@ -120,7 +120,7 @@ class BenchTeacherStage:
     one run serves every target and every retrained student."""
 
     name = "bench_teacher"
-    version = "3"  # 3: latency on the first latency_prompts, the rest batched
+    version = "4"  # 4: latency on the first latency_prompts (GGUF answers one at a time)
     libraries = ("llama-cpp-python",)
     resumable = False
 
@@ -167,7 +167,7 @@ class BenchStudentStage:
 
 class BenchStage:
     name = "bench"
-    version = "9"  # 9: latency on the first latency_prompts, the rest batched
+    version = "10"  # 10: latency on the first latency_prompts (GGUF answers one at a time)
     libraries = ("llama-cpp-python", "torch", "transformers", "onnxruntime-genai")
     resumable = False
 

@@ -161,7 +161,7 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
 
 class ReportStage:
     name = "report"
-    version = "14"  # 14: the seeds' table (distill.seeds > 1)
+    version = "15"  # 15: the caption says which prompts the latency columns average
     libraries = REPORT_LIBRARIES + ("matplotlib",)
     resumable = False
 

@@ -8,7 +8,8 @@ Every adapter loads one artifact and offers the same four things, so the harness
 - `logprobs(tokens, start) -> ndarray`: log-softmax rows predicting tokens[start:];
 - `n_vocab`;
 and may offer `chat_many(chats, max_tokens) -> list[Generation]`: the same greedy answers,
-decoded several at a time (answers only: their timings are not a single user's latency).
+decoded several at a time (answers only: their timings are not a single user's latency) —
+only where that was measured to give the same answers as one at a time (torch).
 
 Example:
     >>> from pipeline.measure.runtimes import runtime_for
