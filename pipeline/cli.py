@@ -15,7 +15,8 @@ Example:
     distill-edge cache gc --dry-run  # what no published target uses, and its size
 
 Exit codes: 0 ok, 2 bad input, 3 the target's quality gate failed (report still written),
-1 `cache verify` found damaged entries.
+1 `cache verify` found damaged entries or the machine refused a write (full disk, read-only
+folder), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -186,14 +187,19 @@ def targets_show(name: str) -> None:
     typer.echo(json.dumps(load_target(name).model_dump(), indent=2))
 
 
+def _cache_root(build_dir: Path) -> Path:
+    root = build_dir / "cache"
+    if not root.is_dir():
+        raise UserError(f"no cache at {root}: give the --build-dir a build used")
+    return root
+
+
 @cache_app.command("verify")
 def cache_verify(build_dir: BuildDir = Path("build")) -> None:
     """Check every cached output's files against the sha256 recorded when it was committed."""
     from pipeline.cache import verify_cache
 
-    root = build_dir / "cache"
-    if not root.is_dir():
-        raise UserError(f"no cache at {root}: give the --build-dir a build used")
+    root = _cache_root(build_dir)
     intact, damaged, unfinished = verify_cache(root)
     for entry, why in damaged:
         typer.echo(f"DAMAGED  {entry.relative_to(root)}: {why}")
@@ -215,8 +221,7 @@ def cache_gc(build_dir: BuildDir = Path("build"),
 
     from pipeline.cache import build_lock, unreferenced_entries
 
-    if not (build_dir / "cache").is_dir():
-        raise UserError(f"no cache at {build_dir / 'cache'}: give the --build-dir a build used")
+    _cache_root(build_dir)
     with build_lock(build_dir):  # never under a running build
         garbage = unreferenced_entries(build_dir, partials=partials)
         for entry, size in garbage:

@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -32,6 +31,7 @@ from pipeline.cache import (
     changed_on_disk,
     commit_dir,
     describe_files,
+    file_sha256,
     library_versions,
     link_or_copy,
     read_meta,
@@ -239,11 +239,13 @@ def _train_seeds(config: BuildConfig, target: Target, root: Path,
     table = seed_table(runs, config.task.spec.primary)
     scores = ", ".join(f"{r['seed']}: {r['value']:.3f}" for r in runs)
     log("build", f"seeds {scores}: going on with seed {table['shipped']}, the median")
-    text = json.dumps(table, sort_keys=True)
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    path = root / "cache" / RUNS / f"seeds-{digest[:16]}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, table)
+    # named by its content, and that digest is the file's own sha256 (as the manifest says)
+    staged = root / "cache" / RUNS / f".seeds-{os.getpid()}.json"
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(staged, table)
+    digest = file_sha256(staged)
+    path = staged.with_name(f"seeds-{digest[:16]}.json")
+    os.replace(staged, path)
     return _with_seed(config, table["shipped"]), {**externals, "seed_runs": (path, digest)}
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, THREADS
+from tests.conftest import ROOT, THREADS, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +43,7 @@ MEASURING = {"bench_teacher", "bench_student", "bench", "judge", "report", "bund
 CTRL_C = {"teacher", "teacher_logits", "distill", "export", "bench"}
 RESUMABLE = {"teacher", "teacher_logits", "distill"}
 SEED = 20261202
+RUNNING = re.compile(r"\[(\w+)\] running")  # the runner's line as a step starts
 
 
 def _config(root: Path, tiny_hf: Path) -> Path:
@@ -58,12 +59,19 @@ def _config(root: Path, tiny_hf: Path) -> Path:
     return cfg
 
 
+def _args(cfg: Path, build: Path, *extra: str) -> list[str]:
+    return ["build", "--config", str(cfg), "--target", "t-int4", "--build-dir", str(build), *extra]
+
+
+def _env(cfg: Path) -> dict[str, str]:
+    return {"DISTILL_EDGE_TARGETS": str(cfg.parent / "targets")}
+
+
 def _start(cfg: Path, build: Path) -> subprocess.Popen[str]:
     exe = Path(sys.executable).with_name("distill-edge")
     return subprocess.Popen(
-        [str(exe), "build", "--config", str(cfg), "--target", "t-int4", "--build-dir", str(build)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        env={**os.environ, "DISTILL_EDGE_TARGETS": str(cfg.parent / "targets")},
+        [str(exe), *_args(cfg, build)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, cwd=ROOT, env={**os.environ, **_env(cfg)},
         start_new_session=True)  # its own process group: the kill takes its children too
 
 
@@ -81,7 +89,7 @@ def _run_until_stopped(cfg: Path, build: Path, pending: dict[str, list[int]],
         assert proc.stderr is not None
         for line in proc.stderr:
             lines.append(line)
-            if (m := re.search(r"\[(\w+)\] running", line)) and pending.get(m[1]) and not seen.is_set():
+            if (m := RUNNING.search(line)) and pending.get(m[1]) and not seen.is_set():
                 running.append(m[1])
                 seen.set()
 
@@ -104,18 +112,14 @@ def _run_until_stopped(cfg: Path, build: Path, pending: dict[str, list[int]],
         # only the steps that resume from it keep their partial folder
         assert {p.parent.name for p in build.glob("cache/*/*.partial")} <= RESUMABLE
     # a short step can end before the signal: then it landed in a later one (reported)
-    landed = [m[1] for line in lines if (m := re.search(r"\[(\w+)\] running", line))]
+    landed = [m[1] for line in lines if (m := RUNNING.search(line))]
     if landed[-1] != step:
         print(f"{step} ended before its signal, which landed in {landed[-1]}")
     return step, sig, at
 
 
 def _build(cfg: Path, build: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(Path(sys.executable).with_name("distill-edge")), "build", "--config", str(cfg),
-         "--target", "t-int4", "--build-dir", str(build), *extra],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-        env={**os.environ, "DISTILL_EDGE_TARGETS": str(cfg.parent / "targets")})
+    return run_cli(*_args(cfg, build, *extra), env=_env(cfg))
 
 
 @pytest.fixture(scope="module")

@@ -224,8 +224,7 @@ METRIC_HELP = {  # what the task columns mean, per kind
 
 def _timed_on(rows: list[dict[str, Any]]) -> str:
     """Which prompts the latency columns average: the first ones, answered one at a time."""
-    timed = {r.get("latency_prompts") for r in rows if r.get("latency_prompts") is not None}
-    n = max(timed) if timed else None
+    n = max((r["latency_prompts"] for r in rows if r.get("latency_prompts")), default=None)
     return (f", on the first {n} eval prompts answered one at a time (the others are answered "
             "for the quality columns only; torch rows answer them 8 at a time)" if n else "")
 

@@ -76,14 +76,9 @@ class TorchRuntime:
                 rows = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=False,
                                            max_new_tokens=max_tokens, pad_token_id=pad,
                                            eos_token_id=sorted(self.eos))[:, width:].tolist()
-            elapsed = time.perf_counter() - start
-            for prompt, row in zip(prompts, rows, strict=True):
-                ends = [i for i, t in enumerate(row) if t in self.eos]
-                answer = row[: ends[0]] if ends else row
-                out.append(Generation(text=self.tok.decode(answer, skip_special_tokens=True).strip(),
-                                      prompt_tokens=len(prompt), prefill_tokens=len(prompt),
-                                      completion_tokens=len(answer), ttft_s=0.0, decode_s=0.0,
-                                      total_s=elapsed))
+            # the same cut at EOS and decoding as `chat` (its timings mean nothing here)
+            out += [timed_generation(self.tok, prompt, row, self.eos, max_tokens, start)
+                    for prompt, row in zip(prompts, rows, strict=True)]
         return out
 
     def logprobs(self, tokens: list[int], start: int) -> np.ndarray:
