@@ -272,7 +272,8 @@ class DistillConfig(_Strict):
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.0, ge=0, lt=1)
     checkpoint_every: int = Field(25, ge=0)  # steps; 0 = no checkpoints (no resume)
-    eval_every: int = Field(0, ge=0)  # steps; 0 = every epoch
+    eval_every: int = Field(0, ge=0)  # steps; 0 = only before and after training
+    group_by_length: bool = True  # batches of similar-length examples: less padding to train
     eval_rows: int = Field(0, ge=0)  # held-out rows evaluated; 0 = task.max_eval_rows
     # how to start training: "" in this process, or e.g. "accelerate launch --num_processes 2"
     launcher: str = ""

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from pipeline.models.hf import load_causal_lm, load_tokenizer
 from pipeline.prompts import ChatPrompt
 from pipeline.training.sft_data import IGNORE, encode_example
-from pipeline.training.trainer import KD, TrainSettings, evaluate, train
+from pipeline.training.trainer import KD, TrainSettings, _batch_of, evaluate, steps_per_epoch, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,20 +52,51 @@ def test_a_few_steps_reduce_the_loss(tiny_hf: Path, tmp_path: Path) -> None:
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
-def test_held_out_loss_logged_per_epoch(tiny_hf: Path, tmp_path: Path) -> None:
-    """The eval loss is logged before training and after every epoch, and it falls when the
-    held-out answers are like the training ones (here: the same reply to other orders)."""
+def _epoch(lengths: list[int] | int, seed: int, epochs: int = 1) -> list[list[int]]:
+    n = lengths if isinstance(lengths, int) else len(lengths)
+    per_epoch, gen = steps_per_epoch(n, 4, 1), torch.Generator().manual_seed(seed)
+    state: dict[str, Any] = {"step": 0, "order": None}
+    batches = []
+    for step in range(per_epoch * epochs):
+        state["step"] = step
+        batches.append(_batch_of(state, lengths, 4, per_epoch, 1, 0, gen))
+    return batches
+
+
+def test_length_grouped_batches_cover_every_example_with_less_padding() -> None:
+    """Grouped batches (group_by_length, the default) still show each example once per epoch,
+    in a seeded order that changes per epoch, and pad far less than random batches."""
+    lengths = [int(x) for x in torch.randint(20, 200, (37,), generator=torch.Generator().manual_seed(1))]
+
+    def padded(batches: list[list[int]]) -> int:
+        return sum(max(lengths[i] for i in b) * len(b) for b in batches)
+
+    grouped, plain = _epoch(lengths, 0, 2), _epoch(len(lengths), 0, 2)
+    for run in (grouped, plain):
+        assert sorted(i for b in run[:10] for i in b) == list(range(37))
+        assert sorted(i for b in run[10:] for i in b) == list(range(37))
+    assert grouped[:10] != grouped[10:] and grouped == _epoch(lengths, 0, 2)
+    assert padded(grouped) < 0.9 * padded(plain)
+
+
+@pytest.mark.parametrize(("eval_every", "steps"), [(0, [0, 6]), (2, [0, 2, 4, 6])])
+def test_held_out_loss_logged_before_between_and_after(tiny_hf: Path, tmp_path: Path,
+                                                        eval_every: int, steps: list[int]) -> None:
+    """The eval loss is logged before and after training (eval_every = 0, the default: a
+    held-out pass costs a third of an epoch's compute on the default task) or every
+    eval_every steps, and it falls when the held-out answers are like the training ones
+    (here: the same reply to other orders)."""
     tok = load_tokenizer(tiny_hf)
     model = load_causal_lm(tiny_hf)
     examples = [encode_example(tok, ChatPrompt(system=SYSTEM), f"order {i}", REPLY) for i in range(4)]
     held_out = [encode_example(tok, ChatPrompt(system=SYSTEM), f"another order {i}", REPLY) for i in range(3)]
     settings = {"seed": 0, "batch_size": 2, "epochs": 3, "learning_rate": 2e-2,
-                "weight_decay": 0.0, "warmup_ratio": 0.0, "bf16": False}
+                "weight_decay": 0.0, "warmup_ratio": 0.0, "bf16": False, "eval_every": eval_every}
     first = evaluate(model, held_out, TrainSettings(**settings), tok.pad_token_id)["eval_loss"]
     _, summary = train(model, examples, TrainSettings(**settings), tok.pad_token_id, tmp_path, held_out)
     log = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     evals = [r for r in log if "eval_loss" in r]
-    assert [r["step"] for r in evals] == [0, 2, 4, 6]  # before training, then each epoch
+    assert [r["step"] for r in evals] == steps
     assert abs(evals[0]["eval_loss"] - first) < 1e-4 and summary["first_eval_loss"] == round(first, 4)
     assert summary["final_eval_loss"] < 0.7 * summary["first_eval_loss"]
 

@@ -64,7 +64,7 @@ def _launch(ctx: StageContext[DistillSettings]) -> dict[str, Any]:
 
 class DistillStage:
     name = "distill"
-    version = "5"
+    version = "6"
     libraries = ("torch", "transformers", "safetensors", "tokenizers", "peft", "accelerate")
     resumable = True  # checkpoints in the partial folder survive a kill -9
     # tokens/s and elapsed seconds beside the losses; the weights are the output

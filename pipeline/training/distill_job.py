@@ -39,6 +39,7 @@ class DistillSettings(Settings):
     lora_alpha: int
     lora_dropout: float
     eval_every: int
+    group_by_length: bool
     eval_rows: int
     epochs: float
     learning_rate: float

@@ -38,6 +38,7 @@ from pipeline.training.sft_data import (
     Example,
     batch_indices,
     collate,
+    length_grouped,
     reply_start,
     teacher_view,
 )
@@ -55,7 +56,8 @@ class TrainSettings(Settings):
     weight_decay: float = 0.0
     warmup_ratio: float = 0.05
     bf16: Literal["auto"] | bool = "auto"  # pipeline.precision decides "auto"
-    eval_every: int = 0  # steps; 0 = each epoch
+    eval_every: int = 0  # steps; 0 = only before and after training
+    group_by_length: bool = True  # batches of similar-length examples (less padding)
     checkpoint_every: int = 0  # steps; 0 = no checkpoints
     device: Literal["auto", "cpu"] = "auto"
 
@@ -146,7 +148,9 @@ def evaluate(model: Any, examples: list[Example], s: TrainSettings, pad_id: int,
     precision = precision or choose_precision(s.bf16, device.type)
     model.eval()
     with torch.no_grad(), precision.autocast():
-        for idx in batch_indices(list(range(len(examples))), s.batch_size):
+        # by length: less padding; the loss is a per-token mean, so the order does not change it
+        by_length = sorted(range(len(examples)), key=lambda i: len(examples[i][0]))
+        for idx in batch_indices(by_length, s.batch_size):
             chunk = [examples[i] for i in idx]
             batch = _to(collate(chunk, pad_id), device)
             n = int((batch["labels"][:, 1:] != IGNORE).sum())  # tokens the loss averages over
@@ -241,7 +245,7 @@ def train(model: Any, examples: list[Example], s: TrainSettings, pad_id: int, ou
     """Train; return (the unwrapped model, a summary). Resumes from out_dir/checkpoints/.
 
     Writes out_dir/train_log.jsonl: one line per step, and eval lines (held-out loss, KL to
-    the teacher with KD) before training, every `eval_every` steps (0: each epoch) and at the end."""
+    the teacher with KD) before training, every `eval_every` steps (0: none between) and at the end."""
     import torch
     from tqdm import tqdm
 
@@ -261,7 +265,8 @@ def train(model: Any, examples: list[Example], s: TrainSettings, pad_id: int, ou
     wrapped, prepared_opt = acc.prepare(model, opt)
     log = _Log(out_dir / "train_log.jsonl", acc.is_main_process,
                state["step"] if resumed else None)
-    every = s.eval_every or per_epoch
+    every = s.eval_every or total  # each held-out pass costs ~1/3 of an epoch's compute
+    lengths = [len(ids) for ids, _ in examples] if s.group_by_length else None
     start = time.perf_counter() - state["wall_s"]
     kd_eval = kd if kd is not None and kd.weight > 0 else None
 
@@ -277,7 +282,8 @@ def train(model: Any, examples: list[Example], s: TrainSettings, pad_id: int, ou
                disable=not acc.is_main_process)
     while state["step"] < total:
         step = state["step"]
-        idx = _batch_of(state, len(examples), s.batch_size, per_epoch, world, rank, gens["data"])
+        idx = _batch_of(state, lengths or len(examples), s.batch_size, per_epoch, world, rank,
+                        gens["data"])
         policy = bool(kd and kd.on_policy > 0
                       and float(torch.rand(1, generator=gens["policy"])) < kd.on_policy)
         loss, tokens = _step_loss(wrapped, [examples[i] for i in idx], idx, precision, pad_id,
@@ -343,15 +349,22 @@ def _optimizer_step(acc: Any, model: Any, opt: Any, scaler: Any, loss: Any) -> N
     scaler.update()
 
 
-def _batch_of(state: dict[str, Any], n: int, batch_size: int, per_epoch: int, world: int,
-              rank: int, gen: Any) -> list[int]:
+def _batch_of(state: dict[str, Any], lengths: list[int] | int, batch_size: int, per_epoch: int,
+              world: int, rank: int, gen: Any) -> list[int]:
     """This rank's example indices for the current step; a new shuffle at each epoch start
-    (kept in the state, so a resumed run continues the same order)."""
+    (kept in the state, so a resumed run continues the same order). `lengths`: the examples'
+    token counts to group batches by, or just how many examples there are (no grouping)."""
     import torch
 
     step = state["step"]
     if step % per_epoch == 0 and state.get("order_step") != step or state["order"] is None:
-        state["order"], state["order_step"] = torch.randperm(n, generator=gen).tolist(), step
+        n = lengths if isinstance(lengths, int) else len(lengths)
+        order = torch.randperm(n, generator=gen).tolist()
+        if not isinstance(lengths, int):
+            full = n // batch_size
+            order = length_grouped(order, lengths, batch_size,
+                                   torch.randperm(full, generator=gen).tolist())
+        state["order"], state["order_step"] = order, step
     batches = [b for b in batch_indices(state["order"], batch_size) if len(b) >= world]
     return batches[step % per_epoch][rank::world]
 
