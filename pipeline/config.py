@@ -315,6 +315,10 @@ class BenchConfig(_Strict):
     # a row measured while other processes used the CPU is measured again up to this many
     # times (0: only marked); not part of the cache key — it handles noise, not what is measured
     remeasure: int = Field(1, ge=0, le=5)
+    # every distilled student artifact measured a second time, decoding under the task's
+    # grammar (pipeline.constrain; formats whose runtime can): valid rate, truncation, metric
+    # and decode speed with and without it, side by side in the report
+    grammar_pair: bool = True
 
 
 class GoalConfig(_Strict):

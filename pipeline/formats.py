@@ -61,6 +61,8 @@ class Format:
     calibrations: tuple[str, ...] = ("none",)  # data-aware quantization it supports
     execution_providers: tuple[str, ...] = ("cpu",)
     ollama_modelfile: bool = False  # the bundle also gets an Ollama Modelfile
+    # its runtime adapter can decode under a task grammar (pipeline.constrain)
+    constrained_decoding: bool = False
     notes: tuple[str, ...] = field(default=())  # model card lines; "{model}": the artifact
 
     def artifact(self, quant: str) -> str:
@@ -79,7 +81,7 @@ def register_format(fmt: Format) -> Format:
 register_format(Format(
     name="gguf", runtime="llama.cpp", export_stage="export", fp="F16", quants=GGUF_FTYPES,
     artifact_name="model.{quant}.gguf", adapter="llama_cpp", bundle_runner="gguf",
-    calibrations=("none", "imatrix"), ollama_modelfile=True,
+    calibrations=("none", "imatrix"), ollama_modelfile=True, constrained_decoding=True,
     notes=("Ollama: `ollama create my-student -f Modelfile`.",
            "llama.cpp: `llama-cli -m {model} -sys \"$(jq -r .system generation.json)\"`.")))
 register_format(Format(

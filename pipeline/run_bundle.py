@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,47 @@ def answer_gguf(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens:
     except (ValueError, RuntimeError) as exc:
         raise BundleError(f"cannot load {bundle / settings['model']}: {exc}") from None
     out = llm.create_chat_completion(messages(settings, prompt), max_tokens=max_tokens,
-                                     temperature=0.0, top_k=1, repeat_penalty=1.0)
+                                     temperature=0.0, top_k=1, repeat_penalty=1.0,
+                                     logits_processor=grammar_mask(bundle, settings, llm))
     return str(out["choices"][0]["message"]["content"] or "").strip()
+
+
+def grammar_mask(bundle: Path, settings: dict[str, Any], llm: Any) -> Any:
+    """With a `grammar` in generation.json (a constrained target): a logits processor that
+    masks every token the task's grammar (llguidance) does not allow next, so an answer that
+    ends always parses. The same mask as distill-edge's pipeline/constrain.py, which this
+    file cannot import; the answer is the tokens after the prompt (its length is taken at
+    the first call)."""
+    if not settings.get("grammar"):
+        return None
+    import numpy as np
+    from llama_cpp import LogitsProcessorList
+    from llguidance import LLMatcher
+    from llguidance.llamacpp import lltokenizer_from_vocab
+
+    path = bundle / settings["grammar"]
+    with warnings.catch_warnings():  # it calls a deprecated llama_cpp function per token
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tokenizer = lltokenizer_from_vocab(llm._model.vocab)
+    try:
+        matcher = LLMatcher(tokenizer, path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundleError(f"cannot read the grammar {path}: {exc}") from None
+    if matcher.is_error():
+        raise BundleError(f"{path} is not a valid grammar: {matcher.get_error()[:200]}")
+    state = {"start": None}
+
+    def mask(input_ids: Any, scores: Any) -> Any:
+        if state["start"] is None:
+            state["start"] = len(input_ids)
+        matcher.consume_tokens([int(t) for t in input_ids[state["start"]:]])
+        state["start"] = len(input_ids)
+        allowed = np.unpackbits(np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8),
+                                bitorder="little")[: len(scores)].astype(bool)
+        scores[~allowed] = -np.inf
+        return scores
+
+    return LogitsProcessorList([mask])
 
 
 def _one_line(exc: BaseException) -> str:

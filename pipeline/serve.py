@@ -57,6 +57,10 @@ def serve(bundle: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
     if settings["format"] != "gguf":
         raise BundleError(f"serving a {settings['format']} bundle is not supported yet: only GGUF "
                           "bundles (llama-cpp-python's server); run its run.py per request instead")
+    if settings.get("grammar"):
+        raise BundleError("serving a constrained bundle (generation.json names a grammar) is not "
+                          "supported yet: llama-cpp-python's server takes no llguidance grammar; "
+                          "answer with its run.py")
     model = bundle / settings["model"]
     if not model.is_file():
         raise BundleError(f"{model} is missing: rebuild the bundle")

@@ -57,6 +57,9 @@ class Target(BaseModel):
     # own kept teacher rows (llama.cpp's imatrix, computed in-process; see models/imatrix.py).
     calibration: str = "none"  # one of the format's calibrations
     calibration_rows: int = Field(64, ge=1, le=4096)
+    # Answers decoded under the task's grammar (pipeline.constrain): the bench's shipped rows,
+    # the gate and the bundle's run.py use it; the free twin rows are measured beside them.
+    constrained: bool = False
     threads: int = Field(ge=1, le=256)
     n_ctx: int = Field(1024, ge=128)
     bench_warmup: int = Field(1, ge=0)
@@ -94,6 +97,13 @@ class Target(BaseModel):
                              + (" (or leave runtime out: it follows the format)"
                                 if info.field_name == "runtime" else ""))
         return value
+
+    @model_validator(mode="after")
+    def _can_constrain(self) -> Target:
+        if self.constrained and not self.fmt.constrained_decoding:
+            raise ValueError(f"constrained = true: the {self.format} runtime cannot constrain "
+                             "decoding yet (gguf can); set constrained = false")
+        return self
 
     @model_validator(mode="before")
     @classmethod

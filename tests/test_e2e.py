@@ -104,7 +104,11 @@ def test_first_build_publishes_everything(built: dict) -> None:
     report = json.loads((out / "report.json").read_text())
     roles = [r["role"] for r in report["bench"]["rows"]]
     assert roles == ["teacher", "base_fp", "base", "base_fewshot", "distilled_torch",
-                     "distilled_fp", "distilled"]
+                     "distilled_fp", "distilled", "distilled_fp_grammar", "distilled_grammar"]
+    for role in ("distilled_fp_grammar", "distilled_grammar"):  # under the task's grammar:
+        row = next(r for r in report["bench"]["rows"] if r["role"] == role)  # every answer
+        assert row["grammar"] and row["valid"] >= 1 - row["truncated"]  # not cut off parses
+    assert "## Constrained decoding" in (out / "report.md").read_text()
     for row in report["bench"]["rows"]:
         assert row["decode_tok_s"] > 0 and row["file_mb"] > 0 and 0 <= row["field_accuracy"] <= 1
     assert report["verdict"]["case"] in ("skip_distillation", "run_teacher", "ship_student",

@@ -26,6 +26,8 @@ def test_every_target_file_validates() -> None:
      "runtime: 'llama.cpp' is not a onnx runtime; use one of onnxruntime"),
     (('threads = 2', 'threads = 2\ncalibration = "imatrix"'),
      "calibration: 'imatrix' is not a onnx calibration; use one of none"),
+    (('threads = 2', 'threads = 2\nconstrained = true'),
+     "the onnx runtime cannot constrain decoding yet .gguf can.; set constrained = false"),
 ])
 def test_quant_and_runtime_must_fit_the_format(tmp_path: Path, edit: tuple[str, str],
                                                message: str) -> None:

@@ -53,6 +53,7 @@ class ChatRunner:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.llm = llm
+        self._lltokenizer: Any = None  # llguidance's vocabulary view, built on first use
         template = llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise UserError("GGUF model has no chat template (tokenizer.chat_template): "
@@ -63,6 +64,18 @@ class ChatRunner:
             eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
             bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
         )
+
+    def _mask(self, grammar: str | None, prompt_len: int) -> Any:
+        if grammar is None:
+            return None
+        from llama_cpp import LogitsProcessorList
+
+        from pipeline.constrain import GrammarMask, llama_tokenizer
+
+        if self._lltokenizer is None:
+            self._lltokenizer = llama_tokenizer(self.llm)
+        return LogitsProcessorList([GrammarMask(self._lltokenizer, grammar, prompt_len,
+                                                int(self.llm.n_vocab()))])
 
     def prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
         text = self._formatter(messages=messages).prompt
@@ -75,8 +88,10 @@ class ChatRunner:
         return self.chat_messages(messages, max_tokens)
 
     def chat_messages(self, messages: list[dict[str, str]], max_tokens: int = 96,
-                      temperature: float = 0.0, seed: int = 0) -> Generation:
-        """Complete a chat (greedy at temperature 0, else seeded sampling), timed per token."""
+                      temperature: float = 0.0, seed: int = 0,
+                      grammar: str | None = None) -> Generation:
+        """Complete a chat (greedy at temperature 0, else seeded sampling), timed per token;
+        `grammar` (pipeline.constrain) masks every token it does not allow."""
         import llama_cpp
 
         tokens = self.prompt_tokens(messages)
@@ -92,7 +107,8 @@ class ChatRunner:
         out: list[int] = []
         start = time.perf_counter()
         first = last = start
-        for token in self.llm.generate(tokens, repeat_penalty=1.0, **sampling):
+        for token in self.llm.generate(tokens, repeat_penalty=1.0, **sampling,
+                                       logits_processor=self._mask(grammar, len(tokens))):
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 break
             last = time.perf_counter()

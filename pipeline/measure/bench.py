@@ -115,11 +115,15 @@ def bench_rows(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_
         scoring = ({"texts": texts, "reference": None if row.get("reference") else str(ref_file),
                     "save_reference": str(ref_file) if row.get("reference") else None}
                    if row.get("score") and texts else None)
+        # a grammar row (pipeline.constrain) differs from its free twin only in decoding:
+        # its cost shows in the task prompts' decode speed, not in fixed-length tests
+        grammar = row.get("grammar")
         for attempt in range(1 + remeasure):
             raw = bench_artifact(Path(row["model"]), row["prompt"], prompts,
                                  threads=threads, n_ctx=n_ctx, max_tokens=max_tokens, warmup=warmup,
-                                 synthetic=synthetic, score=scoring, runtime=row.get("runtime"),
-                                 latency_prompts=latency_prompts)
+                                 synthetic=None if grammar else synthetic, score=scoring,
+                                 runtime=row.get("runtime"), latency_prompts=latency_prompts,
+                                 grammar=grammar)
             if not raw.get("load", {}).get("contended") or attempt == remeasure:
                 break
             log(f"{row['label']}: other processes used {raw['load']['other_cpu_pct']}% of the CPU "
@@ -128,6 +132,7 @@ def bench_rows(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_
                                 eval_rows)
         model = Path(row["model"])
         table.append({"label": row["label"], "role": row["role"], "file": model.name,
+                      **({"grammar": True} if grammar else {}),
                       "runtime": raw["runtime"], "file_mb": round(artifact_bytes(model) / 1e6, 1),
                       **quality, **summarize_latency(raw)})
         answers[row["role"]] = [r["response"] for r in raw["results"]]

@@ -12,6 +12,7 @@ Example:
     #             "prompt": {"system": "...", "user_template": "{prompt}", "few_shot": []},
     #             "prompts": ["Hi, this is Ann Lee ..."],
     #             "latency_prompts": 16,   # timed one at a time; the rest batched (optional)
+    #             "grammar": "...",        # answers under a task grammar (optional)
     #             "synthetic": {"pp": 128, "tg": 64, "repeats": 5},          # optional
     #             "score": {"texts": [{"tokens": [1, 2, 3], "start": 2}],     # optional
     #                       "reference": null, "save_reference": "ref.npy"}}
@@ -37,6 +38,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     rt = open_runtime(spec["runtime"], spec["model"], spec["n_ctx"], spec["threads"])
     load_s = time.perf_counter() - start
+    if spec.get("grammar"):
+        if not hasattr(rt, "constrain"):
+            raise ValueError(f"the {spec['runtime']} runtime cannot constrain decoding")
+        rt.constrain(spec["grammar"])
     chat = ChatPrompt.model_validate(spec["prompt"])
     for prompt in spec["prompts"][: spec["warmup"]]:
         rt.chat(chat.messages(prompt), spec["max_tokens"])
@@ -46,7 +51,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     prompts = spec["prompts"]
     timed = spec.get("latency_prompts") or len(prompts)
     gens = [rt.chat(chat.messages(p), spec["max_tokens"]) for p in prompts[:timed]]
-    many = getattr(rt, "chat_many", None)
+    many = None if spec.get("grammar") else getattr(rt, "chat_many", None)
     rest = [chat.messages(p) for p in prompts[timed:]]
     gens += (many(rest, spec["max_tokens"]) if many and rest
              else [rt.chat(m, spec["max_tokens"]) for m in rest])
@@ -57,7 +62,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     synthetic = rt.synthetic(**spec["synthetic"]) if spec.get("synthetic") else None
     peak = peak_rss_mb()
     scores = score(rt, **spec["score"]) if spec.get("score") else None
-    return {"runtime": spec["runtime"], "load_s": load_s, "peak_rss_mb": peak,
+    return {"runtime": spec["runtime"], "max_tokens": spec["max_tokens"], "load_s": load_s,
+            "peak_rss_mb": peak,
             "results": results, "synthetic": synthetic, "scores": scores}
 
 

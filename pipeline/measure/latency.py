@@ -23,7 +23,7 @@ def bench_artifact(model: Path, prompt: ChatPrompt, prompts: list[str],
                    threads: int, n_ctx: int = 1024, max_tokens: int = 96, warmup: int = 1,
                    synthetic: dict[str, int] | None = None,
                    score: dict[str, Any] | None = None, runtime: str | None = None,
-                   latency_prompts: int = 0) -> dict[str, Any]:
+                   latency_prompts: int = 0, grammar: str | None = None) -> dict[str, Any]:
     """Run pipeline.measure.child in a child process; return its raw per-prompt results.
 
     `runtime` names the adapter (the format table's); without it, it is guessed from the
@@ -33,6 +33,7 @@ def bench_artifact(model: Path, prompt: ChatPrompt, prompts: list[str],
     and KL/top-1 against a reference (see pipeline.measure.child.score).
     `latency_prompts` > 0: only the first that many are timed one at a time, the rest
     answered batched where the runtime can (0: every prompt timed).
+    `grammar`: answers constrained to it (pipeline.constrain; runtimes with `constrain`).
     """
     from pipeline.measure.contention import load_between, snapshot
     from pipeline.measure.runtimes import runtime_for
@@ -40,7 +41,7 @@ def bench_artifact(model: Path, prompt: ChatPrompt, prompts: list[str],
     spec = {"runtime": runtime or runtime_for(model), "model": str(model), "n_ctx": n_ctx,
             "threads": threads, "max_tokens": max_tokens, "warmup": warmup,
             "prompt": prompt.model_dump(mode="json"), "prompts": prompts, "synthetic": synthetic,
-            "score": score, "latency_prompts": latency_prompts}
+            "score": score, "latency_prompts": latency_prompts, "grammar": grammar}
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec))
@@ -73,11 +74,20 @@ def summarize_latency(raw: dict[str, Any]) -> dict[str, float]:
         "mean_completion_tokens": round(statistics.fmean(r["completion_tokens"]
                                                          for r in raw["results"]), 1),
         "latency_prompts": len(res),
+        **_truncated(raw),
         "peak_rss_mb": round(raw["peak_rss_mb"], 1),
         **raw.get("load", {}),
         **_synthetic_columns(raw.get("synthetic")),
         **_score_columns(raw.get("scores")),
     }
+
+
+def _truncated(raw: dict[str, Any]) -> dict[str, float]:
+    """The share of answers that stopped at max_tokens, not at the end of sequence (cut off)."""
+    if "max_tokens" not in raw:
+        return {}
+    return {"truncated": round(statistics.fmean(r["completion_tokens"] >= raw["max_tokens"]
+                                                for r in raw["results"]), 4)}
 
 
 def _synthetic_columns(syn: dict[str, Any] | None) -> dict[str, float]:

@@ -69,7 +69,9 @@ def teacher_agreement(answers: list[dict[str, Any]], task: Task) -> dict[str, fl
             for role, (p, r) in teacher_pairs(answers, task).items()}
 
 
-STUDENT_ROLES = ("base_fp", "base", "distilled_fp", "distilled")  # student prompt + vocabulary
+# student prompt + vocabulary (the grammar rows: the same artifacts under the task grammar)
+STUDENT_ROLES = ("base_fp", "base", "distilled_fp", "distilled", "distilled_fp_grammar",
+                 "distilled_grammar", "distilled_fp_free", "distilled_free")
 
 
 def greedy_agreement(answers: list[dict[str, Any]], reference: str) -> dict[str, float]:

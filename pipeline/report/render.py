@@ -163,6 +163,8 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
         out.append(("Quantization, as written", [mix_line(mix)]))
     if lines := _set_lines(report):
         out.append(("Quality per eval set", lines))
+    if lines := grammar_lines(report["bench"]["rows"], _metric(report)):
+        out.append(("Constrained decoding (the task's grammar)", lines))
     if lines := _other_interval_lines(report):
         out.append(("95% intervals of the other figures", lines))
     if judge := report.get("judge"):
@@ -211,6 +213,36 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
         "Libraries: " + ", ".join(f"{k} {v}" for k, v in report.get("libraries", {}).items()),
         "Data sha256: " + ", ".join(f"{k} {v[:16]}…" for k, v in report.get("datasets", {}).items())]))
     return out
+
+
+def grammar_lines(rows: list[dict[str, Any]], metric: str) -> list[str]:
+    """Each distilled artifact free vs under the task's grammar (pipeline.constrain)."""
+    by_role = {r["role"]: r for r in rows}
+    lines = []
+    for row in rows:  # a grammar row's free twin: "x" for "x_grammar", "x_free" for "x"
+        free = by_role.get(row["role"].removesuffix("_grammar")
+                           if row["role"].endswith("_grammar") else row["role"] + "_free")
+        if not row.get("grammar") or free is None or free.get("grammar"):
+            continue
+
+        def pair(key: str, fmt: str = ".3f", r: dict[str, Any] = row,
+                 f: dict[str, Any] = free) -> str:
+            a, b = f.get(key), r.get(key)
+            return "–" if a is None or b is None else f"{a:{fmt}} → {b:{fmt}}"
+
+        a, b = free.get("decode_tok_s"), row.get("decode_tok_s")
+        cost = (f" ({abs(100 * (1 - b / a)):.1f} % {'slower' if b <= a else 'faster'})"
+                if a and b else "")
+        name = free["label"].removesuffix(", free decoding")
+        lines.append(f"{name}: valid {pair('valid')}, cut off at max_tokens "
+                     f"{pair('truncated')}, {metric.replace('_', ' ')} {pair(metric)}, exact "
+                     f"{pair('exact')}, decode {pair('decode_tok_s', '.1f')} tok/s{cost}.")
+    if lines:
+        lines.append("Free decoding → under the grammar, same artifact, same prompts; the "
+                     "grammar (llguidance, from the task's schema or labels, no free "
+                     "whitespace) masks every token it does not allow, so an answer that ends "
+                     "always parses; decode tok/s on the timed prompts.")
+    return lines
 
 
 METRIC_HELP = {  # what the task columns mean, per kind

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import BuildConfig
+from pipeline.errors import UserError
 from pipeline.formats import FORMATS
 from pipeline.measure.bench import REFERENCE_FILE, REMEASURE
 from pipeline.prompts import ChatPrompt
@@ -53,6 +54,9 @@ class BenchSettings(Settings):
     fp_artifact: str = ""
     quant_label: str = ""
     fp_label: str = ""
+    grammar: str = ""  # bench: the task grammar the distilled rows' twins decode under
+    constrained: bool = False  # bench: the target ships constrained answers
+    grammar_skipped: str = ""  # bench: why there are no grammar rows (when asked for)
 
 
 def _common(config: BuildConfig, target: Target) -> dict[str, Any]:
@@ -92,10 +96,50 @@ def _student_rows(ctx: StageContext[BenchSettings], reference: str | None) -> li
         (f"distilled {fp}", "distilled_fp", student / s.fp_artifact, student_p),
         (f"distilled {quant}", "distilled", student / s.artifact, student_p),
     ]
-    return [{"label": label, "role": role, "model": path, "prompt": p,
-             "runtime": ctx.runtime.get("adapter"), "score": bool(s.score_rows) and p is student_p,
-             "reference": bool(s.score_rows) and role == reference}
-            for label, role, path, p in rows]
+    plain = [{"label": label + (" + grammar" if s.constrained and role in DISTILLED else ""),
+              "role": role, "model": path, "prompt": p, "runtime": ctx.runtime.get("adapter"),
+              "score": bool(s.score_rows) and p is student_p,
+              "reference": bool(s.score_rows) and role == reference,
+              **({"grammar": s.grammar} if s.constrained and role in DISTILLED else {})}
+             for label, role, path, p in rows]
+    return [*plain, *_twins(plain, s)] if s.grammar else plain
+
+
+DISTILLED = ("distilled_fp", "distilled")  # the rows measured free and under the grammar
+
+
+def _twins(rows: list[dict[str, Any]], s: BenchSettings) -> list[dict[str, Any]]:
+    """Each distilled artifact's other decoding: under the grammar ("…_grammar"), or free
+    ("…_free") when the target ships constrained answers (its own rows are the grammar's).
+    Not scored: teacher-forced log-probs do not depend on how answers are decoded."""
+    out = []
+    for row in (r for r in rows if r["role"] in DISTILLED):
+        twin = {**row, "score": False, "reference": False}
+        if s.constrained:
+            del twin["grammar"]
+            twin |= {"label": row["label"].removesuffix(" + grammar") + ", free decoding",
+                     "role": row["role"] + "_free"}
+        else:
+            twin |= {"label": row["label"] + " + grammar", "role": row["role"] + "_grammar",
+                     "grammar": s.grammar}
+        out.append(twin)
+    return out
+
+
+def _grammar(config: BuildConfig, target: Target) -> dict[str, str]:
+    """The grammar-pair settings: the task's grammar, or why there is none."""
+    from pipeline.constrain import grammar_for
+
+    if target.constrained:  # refused in one line if the task has no grammar
+        return {"grammar": grammar_for(config.task.spec), "constrained": True}
+    if not config.bench.grammar_pair:
+        return {}
+    if not target.fmt.constrained_decoding:
+        return {"grammar_skipped": f"the {target.format} runtime cannot constrain decoding yet"}
+    try:
+        return {"grammar": grammar_for(config.task.spec)}
+    except UserError as exc:
+        return {"grammar_skipped": str(exc).split(";")[0]}
 
 
 def run_rows(ctx: StageContext[BenchSettings], rows: list[dict[str, Any]],
@@ -167,15 +211,16 @@ class BenchStudentStage:
 
 class BenchStage:
     name = "bench"
-    version = "10"  # 10: latency on the first latency_prompts (GGUF answers one at a time)
-    libraries = ("llama-cpp-python", "torch", "transformers", "onnxruntime-genai")
+    version = "11"  # 11: the distilled rows' grammar twins, truncation rate
+    libraries = ("llama-cpp-python", "torch", "transformers", "onnxruntime-genai", "llguidance")
     resumable = False
 
     def settings(self, config: BuildConfig, target: Target) -> BenchSettings:
         fmt = target.fmt
         return BenchSettings(**_common(config, target), **_student(config),
                              artifact=target.artifact(), fp_artifact=target.artifact(fp=True),
-                             quant_label=target.quant + fmt.label, fp_label=fmt.fp + fmt.label)
+                             quant_label=target.quant + fmt.label, fp_label=fmt.fp + fmt.label,
+                             **_grammar(config, target))
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         # the format's runtime adapter: a function of the artifact names already in the key

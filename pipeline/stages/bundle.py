@@ -31,6 +31,7 @@ from typing import Any
 from pipeline import run_bundle
 from pipeline.cache import link_or_copy
 from pipeline.config import BuildConfig
+from pipeline.constrain import grammar_for
 from pipeline.measure.quant_mix import mix_line
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
@@ -147,6 +148,10 @@ class BundleSettings(Settings):
     teacher: str
     student: str
     runner_sha256: str
+    grammar: str = ""  # the task grammar run.py decodes under (a constrained target)
+
+
+GRAMMAR_FILE = "grammar.json"  # llguidance's grammar: run.py masks every token it disallows
 
 
 class BundleStage:
@@ -171,7 +176,8 @@ class BundleStage:
             max_tokens=config.bench.max_tokens, task=config.task.name,
             teacher=who(config.teacher), student=who(config.student),
             # run.py is part of the output: a change to it re-bundles
-            runner_sha256=hashlib.sha256(Path(run_bundle.__file__).read_bytes()).hexdigest())
+            runner_sha256=hashlib.sha256(Path(run_bundle.__file__).read_bytes()).hexdigest(),
+            **({"grammar": grammar_for(config.task.spec)} if target.constrained else {}))
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {}
@@ -194,6 +200,9 @@ class BundleStage:
                "few_shot": fmt.get("few_shot", []),
                "max_tokens": s.max_tokens, "temperature": 0.0, "n_ctx": s.n_ctx,
                "threads": s.threads, "execution_provider": s.execution_provider}
+        if s.grammar:
+            (bundle / GRAMMAR_FILE).write_text(s.grammar + "\n")
+            gen["grammar"] = GRAMMAR_FILE
         (bundle / run_bundle.SETTINGS_FILE).write_text(json.dumps(gen, indent=2) + "\n")
         shutil.copyfile(run_bundle.__file__, bundle / "run.py")
         (bundle / "README.md").write_text(model_card(s, report, gen))

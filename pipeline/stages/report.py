@@ -26,7 +26,8 @@ from pipeline.tasks.inputs import EVAL_FILE, TRAIN_FILE, read_rows
 
 # The rows of the table, in order: teacher, the small model used directly, the student.
 ROLE_ORDER = ("teacher", "base_fp", "base", "base_fewshot", "distilled_torch", "distilled_fp",
-              "distilled")
+              "distilled", "distilled_fp_grammar", "distilled_grammar", "distilled_fp_free",
+              "distilled_free")
 REPORT_LIBRARIES = ("torch", "transformers", "llama-cpp-python", "gguf", "tokenizers",
                     "onnxruntime", "onnxruntime-genai")
 

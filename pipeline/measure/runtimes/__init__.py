@@ -7,9 +7,10 @@ Every adapter loads one artifact and offers the same four things, so the harness
 - `synthetic(pp, tg, repeats) -> dict`: llama-bench-style fixed-length prefill/decode tests;
 - `logprobs(tokens, start) -> ndarray`: log-softmax rows predicting tokens[start:];
 - `n_vocab`;
-and may offer `chat_many(chats, max_tokens) -> list[Generation]`: the same greedy answers,
-decoded several at a time (answers only: their timings are not a single user's latency) —
-only where that was measured to give the same answers as one at a time (torch).
+and may offer `constrain(grammar)`: answer under a task grammar from then on
+(pipeline.constrain; llama.cpp), and `chat_many(chats, max_tokens) -> list[Generation]`:
+the same greedy answers, decoded several at a time (answers only: their timings are not a
+single user's latency) — only where that was measured to give the same answers as one at a time (torch).
 
 Example:
     >>> from pipeline.measure.runtimes import runtime_for

@@ -29,9 +29,14 @@ class GgufRuntime:
         self.runner = ChatRunner(open_gguf(model, n_ctx, threads))
         self.llm = self.runner.llm
         self.n_vocab = int(self.llm.n_vocab())
+        self.grammar: str | None = None
+
+    def constrain(self, grammar: str) -> None:
+        """Answer under this grammar from now on (pipeline.constrain)."""
+        self.grammar = grammar
 
     def chat(self, messages: list[dict[str, str]], max_tokens: int) -> Generation:
-        return self.runner.chat_messages(messages, max_tokens)
+        return self.runner.chat_messages(messages, max_tokens, grammar=self.grammar)
 
     def logprobs(self, tokens: list[int], start: int) -> np.ndarray:
         """Teacher-forced log-probs of tokens[start:], from one batch over the whole text."""

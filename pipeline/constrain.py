@@ -1,0 +1,90 @@
+"""Constrained decoding: the task's answer grammar, and the token mask that enforces it.
+
+The grammar comes from llguidance — the engine behind llama.cpp's `LLAMA_LLGUIDANCE` grammars
+and onnxruntime-genai's `set_guidance` — not from llama-cpp-python's own JSON-schema→GBNF
+converter: that one (0.3.36) turns the default task's `"pattern": "\\S"` into an assertion
+error, writes `\\d` as a literal and lets `"` through in patterned strings (checked here).
+- json tasks: the task's JSON Schema, compact (no free whitespace: nothing to loop on until
+  `max_tokens`); a schema llguidance cannot express, or expresses with a warning (a loosened
+  keyword), is refused in one line instead of silently loosened.
+- label tasks: one of the labels, exactly.
+- text tasks: no grammar (refused).
+
+Once the mask allows only the end-of-sequence token, the answer is complete: greedy decoding
+then stops there, so a constrained answer always parses unless it hits `max_tokens`.
+
+Example:
+    >>> from pipeline.constrain import grammar_for
+    >>> from pipeline.tasks.base import TaskSpec
+    >>> '"billing"' in grammar_for(TaskSpec(name="t", kind="label", labels=("billing", "other")))
+    True
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import UserError
+from pipeline.tasks.base import TaskSpec
+
+
+def _refuse(spec: TaskSpec, why: str) -> UserError:
+    return UserError(f"constrained decoding: task '{spec.name}' {why}; "
+                     "set constrained = false in the target file")
+
+
+def grammar_for(spec: TaskSpec) -> str:
+    """The llguidance grammar (its JSON form) every answer of this task must match."""
+    from llguidance import LLMatcher
+
+    if spec.kind == "json" and spec.json_schema:
+        grammar = LLMatcher.grammar_from_json_schema(
+            spec.json_schema, overrides={"whitespace_flexible": False})
+    elif spec.kind == "label" and spec.labels:
+        grammar = LLMatcher.grammar_from_lark(
+            "start: " + " | ".join(json.dumps(label) for label in spec.labels))
+    else:
+        raise _refuse(spec, f"of kind '{spec.kind}' has no answer grammar (json and label "
+                            "tasks have one)")
+    is_error, messages = LLMatcher.validate_grammar_with_warnings(grammar)
+    if is_error or messages:
+        raise _refuse(spec, "has a schema the grammar cannot express exactly: "
+                            + " ".join(str(m) for m in messages).replace("\n", " "))
+    return grammar
+
+
+class GrammarMask:
+    """A llama-cpp-python logits processor: every logit the grammar does not allow next is
+    set to -inf. One per answer (it tracks the answer's tokens after `prompt_len`)."""
+
+    def __init__(self, tokenizer: Any, grammar: str, prompt_len: int, n_vocab: int) -> None:
+        from llguidance import LLMatcher
+
+        self.matcher = LLMatcher(tokenizer, grammar)
+        self.start, self.seen, self.n_vocab = prompt_len, 0, n_vocab
+
+    def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        new = input_ids[self.start + self.seen:]
+        if len(new):
+            self.matcher.consume_tokens([int(t) for t in new])
+            self.seen += len(new)
+        if self.matcher.is_error():
+            raise RuntimeError(f"grammar matcher: {self.matcher.get_error()}")
+        bits = np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8)
+        allowed = np.unpackbits(bits, bitorder="little")[: self.n_vocab].astype(bool)
+        scores[: len(allowed)][~allowed] = -np.inf
+        return scores
+
+
+def llama_tokenizer(llm: Any) -> Any:
+    """llguidance's view of a llama-cpp-python model's vocabulary (~1 s: build it once)."""
+    import warnings
+
+    from llguidance.llamacpp import lltokenizer_from_vocab
+
+    with warnings.catch_warnings():  # it calls a deprecated llama_cpp function per token
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return lltokenizer_from_vocab(llm._model.vocab)

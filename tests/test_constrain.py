@@ -1,0 +1,130 @@
+"""Constrained decoding: a grammar per task kind (or a one-line refusal), answers under it that
+always parse even from a random model, and the report's free-vs-grammar pair."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from pipeline.config import load_config
+from pipeline.constrain import grammar_for
+from pipeline.errors import UserError
+from pipeline.measure.latency import bench_artifact, summarize_latency
+from pipeline.prompts import ChatPrompt
+from pipeline.report.render import grammar_lines
+from pipeline.tasks.base import TaskSpec
+
+SYS = ChatPrompt(system="Answer.")
+PROMPTS = ["Ann Lee wants 2 lamps", "hello", "9 cups to Oslo on 2025-06-01", "?"]
+# finite: every answer ends within max_tokens, whatever a random model prefers
+SMALL = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9},
+                                          "c": {"enum": ["red", "blue"]}},
+         "required": ["n", "c"], "additionalProperties": False}
+
+
+def test_the_default_task_and_a_label_task_have_grammars() -> None:
+    assert json.loads(grammar_for(load_config(None).task.spec))["grammars"]
+    labels = grammar_for(TaskSpec(name="t", kind="label", labels=("billing", 'say "hi"')))
+    assert labels == 'start: "billing" | "say \\"hi\\""'
+
+
+@pytest.mark.parametrize(("spec", "why"), [
+    (TaskSpec(name="t", kind="text"), "of kind 'text' has no answer grammar"),
+    (TaskSpec(name="t", kind="json", json_schema={
+        "type": "object", "properties": {"a": {"type": "string", "pattern": "(?=x)a"}}}),
+     "cannot express exactly"),
+])
+def test_what_the_grammar_cannot_express_is_refused_in_one_line(spec: TaskSpec, why: str) -> None:
+    with pytest.raises(UserError) as err:
+        grammar_for(spec)
+    assert why in str(err.value) and "\n" not in str(err.value)
+    assert "set constrained = false" in str(err.value)
+
+
+@pytest.mark.parametrize("spec", [
+    TaskSpec(name="t", kind="json", json_schema=SMALL),
+    TaskSpec(name="t", kind="label", labels=("billing", "shipping", "other")),
+])
+def test_a_random_model_answers_inside_the_grammar(tiny_f16: Path, spec: TaskSpec) -> None:
+    """The tiny model is random: free, it never writes the answer; under the grammar every
+    answer is one the task accepts, ends by itself (not cut at max_tokens), and the
+    child reports the truncation share."""
+    free = bench_artifact(tiny_f16, SYS, PROMPTS, threads=1, n_ctx=256, max_tokens=24, warmup=0)
+    held = bench_artifact(tiny_f16, SYS, PROMPTS, threads=1, n_ctx=256, max_tokens=24, warmup=0,
+                          grammar=grammar_for(spec))
+    answers = [r["response"] for r in held["results"]]
+    if spec.kind == "json":
+        for answer in answers:
+            jsonschema.validate(json.loads(answer), SMALL)
+        assert not any(r["response"].startswith("{") for r in free["results"])
+    else:
+        assert set(answers) <= set(spec.labels)
+    assert summarize_latency(held)["truncated"] == 0.0
+    assert summarize_latency(free)["truncated"] > 0  # random text runs to max_tokens
+
+
+def test_a_constrained_bundle_answers_under_its_grammar(tiny_f16: Path, tmp_path: Path) -> None:
+    """run.py with generation.json's `grammar` (what a constrained target's bundle holds): the
+    random tiny model answers with a label; a damaged grammar file is one BundleError; the
+    server refuses the bundle instead of serving it unconstrained."""
+    import shutil
+
+    from pipeline import run_bundle
+    from pipeline.serve import serve
+
+    labels = ("billing", "shipping", "other")
+    shutil.copyfile(tiny_f16, tmp_path / "model.gguf")
+    (tmp_path / "grammar.json").write_text(grammar_for(TaskSpec(name="t", kind="label",
+                                                                labels=labels)))
+    gen = {"format": "gguf", "model": "model.gguf", "system": "Route it.",
+           "user_template": "{prompt}", "max_tokens": 16, "n_ctx": 256, "threads": 1,
+           "grammar": "grammar.json"}
+    (tmp_path / "generation.json").write_text(json.dumps(gen))
+    settings = run_bundle.load_settings(tmp_path)
+    assert run_bundle.answer_gguf(tmp_path, settings, "my parcel is late", 16) in labels
+    (tmp_path / "grammar.json").write_text("start: (")
+    with pytest.raises(run_bundle.BundleError, match="is not a valid grammar"):
+        run_bundle.answer_gguf(tmp_path, settings, "my parcel is late", 16)
+    with pytest.raises(run_bundle.BundleError, match="constrained bundle"):
+        serve(tmp_path)
+
+
+def test_the_report_pairs_each_artifact_with_its_grammar_twin() -> None:
+    rows = [{"role": "distilled", "label": "distilled Q4_K_M", "valid": 0.97, "truncated": 0.02,
+             "field_accuracy": 0.88, "exact": 0.57, "decode_tok_s": 60.0},
+            {"role": "distilled_grammar", "label": "distilled Q4_K_M + grammar", "grammar": True,
+             "valid": 1.0, "truncated": 0.0, "field_accuracy": 0.9, "exact": 0.6,
+             "decode_tok_s": 54.0}]
+    lines = grammar_lines(rows, "field_accuracy")
+    assert lines[0] == ("distilled Q4_K_M: valid 0.970 → 1.000, cut off at max_tokens 0.020 → "
+                        "0.000, field accuracy 0.880 → 0.900, exact 0.570 → 0.600, decode "
+                        "60.0 → 54.0 tok/s (10.0 % slower).")
+    assert grammar_lines(rows[:1], "field_accuracy") == []
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_bench_rows_measure_each_distilled_artifact_both_ways(constrained: bool) -> None:
+    """Free target: the distilled rows decode freely, their "+ grammar" twins under the grammar.
+    Constrained target: the rows the gate and verdict read ("distilled", "distilled_fp") are
+    the grammar's, the twins free. Twins are never scored teacher-forced (same log-probs)."""
+    from types import SimpleNamespace
+
+    from pipeline.stages.bench import BenchStage, _student_rows
+    from pipeline.targets import load_target
+
+    target = load_target("cpu-int4").model_copy(update={"constrained": constrained})
+    s = BenchStage().settings(load_config(None), target)
+    ctx = SimpleNamespace(settings=s, inputs={"base_export": Path("b"), "student_export": Path("s")},
+                          runtime={"adapter": "llama_cpp"})
+    rows = {r["role"]: r for r in _student_rows(ctx, None)}  # type: ignore[arg-type]
+    twin = "_free" if constrained else "_grammar"
+    assert list(rows) == ["base_fp", "base", "base_fewshot", "distilled_fp", "distilled",
+                          "distilled_fp" + twin, "distilled" + twin]
+    under = {role for role, r in rows.items() if r.get("grammar")}
+    assert under == ({"distilled_fp", "distilled"} if constrained
+                     else {"distilled_fp_grammar", "distilled_grammar"})
+    assert not rows["distilled" + twin]["score"] and rows["distilled"]["score"]
+    assert rows["distilled"]["label"] == "distilled Q4_K_M" + (" + grammar" if constrained else "")
