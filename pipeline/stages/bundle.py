@@ -111,7 +111,10 @@ def model_card(s: BundleSettings, report: dict[str, Any], gen: dict[str, Any]) -
     lines += ["", "## Prompt format", "", "System prompt (the student was trained with it; keep it):",
               "", "```", gen["system"], "```", "",
               f"User message: `{gen['user_template']}`. Decoding: greedy, at most "
-              f"{gen['max_tokens']} new tokens."]
+              f"{gen['max_tokens']} new tokens"
+              + (f", under the task's grammar (`{gen['grammar']}`, llguidance: `run.py` needs "
+                 "`pip install llguidance`; every answer that ends parses)." if gen.get("grammar")
+                 else ".")]
     return "\n".join(lines) + "\n"
 
 
@@ -156,7 +159,7 @@ GRAMMAR_FILE = "grammar.json"  # llguidance's grammar: run.py masks every token 
 
 class BundleStage:
     name = "bundle"
-    version = "3"  # 3: the model card names the task metric and the real quant mix
+    version = "4"  # 4: a constrained target's grammar.json
     libraries = ()
     resumable = False
 
