@@ -273,7 +273,10 @@ class DistillConfig(_Strict):
     lora_dropout: float = Field(0.0, ge=0, lt=1)
     checkpoint_every: int = Field(25, ge=0)  # steps; 0 = no checkpoints (no resume)
     eval_every: int = Field(0, ge=0)  # steps; 0 = only before and after training
-    group_by_length: bool = True  # batches of similar-length examples: less padding to train
+    # batches of similar-length examples: ~1.01x real tokens instead of ~1.22x on the default
+    # task. Off by default: with 2 epochs it cost the default student 6.7 points of field
+    # accuracy on seed 0 (0.822 vs 0.889), not yet measured apart from the epoch change.
+    group_by_length: bool = False
     eval_rows: int = Field(0, ge=0)  # held-out rows evaluated; 0 = task.max_eval_rows
     # how to start training: "" in this process, or e.g. "accelerate launch --num_processes 2"
     launcher: str = ""

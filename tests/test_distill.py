@@ -64,7 +64,7 @@ def _epoch(lengths: list[int] | int, seed: int, epochs: int = 1) -> list[list[in
 
 
 def test_length_grouped_batches_cover_every_example_with_less_padding() -> None:
-    """Grouped batches (group_by_length, the default) still show each example once per epoch,
+    """Grouped batches (group_by_length) still show each example once per epoch,
     in a seeded order that changes per epoch, and pad far less than random batches."""
     lengths = [int(x) for x in torch.randint(20, 200, (37,), generator=torch.Generator().manual_seed(1))]
 

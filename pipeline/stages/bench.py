@@ -227,6 +227,8 @@ class BenchStage:
         return {"adapter": target.fmt.adapter, **_runtime(config)}
 
     def run(self, ctx: StageContext[BenchSettings]) -> dict[str, Any]:
+        if ctx.settings.grammar_skipped:
+            ctx.log(f"no grammar rows: {ctx.settings.grammar_skipped}")
         # Held to the fp32 torch student when bench_student measured it, else to the F16/fp32 export.
         ref = ctx.inputs["student_bench"] / REFERENCE_FILE
         if ref.is_file():

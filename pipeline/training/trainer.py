@@ -57,7 +57,7 @@ class TrainSettings(Settings):
     warmup_ratio: float = 0.05
     bf16: Literal["auto"] | bool = "auto"  # pipeline.precision decides "auto"
     eval_every: int = 0  # steps; 0 = only before and after training
-    group_by_length: bool = True  # batches of similar-length examples (less padding)
+    group_by_length: bool = False  # batches of similar-length examples (less padding)
     checkpoint_every: int = 0  # steps; 0 = no checkpoints
     device: Literal["auto", "cpu"] = "auto"
 
