@@ -99,7 +99,9 @@ def test_progress_line_estimates_from_earlier_runs(tmp_path) -> None:  # type: i
 
 # sha256 of each stage's settings JSON for the default config, pinned when stage settings became
 # typed models: a refactor must leave every cache key as it was (a deliberate re-key updates
-# the pin and says so in the commit). Last re-key: the bench steps' latency_prompts (issue 14:
+# the pin and says so in the commit). Last re-key: distill's eval schedule and
+# group_by_length (issue 14) and the bench's grammar twins (issue 17); before that, the bench
+# steps' latency_prompts (issue 14:
 # latency on the first 16 eval prompts, the rest answered batched); before that, the default
 # task's eval sets and copy fields
 # (issue 13: hand-written eval set, invented spans) entered its spec and columns, and the
@@ -113,11 +115,11 @@ PINNED_SETTINGS = {
     ("cpu-int4", "filter"): "24382b6a13ef4a751e11da5ba8538644c121deb7134a8693f28e43b63753d0eb",
     ("cpu-int4", "student_base"): "cb323c385c6f1a350e4653e9ce6a7a1bcbd5be756d89a92dc242f4a022285b7a",
     ("cpu-int4", "teacher_logits"): "08f110f315a0ff25118341eb70bd5038891ff423b7af02044e200a218a957df2",
-    ("cpu-int4", "distill"): "0bcc5bd747014a90f53b164e120b702e4bdbb3470449561778e317b2995195fa",
+    ("cpu-int4", "distill"): "f493a792c347f8dcc69c17fbbed9caf8e66c1fb29ef829074b33c54786922e62",
     ("cpu-int4", "export"): "c668ae0e1b53a81dce6e1974e81ce5996c7573f64c438db829ca76128406412a",
     ("cpu-int4", "bench_teacher"): "cb5d9ad2325244735fdd077f8c1a5e4f8e54fdc7fcc7e89d22bade316c4d54d1",
     ("cpu-int4", "bench_student"): "6f8e487185a11b14b40a7c2da06606e5468b82933d5dd4b3e3023b786e742f32",
-    ("cpu-int4", "bench"): "447c5efb8ba467ff0d7c442687f7980efcaabe17aa260e677e30f16ec6f3e089",
+    ("cpu-int4", "bench"): "67262796b1e5bda940868db0bb0811d9e0ffa2eb57dd955dd8f4768389fc2154",
     ("cpu-int4", "report"): "fd3804a04eedc0df43a28e908e67b9f76210ae38f1c16a4b2fc1be28ab37fdab",
     ("arm64-q4", "export"): "e3166f544324627e914483cd3c3982d13e7e1d39284fcf72a456061a845af672",
     ("cpu-int4-onnx", "export"): "ae05c6367eb29cef6840e06595b7df684f670ef74a17f7e773980dffef4b049e",
