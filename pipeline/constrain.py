@@ -4,9 +4,10 @@ The grammar comes from llguidance — the engine behind llama.cpp's `LLAMA_LLGUI
 and onnxruntime-genai's `set_guidance` — not from llama-cpp-python's own JSON-schema→GBNF
 converter: that one (0.3.36) turns the default task's `"pattern": "\\S"` into an assertion
 error, writes `\\d` as a literal and lets `"` through in patterned strings (checked here).
-- json tasks: the task's JSON Schema, compact (no free whitespace: nothing to loop on until
-  `max_tokens`); a schema llguidance cannot express, or expresses with a warning (a loosened
-  keyword), is refused in one line instead of silently loosened.
+- json tasks: the task's JSON Schema, compact (no free whitespace) and with every free string
+  bounded (`bounded`): nothing to loop on until `max_tokens`; a schema llguidance cannot
+  express, or expresses with a warning (a loosened keyword), is refused in one line instead
+  of silently loosened.
 - label tasks: one of the labels, exactly.
 - text tasks: no grammar (refused).
 
@@ -36,13 +37,32 @@ def _refuse(spec: TaskSpec, why: str) -> UserError:
                      "set constrained = false in the target file")
 
 
+MAX_STRING = 64  # characters of a schema string without its own bound (see bounded())
+
+
+def bounded(schema: Any) -> Any:
+    """The schema with `maxLength: MAX_STRING` on every free string (no maxLength, enum,
+    const or format of its own), at any depth. Stricter than the schema, never looser: a
+    grammar keeps an answer valid only while it ends, and the default build's F16 student
+    looped inside a string ("noxonononono…") on 2 of 95 eval prompts until max_tokens even
+    under the grammar; bounded, the string closes and the answer still parses."""
+    if isinstance(schema, list):
+        return [bounded(x) for x in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: bounded(v) for k, v in schema.items()}
+    if out.get("type") == "string" and not {"maxLength", "enum", "const", "format"} & set(out):
+        out["maxLength"] = MAX_STRING
+    return out
+
+
 def grammar_for(spec: TaskSpec) -> str:
     """The llguidance grammar (its JSON form) every answer of this task must match."""
     from llguidance import LLMatcher
 
     if spec.kind == "json" and spec.json_schema:
         grammar = LLMatcher.grammar_from_json_schema(
-            spec.json_schema, overrides={"whitespace_flexible": False})
+            bounded(spec.json_schema), overrides={"whitespace_flexible": False})
     elif spec.kind == "label" and spec.labels:
         grammar = LLMatcher.grammar_from_lark(
             "start: " + " | ".join(json.dumps(label) for label in spec.labels))

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from pipeline.config import load_config
-from pipeline.constrain import grammar_for
+from pipeline.constrain import MAX_STRING, grammar_for
 from pipeline.errors import UserError
 from pipeline.measure.latency import bench_artifact, summarize_latency
 from pipeline.prompts import ChatPrompt
@@ -44,21 +44,28 @@ def test_what_the_grammar_cannot_express_is_refused_in_one_line(spec: TaskSpec, 
     assert "set constrained = false" in str(err.value)
 
 
+# a free string: the grammar bounds it (MAX_STRING characters), so it closes
+FREE = {"type": "object", "properties": {"s": {"type": "string"}}, "required": ["s"],
+        "additionalProperties": False}
+
+
 @pytest.mark.parametrize("spec", [
     TaskSpec(name="t", kind="json", json_schema=SMALL),
+    TaskSpec(name="t", kind="json", json_schema=FREE),
     TaskSpec(name="t", kind="label", labels=("billing", "shipping", "other")),
 ])
 def test_a_random_model_answers_inside_the_grammar(tiny_f16: Path, spec: TaskSpec) -> None:
     """The tiny model is random: free, it never writes the answer; under the grammar every
-    answer is one the task accepts, ends by itself (not cut at max_tokens), and the
-    child reports the truncation share."""
-    free = bench_artifact(tiny_f16, SYS, PROMPTS, threads=1, n_ctx=256, max_tokens=24, warmup=0)
-    held = bench_artifact(tiny_f16, SYS, PROMPTS, threads=1, n_ctx=256, max_tokens=24, warmup=0,
+    answer is one the task accepts, ends by itself (not cut at max_tokens, even in a string
+    the schema leaves unbounded), and the child reports the truncation share."""
+    free = bench_artifact(tiny_f16, SYS, PROMPTS, threads=1, n_ctx=256, max_tokens=80, warmup=0)
+    held = bench_artifact(tiny_f16, SYS, PROMPTS, threads=1, n_ctx=256, max_tokens=80, warmup=0,
                           grammar=grammar_for(spec))
     answers = [r["response"] for r in held["results"]]
     if spec.kind == "json":
         for answer in answers:
-            jsonschema.validate(json.loads(answer), SMALL)
+            jsonschema.validate(json.loads(answer), spec.json_schema)
+            assert len(json.loads(answer).get("s", "")) <= MAX_STRING
         assert not any(r["response"].startswith("{") for r in free["results"])
     else:
         assert set(answers) <= set(spec.labels)
@@ -128,3 +135,17 @@ def test_bench_rows_measure_each_distilled_artifact_both_ways(constrained: bool)
                      else {"distilled_fp_grammar", "distilled_grammar"})
     assert not rows["distilled" + twin]["score"] and rows["distilled"]["score"]
     assert rows["distilled"]["label"] == "distilled Q4_K_M" + (" + grammar" if constrained else "")
+
+
+def test_bounded_adds_a_length_only_to_free_strings() -> None:
+    from pipeline.constrain import bounded
+
+    schema = {"type": "object", "properties": {
+        "a": {"type": "string"}, "b": {"type": "string", "maxLength": 5},
+        "c": {"type": "string", "enum": ["x"]}, "d": {"type": "string", "format": "date"},
+        "e": {"type": "array", "items": {"type": "string"}}}}
+    props = bounded(schema)["properties"]
+    assert props["a"]["maxLength"] == MAX_STRING and props["b"]["maxLength"] == 5
+    assert "maxLength" not in props["c"] and "maxLength" not in props["d"]
+    assert props["e"]["items"]["maxLength"] == MAX_STRING
+    assert "maxLength" not in schema["properties"]["a"]  # the task's own schema is untouched

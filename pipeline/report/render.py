@@ -163,7 +163,7 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
         out.append(("Quantization, as written", [mix_line(mix)]))
     if lines := _set_lines(report):
         out.append(("Quality per eval set", lines))
-    if lines := grammar_lines(report["bench"]["rows"], _metric(report)):
+    if lines := grammar_lines(report["bench"]["rows"], str(task["metric"])):
         out.append(("Constrained decoding (the task's grammar)", lines))
     if lines := _other_interval_lines(report):
         out.append(("95% intervals of the other figures", lines))
