@@ -11,8 +11,10 @@ error, writes `\\d` as a literal and lets `"` through in patterned strings (chec
 - label tasks: one of the labels, exactly.
 - text tasks: no grammar (refused).
 
-Once the mask allows only the end-of-sequence token, the answer is complete: greedy decoding
-then stops there, so a constrained answer always parses unless it hits `max_tokens`.
+The mask that enforces it is `pipeline.run_bundle.GrammarMask` (a bundle's run.py and the
+bench decode with the same one). Once it allows only the end-of-sequence token, the answer
+is complete: greedy decoding stops there, so a constrained answer always parses unless it
+hits `max_tokens`.
 
 Example:
     >>> from pipeline.constrain import grammar_for
@@ -26,15 +28,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import numpy as np
-
 from pipeline.errors import UserError
 from pipeline.tasks.base import TaskSpec
 
 
-def _refuse(spec: TaskSpec, why: str) -> UserError:
-    return UserError(f"constrained decoding: task '{spec.name}' {why}; "
-                     "set constrained = false in the target file")
+class NoGrammar(UserError):
+    """The task has no grammar, or one llguidance cannot express exactly (`why`)."""
+
+    def __init__(self, spec: TaskSpec, why: str) -> None:
+        self.why = f"task '{spec.name}' {why}"
+        super().__init__(f"constrained decoding: {self.why}; set constrained = false in the "
+                         "target file")
 
 
 MAX_STRING = 64  # characters of a schema string without its own bound (see bounded())
@@ -67,44 +71,10 @@ def grammar_for(spec: TaskSpec) -> str:
         grammar = LLMatcher.grammar_from_lark(
             "start: " + " | ".join(json.dumps(label) for label in spec.labels))
     else:
-        raise _refuse(spec, f"of kind '{spec.kind}' has no answer grammar (json and label "
+        raise NoGrammar(spec, f"of kind '{spec.kind}' has no answer grammar (json and label "
                             "tasks have one)")
     is_error, messages = LLMatcher.validate_grammar_with_warnings(grammar)
     if is_error or messages:
-        raise _refuse(spec, "has a schema the grammar cannot express exactly: "
+        raise NoGrammar(spec, "has a schema the grammar cannot express exactly: "
                             + " ".join(str(m) for m in messages).replace("\n", " "))
     return grammar
-
-
-class GrammarMask:
-    """A llama-cpp-python logits processor: every logit the grammar does not allow next is
-    set to -inf. One per answer (it tracks the answer's tokens after `prompt_len`)."""
-
-    def __init__(self, tokenizer: Any, grammar: str, prompt_len: int, n_vocab: int) -> None:
-        from llguidance import LLMatcher
-
-        self.matcher = LLMatcher(tokenizer, grammar)
-        self.start, self.seen, self.n_vocab = prompt_len, 0, n_vocab
-
-    def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        new = input_ids[self.start + self.seen:]
-        if len(new):
-            self.matcher.consume_tokens([int(t) for t in new])
-            self.seen += len(new)
-        if self.matcher.is_error():
-            raise RuntimeError(f"grammar matcher: {self.matcher.get_error()}")
-        bits = np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8)
-        allowed = np.unpackbits(bits, bitorder="little")[: self.n_vocab].astype(bool)
-        scores[: len(allowed)][~allowed] = -np.inf
-        return scores
-
-
-def llama_tokenizer(llm: Any) -> Any:
-    """llguidance's view of a llama-cpp-python model's vocabulary (~1 s: build it once)."""
-    import warnings
-
-    from llguidance.llamacpp import lltokenizer_from_vocab
-
-    with warnings.catch_warnings():  # it calls a deprecated llama_cpp function per token
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return lltokenizer_from_vocab(llm._model.vocab)

@@ -70,39 +70,55 @@ def answer_gguf(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens:
 def grammar_mask(bundle: Path, settings: dict[str, Any], llm: Any) -> Any:
     """With a `grammar` in generation.json (a constrained target): a logits processor that
     masks every token the task's grammar (llguidance) does not allow next, so an answer that
-    ends always parses. The same mask as distill-edge's pipeline/constrain.py, which this
-    file cannot import; the answer is the tokens after the prompt (its length is taken at
-    the first call)."""
+    ends always parses."""
     if not settings.get("grammar"):
         return None
-    import numpy as np
     from llama_cpp import LogitsProcessorList
-    from llguidance import LLMatcher
-    from llguidance.llamacpp import lltokenizer_from_vocab
 
     path = bundle / settings["grammar"]
-    with warnings.catch_warnings():  # it calls a deprecated llama_cpp function per token
-        warnings.simplefilter("ignore", DeprecationWarning)
-        tokenizer = lltokenizer_from_vocab(llm._model.vocab)
     try:
-        matcher = LLMatcher(tokenizer, path.read_text("utf-8"))
+        return LogitsProcessorList([GrammarMask(llama_vocab(llm), path.read_text("utf-8"))])
     except (OSError, UnicodeDecodeError) as exc:
         raise BundleError(f"cannot read the grammar {path}: {exc}") from None
-    if matcher.is_error():
-        raise BundleError(f"{path} is not a valid grammar: {matcher.get_error()[:200]}")
-    state = {"start": None}
+    except ValueError as exc:
+        raise BundleError(f"{path} is not a valid grammar: {str(exc)[:200]}") from None
 
-    def mask(input_ids: Any, scores: Any) -> Any:
-        if state["start"] is None:
-            state["start"] = len(input_ids)
-        matcher.consume_tokens([int(t) for t in input_ids[state["start"]:]])
-        state["start"] = len(input_ids)
-        allowed = np.unpackbits(np.frombuffer(matcher.compute_bitmask(), dtype=np.uint8),
+
+def llama_vocab(llm: Any) -> Any:
+    """llguidance's view of a llama-cpp-python model's vocabulary (~1 s: build it once)."""
+    from llguidance.llamacpp import lltokenizer_from_vocab
+
+    with warnings.catch_warnings():  # it calls a deprecated llama_cpp function per token
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return lltokenizer_from_vocab(llm._model.vocab)
+
+
+class GrammarMask:
+    """A llama-cpp-python logits processor, one per answer: every logit the grammar does not
+    allow next is set to -inf. The answer is the tokens after those of the first call (the
+    prompt). distill-edge's bench uses this same class (pipeline.generation.llm)."""
+
+    def __init__(self, vocab: Any, grammar: str) -> None:
+        from llguidance import LLMatcher
+
+        self.matcher = LLMatcher(vocab, grammar)
+        if self.matcher.is_error():
+            raise ValueError(self.matcher.get_error())
+        self.seen: int | None = None  # tokens already given to the matcher
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import numpy as np
+
+        if self.seen is None:
+            self.seen = len(input_ids)
+        self.matcher.consume_tokens([int(t) for t in input_ids[self.seen:]])
+        self.seen = len(input_ids)
+        if self.matcher.is_error():
+            raise RuntimeError(f"grammar matcher: {self.matcher.get_error()}")
+        allowed = np.unpackbits(np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8),
                                 bitorder="little")[: len(scores)].astype(bool)
         scores[~allowed] = -np.inf
         return scores
-
-    return LogitsProcessorList([mask])
 
 
 def _one_line(exc: BaseException) -> str:

@@ -59,7 +59,8 @@ def _epoch(lengths: list[int] | int, seed: int, epochs: int = 1) -> list[list[in
     batches = []
     for step in range(per_epoch * epochs):
         state["step"] = step
-        batches.append(_batch_of(state, lengths, 4, per_epoch, 1, 0, gen))
+        batches.append(_batch_of(state, n, 4, per_epoch, 1, 0, gen,
+                                 None if isinstance(lengths, int) else lengths))
     return batches
 
 

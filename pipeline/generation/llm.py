@@ -65,17 +65,16 @@ class ChatRunner:
             bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
         )
 
-    def _mask(self, grammar: str | None, prompt_len: int) -> Any:
+    def _mask(self, grammar: str | None) -> Any:
         if grammar is None:
             return None
         from llama_cpp import LogitsProcessorList
 
-        from pipeline.constrain import GrammarMask, llama_tokenizer
+        from pipeline.run_bundle import GrammarMask, llama_vocab
 
         if self._lltokenizer is None:
-            self._lltokenizer = llama_tokenizer(self.llm)
-        return LogitsProcessorList([GrammarMask(self._lltokenizer, grammar, prompt_len,
-                                                int(self.llm.n_vocab()))])
+            self._lltokenizer = llama_vocab(self.llm)
+        return LogitsProcessorList([GrammarMask(self._lltokenizer, grammar)])
 
     def prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
         text = self._formatter(messages=messages).prompt
@@ -108,7 +107,7 @@ class ChatRunner:
         start = time.perf_counter()
         first = last = start
         for token in self.llm.generate(tokens, repeat_penalty=1.0, **sampling,
-                                       logits_processor=self._mask(grammar, len(tokens))):
+                                       logits_processor=self._mask(grammar)):
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 break
             last = time.perf_counter()

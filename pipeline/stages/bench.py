@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import BuildConfig
-from pipeline.errors import UserError
 from pipeline.formats import FORMATS
 from pipeline.measure.bench import REFERENCE_FILE, REMEASURE
 from pipeline.prompts import ChatPrompt
@@ -89,46 +88,29 @@ def _student_rows(ctx: StageContext[BenchSettings], reference: str | None) -> li
     teacher_p, student_p = s.teacher_prompt, s.student_prompt
     base, student = ctx.inputs["base_export"], ctx.inputs["student_export"]
     fp, quant = s.fp_label, s.quant_label
+    ship = s.constrained  # the target's own distilled rows decode under the grammar
     rows = [
-        (f"base {fp}", "base_fp", base / s.fp_artifact, student_p),
-        (f"base {quant}", "base", base / s.artifact, student_p),
-        (f"base {quant} + few-shot prompt", "base_fewshot", base / s.artifact, teacher_p),
-        (f"distilled {fp}", "distilled_fp", student / s.fp_artifact, student_p),
-        (f"distilled {quant}", "distilled", student / s.artifact, student_p),
+        (f"base {fp}", "base_fp", base / s.fp_artifact, student_p, False),
+        (f"base {quant}", "base", base / s.artifact, student_p, False),
+        (f"base {quant} + few-shot prompt", "base_fewshot", base / s.artifact, teacher_p, False),
+        (f"distilled {fp}", "distilled_fp", student / s.fp_artifact, student_p, ship),
+        (f"distilled {quant}", "distilled", student / s.artifact, student_p, ship),
     ]
-    plain = [{"label": label + (" + grammar" if s.constrained and role in DISTILLED else ""),
-              "role": role, "model": path, "prompt": p, "runtime": ctx.runtime.get("adapter"),
-              "score": bool(s.score_rows) and p is student_p,
-              "reference": bool(s.score_rows) and role == reference,
-              **({"grammar": s.grammar} if s.constrained and role in DISTILLED else {})}
-             for label, role, path, p in rows]
-    return [*plain, *_twins(plain, s)] if s.grammar else plain
-
-
-DISTILLED = ("distilled_fp", "distilled")  # the rows measured free and under the grammar
-
-
-def _twins(rows: list[dict[str, Any]], s: BenchSettings) -> list[dict[str, Any]]:
-    """Each distilled artifact's other decoding: under the grammar ("…_grammar"), or free
-    ("…_free") when the target ships constrained answers (its own rows are the grammar's).
-    Not scored: teacher-forced log-probs do not depend on how answers are decoded."""
-    out = []
-    for row in (r for r in rows if r["role"] in DISTILLED):
-        twin = {**row, "score": False, "reference": False}
-        if s.constrained:
-            del twin["grammar"]
-            twin |= {"label": row["label"].removesuffix(" + grammar") + ", free decoding",
-                     "role": row["role"] + "_free"}
-        else:
-            twin |= {"label": row["label"] + " + grammar", "role": row["role"] + "_grammar",
-                     "grammar": s.grammar}
-        out.append(twin)
-    return out
+    # each distilled artifact decoded the other way too; these twins are not scored
+    # (teacher-forced log-probs do not depend on how answers are decoded)
+    twins = [(label + (", free decoding" if ship else ""), role + ("_free" if ship else "_grammar"),
+              path, p, not ship) for label, role, path, p, _ in rows[3:]] if s.grammar else []
+    return [{"label": label + (" + grammar" if under else ""), "role": role, "model": path,
+             "prompt": p, "runtime": ctx.runtime.get("adapter"),
+             "score": bool(s.score_rows) and p is student_p and i < len(rows),
+             "reference": bool(s.score_rows) and role == reference,
+             **({"grammar": s.grammar} if under else {})}
+            for i, (label, role, path, p, under) in enumerate(rows + twins)]
 
 
 def _grammar(config: BuildConfig, target: Target) -> dict[str, str]:
     """The grammar-pair settings: the task's grammar, or why there is none."""
-    from pipeline.constrain import grammar_for
+    from pipeline.constrain import NoGrammar, grammar_for
 
     if target.constrained:  # refused in one line if the task has no grammar
         return {"grammar": grammar_for(config.task.spec), "constrained": True}
@@ -138,8 +120,8 @@ def _grammar(config: BuildConfig, target: Target) -> dict[str, str]:
         return {"grammar_skipped": f"the {target.format} runtime cannot constrain decoding yet"}
     try:
         return {"grammar": grammar_for(config.task.spec)}
-    except UserError as exc:
-        return {"grammar_skipped": str(exc).split(";")[0]}
+    except NoGrammar as exc:
+        return {"grammar_skipped": exc.why}
 
 
 def run_rows(ctx: StageContext[BenchSettings], rows: list[dict[str, Any]],

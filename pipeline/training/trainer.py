@@ -282,8 +282,8 @@ def train(model: Any, examples: list[Example], s: TrainSettings, pad_id: int, ou
                disable=not acc.is_main_process)
     while state["step"] < total:
         step = state["step"]
-        idx = _batch_of(state, lengths or len(examples), s.batch_size, per_epoch, world, rank,
-                        gens["data"])
+        idx = _batch_of(state, len(examples), s.batch_size, per_epoch, world, rank,
+                        gens["data"], lengths)
         policy = bool(kd and kd.on_policy > 0
                       and float(torch.rand(1, generator=gens["policy"])) < kd.on_policy)
         loss, tokens = _step_loss(wrapped, [examples[i] for i in idx], idx, precision, pad_id,
@@ -349,21 +349,19 @@ def _optimizer_step(acc: Any, model: Any, opt: Any, scaler: Any, loss: Any) -> N
     scaler.update()
 
 
-def _batch_of(state: dict[str, Any], lengths: list[int] | int, batch_size: int, per_epoch: int,
-              world: int, rank: int, gen: Any) -> list[int]:
+def _batch_of(state: dict[str, Any], n: int, batch_size: int, per_epoch: int, world: int,
+              rank: int, gen: Any, lengths: list[int] | None = None) -> list[int]:
     """This rank's example indices for the current step; a new shuffle at each epoch start
     (kept in the state, so a resumed run continues the same order). `lengths`: the examples'
-    token counts to group batches by, or just how many examples there are (no grouping)."""
+    token counts, to group batches by (group_by_length)."""
     import torch
 
     step = state["step"]
     if step % per_epoch == 0 and state.get("order_step") != step or state["order"] is None:
-        n = lengths if isinstance(lengths, int) else len(lengths)
         order = torch.randperm(n, generator=gen).tolist()
-        if not isinstance(lengths, int):
-            full = n // batch_size
+        if lengths is not None:
             order = length_grouped(order, lengths, batch_size,
-                                   torch.randperm(full, generator=gen).tolist())
+                                   torch.randperm(n // batch_size, generator=gen).tolist())
         state["order"], state["order_step"] = order, step
     batches = [b for b in batch_indices(state["order"], batch_size) if len(b) >= world]
     return batches[step % per_epoch][rank::world]
