@@ -53,6 +53,8 @@ def test_identical_answers_are_ties_and_shared_answers_judged_once() -> None:
 class _FakeJudge:
     """A judge that ranks 'good' > anything else > 'bad'; with `biased`, always says A."""
 
+    wave = None
+
     def __init__(self, biased: bool) -> None:
         self.biased, self.requests = biased, []  # type: ignore[var-annotated]
 

@@ -161,7 +161,7 @@ def test_teacher_answers_unlabelled_eval_prompts_but_filter_never_trains_on_them
     prompts = [{"id": "t1", "prompt": "a", "split": "train"}, {"id": "e1", "prompt": "b", "split": "eval"}]
     s = TeacherSettings(backend="llama_cpp", prompt=load_config(None).task.teacher_prompt,
                         max_tokens=8, temperature=0.0, n_samples=1, seed=0)
-    assert [r.row_id for r in _requests(prompts, s, {})] == ["t1", "e1"]
+    assert [r.row_id for r in _requests(prompts, s)] == ["t1", "e1"]
     teacher = tmp_path / "teacher"
     teacher.mkdir()
     _jsonl(teacher / "rows.jsonl", [

@@ -1,4 +1,5 @@
-"""Teacher rows survive a crash: a torn last line is dropped and redone, nothing duplicated."""
+"""Teacher rows survive a crash: a torn last line is dropped and redone, nothing duplicated,
+and a resumed batched run writes the rows an uninterrupted one does."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.stages.teacher import _done_rows
+from pipeline.generation.backends import Request
+from pipeline.stages.teacher import _done_rows, waves
 from tests.conftest import THREADS
 
 
@@ -29,15 +31,27 @@ def test_no_file_means_nothing_done(tmp_path: Path) -> None:
     assert _done_rows(tmp_path / "rows.jsonl") == {}
 
 
+def test_an_unfinished_wave_is_sent_whole_and_finished_waves_not_at_all() -> None:
+    reqs = [Request(row_id=str(i), sample=0, messages=(), max_tokens=1, temperature=0.0, seed=0)
+            for i in range(7)]
+    done = {"0#0", "1#0", "2#0", "4#0"}  # wave 0-2 finished, wave 3-5 half, wave 6 not begun
+    assert [[r.row_id for r in w] for w in waves(reqs, done, 3)] == [["3", "4", "5"], ["6"]]
+    assert [[r.row_id for r in w] for w in waves(reqs, done, None)] == [["3", "5", "6"]]
+    assert waves(reqs, {r.key for r in reqs}, 3) == []
+
+
 @pytest.mark.e2e
 def test_kill_9_mid_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
-    """SIGKILL the teacher stage mid-run, rerun it, and find every row exactly once."""
+    """SIGKILL the batched teacher stage mid-run and rerun it: every row exactly once, and
+    the same rows, in the same order, as an uninterrupted run (the unfinished wave is redone
+    whole, so every answer is decoded in the batch it had the first time)."""
     cfg = tmp_path / "c.toml"
     cfg.write_text('[teacher]\nmodel = "smollm2-135m-instruct-q4_1"\nmax_tokens = 32\nconcurrency = 4\n'
                    f'threads = {THREADS}\n'
                    '[student]\nmodel = "smollm2-135m-instruct-q4_1"\n[task]\nmax_train_rows = 16\n')
     args = [str(Path(sys.executable).with_name("distill-edge")), "build", "--config", str(cfg),
-            "--build-dir", str(tmp_path / "b"), "--until", "teacher"]
+            "--until", "teacher", "--build-dir"]
+    args, ref_args = args + [str(tmp_path / "b")], args + [str(tmp_path / "ref")]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     partial_rows = 0
@@ -58,6 +72,10 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     assert sorted(ids) == sorted(set(ids)) and len(ids) == 16
     stats = json.loads((out.parent / "stats.json").read_text())
     assert stats["rows_this_run"] <= 16 - partial_rows
+    ref = subprocess.run(ref_args, capture_output=True, text=True, check=False)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    ref_out = next((tmp_path / "ref" / "cache" / "teacher").glob("*[0-9a-f]/rows.jsonl"))
+    assert out.read_text() == ref_out.read_text()
 
 
 def test_common_prefix_keeps_one_own_token() -> None:

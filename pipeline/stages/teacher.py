@@ -7,6 +7,9 @@ run:   one request per (prompt, sample): system prompt, optional few-shot turns,
        its KV cache. Each finished row is appended, flushed and fsync'd to rows.jsonl at once
        (kill -9 loses no finished row; a torn last line is cut and redone). A request that
        keeps failing goes to failed.jsonl with its reason and is retried on the next run.
+       A batching backend gets the request list in fixed waves: an unfinished wave is redone
+       whole (its finished rows are kept, not written twice), because a batched answer
+       depends on its batch — so a resumed run's rows equal an uninterrupted run's.
 cleanup: stats.json (rows/min, prefill vs decode tokens, failures). If every request failed,
        a one-line error (exit 2); the partial output stays for the next run to resume.
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +59,12 @@ def _done_rows(path: Path) -> dict[str, dict[str, Any]]:
     return done
 
 
+def _append(out: Any, record: dict[str, Any]) -> None:
+    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    out.flush()
+    os.fsync(out.fileno())  # a finished row survives kill -9 and power loss
+
+
 class TeacherSettings(Settings):
     """What the teacher's answers depend on (not concurrency or timeouts: those are runtime)."""
 
@@ -70,17 +80,20 @@ class TeacherSettings(Settings):
     threads: int | None = None
 
 
-def _requests(prompts: list[dict[str, Any]], s: TeacherSettings, done: dict[str, Any]) -> list[Request]:
-    reqs = []
-    for row in prompts:
-        messages = tuple(s.prompt.messages(row["prompt"]))
-        for sample in range(s.n_samples):
-            req = Request(row_id=row["id"], sample=sample, messages=messages,
-                          max_tokens=s.max_tokens, temperature=s.temperature,
-                          seed=s.seed + sample)
-            if req.key not in done:
-                reqs.append(req)
-    return reqs
+def _requests(prompts: list[dict[str, Any]], s: TeacherSettings) -> list[Request]:
+    """Every request of the stage, in a fixed order (done or not)."""
+    return [Request(row_id=row["id"], sample=sample, messages=tuple(s.prompt.messages(row["prompt"])),
+                    max_tokens=s.max_tokens, temperature=s.temperature, seed=s.seed + sample)
+            for row in prompts for sample in range(s.n_samples)]
+
+
+def waves(reqs: list[Request], done: Collection[str], wave: int | None) -> list[list[Request]]:
+    """What to send: the requests not done (wave None), or every wave of `wave` consecutive
+    requests that has one not done — whole, so it is batched exactly as the first time."""
+    if wave is None:
+        return [[r for r in reqs if r.key not in done]]
+    chunks = [reqs[i:i + wave] for i in range(0, len(reqs), wave)]
+    return [c for c in chunks if any(r.key not in done for r in c)]
 
 
 def _record(res: Result, row: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +108,7 @@ def _record(res: Result, row: dict[str, Any]) -> dict[str, Any]:
 
 class TeacherStage:
     name = "teacher"
-    version = "3"
+    version = "4"  # 4: batched backends run in waves (exact resume)
     libraries = LIBRARIES
     resumable = True
     measurements = ("stats.json",)  # wall time, rows/min, tok/s
@@ -121,10 +134,10 @@ class TeacherStage:
         by_id = {p["id"]: p for p in prompts}
         out_path = ctx.out_dir / ROWS_FILE
         done = _done_rows(out_path)
-        todo = _requests(prompts, s, done)
-        total = len(prompts) * s.n_samples
+        reqs = _requests(prompts, s)
+        todo = [r for r in reqs if r.key not in done]
         if done:
-            ctx.log(f"resuming: {len(done)} of {total} answers already done")
+            ctx.log(f"resuming: {len(done)} of {len(reqs)} answers already done")
         # the backend's options: these settings + the runtime ones (concurrency, timeouts)
         backend = make_backend(s.backend, BackendOptions.pick({**s.key_dict(), **ctx.runtime}),
                                ctx.inputs.get("teacher_model"))
@@ -132,20 +145,21 @@ class TeacherStage:
         totals = {"prompt_tokens": 0, "prefill_tokens": 0, "completion_tokens": 0}
         try:
             with out_path.open("a", encoding="utf-8") as out, tqdm(
-                    total=total, initial=total - len(todo), unit="row", desc="teacher") as bar:
-                for res in backend.run(todo):
-                    record = _record(res, by_id[res.request.row_id])
-                    bar.update(1)
-                    if res.error:
-                        failed.append(record)
-                        continue
-                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                    out.flush()
-                    os.fsync(out.fileno())  # a finished row survives kill -9 and power loss
-                    for key in totals:
-                        totals[key] += record[key]
-                    rate = totals["completion_tokens"] / (time.perf_counter() - start)
-                    bar.set_postfix(tok_s=f"{rate:.1f}")
+                    total=len(reqs), initial=len(done), unit="row", desc="teacher") as bar:
+                for wave in waves(reqs, done, backend.wave):
+                    for res in backend.run(wave):
+                        if res.request.key in done:  # redone with its wave: kept as written
+                            continue
+                        record = _record(res, by_id[res.request.row_id])
+                        bar.update(1)
+                        if res.error:
+                            failed.append(record)
+                            continue
+                        _append(out, record)
+                        for key in totals:
+                            totals[key] += record[key]
+                        rate = totals["completion_tokens"] / (time.perf_counter() - start)
+                        bar.set_postfix(tok_s=f"{rate:.1f}")
         finally:
             backend.close()
         with (ctx.out_dir / FAILED_FILE).open("w", encoding="utf-8") as fh:
@@ -154,7 +168,7 @@ class TeacherStage:
             raise UserError(f"the teacher failed on all {len(todo)} requests "
                             f"({failed[0]['error']}): check backend, base_url and model")
         wall = time.perf_counter() - start
-        stats = {"rows": total, "rows_this_run": len(todo) - len(failed), "failed": len(failed),
+        stats = {"rows": len(reqs), "rows_this_run": len(todo) - len(failed), "failed": len(failed),
                  "wall_s": round(wall, 2), **totals,
                  "rows_per_min": round((len(todo) - len(failed)) / wall * 60, 2) if wall > 0 else None,
                  "decode_tok_s": round(totals["completion_tokens"] / wall, 2) if wall > 0 else None}

@@ -50,6 +50,13 @@ class Result:
 
 
 class TeacherBackend(Protocol):
+    # Requests decoded as one unit whose answers depend on which others share it (a local
+    # batch: llama.cpp rounds a wider matmul differently), or None where each request's answer
+    # is its own. The teacher stage hands such a backend whole waves of its fixed request
+    # list, and a resumed run redoes an unfinished wave whole, so it answers as an
+    # uninterrupted run did.
+    wave: int | None
+
     def run(self, requests: Iterable[Request]) -> Iterator[Result]:
         """Yield one Result per Request as each completes."""
         ...

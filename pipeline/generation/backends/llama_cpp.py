@@ -6,6 +6,11 @@ Every request shares the system/few-shot prefix, so it is prefilled once. With
 token, because wide batches take llama.cpp's matrix-multiply path. With 1, requests run one at
 a time (llama.cpp's own prefix match then reuses the prefix's KV cache).
 
+A batched answer depends on which requests share its batch (a wider matmul rounds
+differently), so the backend runs in waves of `WAVE_SLOTS` × concurrency requests, each from a
+fresh context: the teacher stage resumes a killed run wave by wave, and the resumed answers
+are the uninterrupted run's.
+
 Example:
     python -c "from pipeline.generation.backends import BackendOptions; \
         from pipeline.generation.backends.llama_cpp import LlamaCppBackend; \
@@ -21,6 +26,10 @@ from typing import Any
 from pipeline.generation.backends import BackendOptions, Request, Result
 from pipeline.generation.llm import Generation
 
+# Requests per wave, in batch widths: each wave ends by draining its batch (about one answer's
+# decode steps at falling width) and a kill loses at most the unfinished wave's answers.
+WAVE_SLOTS = 8
+
 
 def _result(req: Request, gen: Generation) -> Result:
     return Result(request=req, text=gen.text, prompt_tokens=gen.prompt_tokens,
@@ -32,6 +41,9 @@ class LlamaCppBackend:
         from pipeline.generation.llm import ChatRunner, open_gguf
 
         self.threads, self.parallel = settings.threads, settings.concurrency
+        # one at a time: llama.cpp's own prefix cache is reused across requests, so a resumed
+        # run's first answer may round differently (not exact; batching is the default)
+        self.wave = WAVE_SLOTS * self.parallel if self.parallel > 1 else None
         self.runner = ChatRunner(open_gguf(model_path, settings.n_ctx, settings.threads,
                                            settings.seed))
 

@@ -28,6 +28,8 @@ RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
 class OpenAIBackend:
+    wave = None  # the server batches as it likes: nothing here could replay its batches
+
     def __init__(self, settings: BackendOptions) -> None:
         import httpx
 

@@ -18,6 +18,8 @@ from pipeline.generation.backends import BackendOptions, Request, Result
 
 
 class TransformersBackend:
+    wave = None  # each request's answer is its own
+
     def __init__(self, model_path: Any, settings: BackendOptions) -> None:
         import torch
 
