@@ -5,11 +5,11 @@ fp32 student's benchmark — one config, so one student for all — then each pr
 runs in its own fresh process on the same eval prompts, one after another (nothing else
 running), held to the fp32 student's log-probs and answers cached by `bench_student`: size,
 decode tokens/s, task metric, mean KL, top-1, share of answers identical to the fp32
-student's, and the profile's own quality gate.
+student's, peak RSS of the process, and the profile's own quality gate.
 
 Example:
     .venv/bin/python -m benchmarks.profiles cpu-int4 cpu-int8 arm64-q4 cpu-int4-onnx \
-        --out build/profiles
+        cpu-int4-openvino cpu-int8-openvino --out build/profiles
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ METRIC = ("{metric}", "{metric}", "{:.3f}")  # the task's primary metric, filled
 COLUMNS = (("profile", "profile", "{}"), ("artifact", "label", "{}"), ("size MB", "file_mb", "{:.1f}"),
            ("decode tok/s", "decode_tok_s", "{:.1f}"), METRIC,
            ("KL vs fp32", "kl_vs_reference", "{:.4f}"), ("top-1 vs fp32", "top1_agreement", "{:.3f}"),
-           ("same answer as fp32", "greedy_agreement", "{:.3f}"), ("gate", "gate", "{}"),
+           ("same answer as fp32", "greedy_agreement", "{:.3f}"),
+           ("peak RSS MB", "peak_rss_mb", "{:.0f}"), ("gate", "gate", "{}"),
            ("speed measured on", "benchmarked_on", "{}"))
 UNTIL = "bench_student"  # every step the table needs: the exports and the fp32 reference
 

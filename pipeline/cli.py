@@ -175,8 +175,10 @@ def targets_list() -> None:
     """List the hardware profiles."""
     from pipeline.targets import list_targets, load_target
 
-    for name in list_targets():
-        typer.echo(f"{name:16s} {load_target(name).description}")
+    names = list_targets()
+    width = max((len(n) for n in names), default=0)
+    for name in names:
+        typer.echo(f"{name:{width}s}  {load_target(name).description}")
 
 
 @targets_app.command("show")

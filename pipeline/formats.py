@@ -42,6 +42,13 @@ ONNX_PRECISIONS: dict[str, str] = {
     "fp32": "float32 (the exported reference)",
 }
 
+# OpenVINO weight compression by NNCF (pipeline.models.openvino_ir) -> what it writes.
+OPENVINO_WEIGHTS: dict[str, str] = {
+    "int4": "NNCF int4 asymmetric weights in groups (the tied embedding / lm_head int8)",
+    "int8": "NNCF int8 asymmetric weights, per output channel",
+    "fp32": "float32 (the exported reference)",
+}
+
 
 @dataclass(frozen=True)
 class Format:
@@ -90,6 +97,12 @@ register_format(Format(
     bundle_runner="onnx", bundle_layout="folder", label=" ONNX",
     execution_providers=("cpu", "cuda"),
     notes=("onnxruntime-genai loads this folder as is (`og.Model(\".\")`).",)))
+register_format(Format(
+    name="openvino", runtime="openvino", export_stage="export_openvino", fp="fp32",
+    quants=OPENVINO_WEIGHTS, artifact_name="openvino-{quant}", adapter="openvino",
+    bundle_runner="openvino", bundle_layout="folder", label=" OpenVINO",
+    notes=("openvino-genai loads this folder as is "
+           "(`openvino_genai.LLMPipeline(\".\", \"CPU\")`).",)))
 
 
 def format_of(name: str) -> Format:

@@ -2,9 +2,10 @@
 
 This file ships verbatim in every bundle as `run.py`, and `distill-edge run` calls it: so it
 imports only the standard library and the artifact's runtime (llama-cpp-python for GGUF,
-onnxruntime-genai for ONNX), never distill-edge itself. `generation.json` in the bundle says
-which file to load, the system prompt and user template the student was trained with, and the
-generation defaults (greedy, max_tokens, context, threads) it was benchmarked with.
+onnxruntime-genai for ONNX, openvino-genai for OpenVINO), never distill-edge itself.
+`generation.json` in the bundle says which file to load, the system prompt and user template
+the student was trained with, and the generation defaults (greedy, max_tokens, context,
+threads) it was benchmarked with.
 
 Example:
     python build/cpu-int4/bundle/run.py "Ann Lee wants 2 lamps delivered to Oslo on 2025-03-04"
@@ -184,6 +185,41 @@ def answer_onnx(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens:
     return str(tok.decode(np.asarray(out, dtype=np.int32))).strip()
 
 
+def openvino_config(threads: int) -> dict[str, Any]:
+    """OpenVINO CPU properties: `threads` threads, and f32 inference — the CPU plugin would
+    otherwise run bf16 on CPUs with AVX-512-BF16/AMX only, so answers would differ by machine
+    from what the bench measured (set "inference_precision" in generation.json to change it)."""
+    return {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+
+
+def open_openvino(folder: Path, threads: int, precision: str = "f32") -> Any:
+    """openvino-genai's LLMPipeline on the folder (CPU); a damaged folder is a BundleError."""
+    import openvino_genai as ov_genai
+
+    config = {**openvino_config(threads), "INFERENCE_PRECISION_HINT": precision}
+    try:
+        return ov_genai.LLMPipeline(str(folder), "CPU", **config)
+    except Exception as exc:  # openvino raises plain RuntimeError with a C++ trace
+        raise BundleError(f"cannot load {folder}: {_one_line(exc)}") from None
+
+
+def answer_openvino(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens: int) -> str:
+    """Greedy generation with openvino-genai (the folder's converted tokenizer and its chat
+    template, applied here to the trained messages)."""
+    import openvino_genai as ov_genai
+
+    pipe = open_openvino(bundle, int(settings.get("threads", 2)),
+                         str(settings.get("inference_precision", "f32")))
+    try:
+        text = pipe.get_tokenizer().apply_chat_template(
+            ov_genai.ChatHistory(messages(settings, prompt)), add_generation_prompt=True)
+        config = ov_genai.GenerationConfig(max_new_tokens=max_tokens, do_sample=False,
+                                           apply_chat_template=False)
+        return str(pipe.generate(text, config)).strip()
+    except Exception as exc:
+        raise BundleError(f"cannot answer with {bundle}: {_one_line(exc)}") from None
+
+
 def answer(bundle: Path | str, prompt: str, max_tokens: int | None = None) -> str:
     """The bundle's answer to one prompt, with the generation defaults it ships."""
     bundle = Path(bundle)
@@ -198,7 +234,7 @@ def answer(bundle: Path | str, prompt: str, max_tokens: int | None = None) -> st
 
 
 # One runner per bundle layout, named by pipeline.formats' `bundle_runner`.
-RUNNERS = {"gguf": answer_gguf, "onnx": answer_onnx}
+RUNNERS = {"gguf": answer_gguf, "onnx": answer_onnx, "openvino": answer_openvino}
 
 
 if __name__ == "__main__":

@@ -149,3 +149,16 @@ def test_bounded_adds_a_length_only_to_free_strings() -> None:
     assert "maxLength" not in props["c"] and "maxLength" not in props["d"]
     assert props["e"]["items"]["maxLength"] == MAX_STRING
     assert "maxLength" not in schema["properties"]["a"]  # the task's own schema is untouched
+
+
+def test_the_modelfile_of_a_constrained_bundle_says_how_ollama_gets_the_schema() -> None:
+    """Ollama takes a schema per request (`format`), not in a Modelfile: a json task's bundle
+    names its schema.json there; a label task's says Ollama cannot hold its grammar."""
+    from pipeline.stages.bundle import SCHEMA_FILE, modelfile
+
+    gen = {"user_template": "{prompt}", "system": "s", "n_ctx": 512, "max_tokens": 8,
+           "grammar": "grammar.json"}
+    json_task = modelfile("m.gguf", {**gen, "schema": SCHEMA_FILE}, "")
+    assert f'"format": \'"$(cat {SCHEMA_FILE})"\'' in json_task
+    assert "use run.py for constrained answers" in modelfile("m.gguf", gen, "")
+    assert "constrained" not in modelfile("m.gguf", {**gen, "grammar": None}, "")

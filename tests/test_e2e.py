@@ -66,8 +66,9 @@ def built(tmp_path_factory: pytest.TempPathFactory, tiny_hf: Path) -> dict[str, 
                                # t-int4 with an unreachable gate: its export and bench come
                                # from the cache, only the report and the (absent) bundle run
                                ("t-gate", "Q4_K_M", 'calibration = "imatrix"\nmin_quality = 1.0'),
-                               ("t-onnx", "int4", "")):
-        fmt, runtime = ("onnx", "onnxruntime") if name == "t-onnx" else ("gguf", "llama.cpp")
+                               ("t-onnx", "int4", ""), ("t-openvino", "int4", "")):
+        fmt, runtime = {"t-onnx": ("onnx", "onnxruntime"),
+                        "t-openvino": ("openvino", "openvino")}.get(name, ("gguf", "llama.cpp"))
         (targets / f"{name}.toml").write_text(PROFILE.format(
             name=name, quant=quant, extra=extra, format=fmt, runtime=runtime, threads=THREADS))
     cfg = root / "tiny.toml"
@@ -180,6 +181,26 @@ def test_onnx_target_reuses_the_student_and_checks_parity(built: dict) -> None:
     og.Model(str(out / "onnx-int4"))
 
 
+def test_openvino_target_exports_benchmarks_and_states_its_weight_mix(built: dict) -> None:
+    """An OpenVINO profile: the same student exported by transformers' OpenVINO exporter
+    with NNCF int4 weights, run by openvino-genai, held to the fp32 student; the report
+    states the weight types the IR really holds."""
+    _ensure(built, "t-openvino")
+    hits = _steps(built["build"], "t-openvino")
+    assert hits["distill"] and hits["bench_student"] and not hits["export"]
+    out = built["build"] / "t-openvino"
+    assert (out / "openvino-int4" / "openvino_model.xml").is_file()
+    report = json.loads((out / "report.json").read_text())
+    rows = {r["role"]: r for r in report["bench"]["rows"]}
+    assert rows["distilled"]["label"] == "distilled int4 OpenVINO"
+    assert rows["distilled"]["runtime"] == rows["distilled_fp"]["runtime"] == "openvino"
+    assert rows["distilled_fp"]["kl_vs_reference"] < 0.01  # fp32 IR = the torch student
+    assert rows["distilled"]["kl_vs_reference"] < 1.0 and rows["distilled"]["decode_tok_s"] > 0
+    mix = report["quant_mix"]  # int4 layers; the tied embedding (most of this tiny model) int8
+    assert {"u4", "u8"} <= set(mix["types"]) and mix["requested_type"] == "u4"
+    assert "bits per weight (scales not counted)" in (out / "report.md").read_text()
+
+
 def test_failing_gate_exits_3_with_the_report_written(built: dict) -> None:
     proc = _build(built, "t-gate")
     assert proc.returncode == 3, proc.stderr[-2000:]
@@ -203,7 +224,7 @@ def _bench_answer(build: Path, target: str) -> tuple[str, str]:
     return prompt, first["distilled"]
 
 
-@pytest.mark.parametrize("target", ["t-int4", "t-onnx"])
+@pytest.mark.parametrize("target", ["t-int4", "t-onnx", "t-openvino"])
 def test_bundle_answers_alone_from_a_fresh_process(built: dict, target: str,
                                                    tmp_path: Path) -> None:
     """The bundle, copied away from the build, answers from a fresh `python run.py` with only
@@ -216,8 +237,9 @@ def test_bundle_answers_alone_from_a_fresh_process(built: dict, target: str,
     bundle = shutil.copytree(built["build"] / target / "bundle", tmp_path / "moved")
     names = {p.name for p in bundle.iterdir()}
     assert {"run.py", "generation.json", "README.md", "tokenizer.json"} <= names
-    expected = ({"model.Q4_K_M.gguf", "Modelfile"} if target == "t-int4"
-                else {"genai_config.json", "model.onnx"})
+    expected = {"t-int4": {"model.Q4_K_M.gguf", "Modelfile"},
+                "t-onnx": {"genai_config.json", "model.onnx"},
+                "t-openvino": {"openvino_model.xml", "openvino_tokenizer.xml"}}[target]
     assert expected <= names, names
     prompt, bench_answer = _bench_answer(built["build"], target)
     proc = subprocess.run([sys.executable, "-I", "run.py", prompt], cwd=bundle,

@@ -1,9 +1,11 @@
-"""What a quantized GGUF really holds: tensors and parameters per ggml type, bits per weight.
+"""What a quantized artifact really holds: tensors and parameters per weight type, bits per weight.
 
 llama.cpp quietly falls back to other types for tensors whose rows are not a multiple of the
 type's block (256 for the K-quants): SmolLM2's width is 576, so most of a "Q4_K_M" file is
 Q5_0/Q8_0 and its real size per weight is far from 4.5 bits. The file name says what was
 asked for; this reads what was written (ggml's own GGUF reader, no weights loaded into RAM).
+An OpenVINO IR is read the same way (its weight constants by element type): NNCF keeps
+tensors it will not compress (the tied embedding / lm_head of an int4 model) at int8.
 
 Example:
     python -c "from pipeline.measure.quant_mix import gguf_mix; \
@@ -46,13 +48,41 @@ def gguf_mix(path: Path | str, quant: str) -> dict[str, Any]:
             "types": dict(sorted(types.items(), key=lambda kv: -kv[1]["params"]))}
 
 
+# OpenVINO element types per requested weight compression (NNCF's asymmetric modes write
+# unsigned weights); and their bits per weight, without scales
+OPENVINO_TYPES = {"int4": "u4", "int8": "u8", "fp32": "f32", "fp16": "f16"}
+OPENVINO_BITS = {"u4": 4, "i4": 4, "u8": 8, "i8": 8, "f16": 16, "bf16": 16, "f32": 32}
+
+
+def openvino_mix(folder: Path | str, quant: str) -> dict[str, Any]:
+    """The same facts for an OpenVINO IR folder (bits per weight without the scales, which
+    the IR keeps as separate small constants)."""
+    from pipeline.models.openvino_ir import weight_types
+
+    types = weight_types(Path(folder))
+    params = sum(t["params"] for t in types.values()) or 1
+    for name, entry in types.items():
+        entry["bytes"] = entry["params"] * OPENVINO_BITS.get(name, 32) // 8
+    wanted = OPENVINO_TYPES.get(quant, quant)
+    share = types.get(wanted, {}).get("params", 0) / params
+    return {"requested": quant, "requested_type": wanted, "requested_share": round(share, 4),
+            "mostly_requested": share >= MOSTLY,
+            "bits_per_weight": round(8 * sum(t["bytes"] for t in types.values()) / params, 3),
+            "params": params, "scales_excluded": True,
+            "types": dict(sorted(types.items(), key=lambda kv: -kv[1]["params"]))}
+
+
 def mix_line(mix: dict[str, Any]) -> str:
     """The mix in one sentence, for the report and the model card."""
     parts = ", ".join(f"{name} {t['tensors']} tensors / {100 * t['params'] / mix['params']:.1f}% "
                       "of weights" for name, t in mix["types"].items())
-    line = (f"{mix['requested']} file: {mix['bits_per_weight']} bits per weight; {parts}.")
+    bits = f"{mix['bits_per_weight']} bits per weight" + (
+        " (scales not counted)" if mix.get("scales_excluded") else "")
+    line = f"{mix['requested']} file: {bits}; {parts}."
     if not mix["mostly_requested"]:
         line += (f" Only {100 * mix['requested_share']:.0f}% of the weights are "
-                 f"{mix['requested_type']}: llama.cpp fell back to other types for tensors whose "
-                 "rows are not a multiple of its block size.")
+                 f"{mix['requested_type']}: " + (
+                     "NNCF kept the rest at other types." if mix.get("scales_excluded") else
+                     "llama.cpp fell back to other types for tensors whose rows are not a "
+                     "multiple of its block size."))
     return line

@@ -15,6 +15,7 @@ from pipeline.stages.distill import DistillStage
 from pipeline.stages.eval_set import EvalSetStage
 from pipeline.stages.export_gguf import ExportGgufStage
 from pipeline.stages.export_onnx import ExportOnnxStage
+from pipeline.stages.export_openvino import ExportOpenVinoStage
 from pipeline.stages.filter import FilterStage
 from pipeline.stages.judge import JudgeStage
 from pipeline.stages.prompts import PromptsStage
@@ -27,6 +28,7 @@ REGISTRY: dict[str, Stage] = {
     stage.name: stage
     for stage in (PromptsStage(), TeacherStage(), EvalSetStage(), FilterStage(), StudentBaseStage(),
                   TeacherLogitsStage(), DistillStage(), ExportGgufStage(), ExportOnnxStage(),
+                  ExportOpenVinoStage(),
                   BenchTeacherStage(), BenchStudentStage(), BenchStage(), JudgeStage(), ReportStage(),
                   BundleStage())
 }

@@ -62,6 +62,13 @@ def modelfile(artifact: str, gen: dict[str, Any], chat_template: str) -> str:
         lines.append(f'PARAMETER stop "{family[1]}"')
     if gen["user_template"] != "{prompt}":
         lines.append(f"# the student was trained with user messages of the form {gen['user_template']!r}")
+    if gen.get("grammar"):  # Ollama takes an answer schema per request, not in a Modelfile
+        lines.append("# constrained target: pass the answer schema with each request (Ollama "
+                     "structured outputs), e.g. curl localhost:11434/api/chat -d "
+                     "'{\"model\": \"my-student\", \"format\": '\"$(cat " + SCHEMA_FILE + ")\"', …}'"
+                     if gen.get("schema") else
+                     "# constrained target: Ollama's `format` takes a JSON schema, not this "
+                     "task's label grammar: use run.py for constrained answers")
     lines += [f'SYSTEM """{gen["system"]}"""', "PARAMETER temperature 0",
               f"PARAMETER num_ctx {gen['n_ctx']}", f"PARAMETER num_predict {gen['max_tokens']}"]
     return "\n".join(lines) + "\n"
@@ -155,11 +162,12 @@ class BundleSettings(Settings):
 
 
 GRAMMAR_FILE = "grammar.json"  # llguidance's grammar: run.py masks every token it disallows
+SCHEMA_FILE = "schema.json"  # a json task's answer schema as the grammar has it (bounded), for Ollama
 
 
 class BundleStage:
     name = "bundle"
-    version = "4"  # 4: a constrained target's grammar.json
+    version = "5"  # 5: a constrained json target's schema.json, named in its Modelfile
     libraries = ()
     resumable = False
 
@@ -206,6 +214,10 @@ class BundleStage:
         if s.grammar:
             (bundle / GRAMMAR_FILE).write_text(s.grammar + "\n")
             gen["grammar"] = GRAMMAR_FILE
+            schema = json.loads(s.grammar)["grammars"][0].get("json_schema")
+            if schema is not None:
+                (bundle / SCHEMA_FILE).write_text(json.dumps(schema, indent=2) + "\n")
+                gen["schema"] = SCHEMA_FILE
         (bundle / run_bundle.SETTINGS_FILE).write_text(json.dumps(gen, indent=2) + "\n")
         shutil.copyfile(run_bundle.__file__, bundle / "run.py")
         (bundle / "README.md").write_text(model_card(s, report, gen))

@@ -90,13 +90,15 @@ def _extra_columns(rows: list[dict[str, Any]], judge: dict[str, Any] | None) -> 
 
 
 def _quant_mix(ctx: StageContext[ReportSettings]) -> dict[str, Any] | None:
-    """The shipped GGUF's real type mix (None for other formats)."""
-    from pipeline.measure.quant_mix import gguf_mix
+    """The shipped GGUF's or OpenVINO IR's real type mix (None for other formats)."""
+    from pipeline.measure.quant_mix import gguf_mix, openvino_mix
 
     path = ctx.inputs["export"] / ctx.settings.artifact
-    if not ctx.settings.artifact.endswith(".gguf") or not path.is_file():
-        return None
-    return gguf_mix(path, ctx.settings.quant)
+    if ctx.settings.artifact.endswith(".gguf") and path.is_file():
+        return gguf_mix(path, ctx.settings.quant)
+    if (path / "openvino_model.xml").is_file():
+        return openvino_mix(path, ctx.settings.quant)
+    return None
 
 
 def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Runtime adapters, one per artifact format, each used inside a fresh benchmark process:
-llama.cpp for GGUF, onnxruntime-genai for ONNX, torch for HF safetensors folders.
+llama.cpp for GGUF, onnxruntime-genai for ONNX, openvino-genai for OpenVINO, torch for HF
+safetensors folders.
 
 Every adapter loads one artifact and offers the same four things, so the harness
 (`pipeline.measure.child`) times every format the same way:
@@ -42,12 +43,14 @@ class Runtime(Protocol):
 
 def runtime_for(model: str | Path) -> str:
     """Which adapter runs an artifact: a GGUF file -> llama.cpp, an onnxruntime-genai folder
-    (genai_config.json) -> onnxruntime, a bare model.onnx folder -> plain onnxruntime, any
-    other (HF) folder -> torch."""
+    (genai_config.json) -> onnxruntime, an OpenVINO IR folder -> openvino, a bare model.onnx
+    folder -> plain onnxruntime, any other (HF) folder -> torch."""
     if str(model).endswith(".gguf"):
         return "llama_cpp"
     if (Path(model) / "genai_config.json").is_file():
         return "onnxruntime"
+    if (Path(model) / "openvino_model.xml").is_file():
+        return "openvino"
     return "onnxruntime_plain" if (Path(model) / "model.onnx").is_file() else "torch"
 
 
@@ -57,6 +60,7 @@ def runtime_for(model: str | Path) -> str:
 RUNTIMES: dict[str, str] = {
     "llama_cpp": "pipeline.measure.runtimes.gguf:GgufRuntime",
     "onnxruntime": "pipeline.measure.runtimes.onnx_genai:OnnxGenaiRuntime",
+    "openvino": "pipeline.measure.runtimes.openvino_genai:OpenVinoGenaiRuntime",
     # optimum-style KV-cache export (benchmarks.onnx_paths)
     "onnxruntime_plain": "pipeline.measure.runtimes.onnx_plain:OrtRuntime",
     "torch": "pipeline.measure.runtimes.torch_hf:TorchRuntime",

@@ -1,0 +1,102 @@
+"""Export stage (OpenVINO): HF folder -> openvino-genai model folders, fp32 and compressed.
+
+setup: the trained (or base) HF folder; transformers' OpenVINO exporter and NNCF
+       (pipeline.models.openvino_ir).
+run:   `openvino-fp32/` (the format's unquantized reference, like the GGUF path's F16) and
+       `openvino-<quant>/` for the target: int8 / int4 weight compression by NNCF, int4 in
+       groups of the profile's `block_size`. Each folder holds openvino_model.xml/.bin (a
+       stateful IR: the KV cache lives in OpenVINO state), the converted tokenizer and
+       detokenizer and the HF text files — what openvino-genai's LLMPipeline loads — and
+       is opened once in it to prove that. The fp32 IR is checked against the torch model
+       here (max |logit difference| on a prompt, the optimum exporters' check); the
+       compressed one is held to the fp32 student by the bench's parity gate.
+cleanup: the weight types actually written (pipeline.measure.quant_mix reads them again
+       for the report).
+
+Example:
+    distill-edge build --target cpu-int4-openvino
+    ls build/cache/export_openvino/*/openvino-int4/
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pipeline.cache import artifact_bytes
+from pipeline.config import BuildConfig
+from pipeline.errors import UserError
+from pipeline.formats import FORMATS
+from pipeline.stage import Settings, StageContext
+from pipeline.targets import Target
+
+# max |logit difference| the fp32 IR may have against torch on the check prompt: float32
+# reorderings give ~1e-4 on the real 135M student; a wrong graph gives units
+MAX_FP32_DIFF = 1e-2
+
+
+class ExportOpenVinoSettings(Settings):
+    format: str
+    quant: str
+    group_size: int  # int4 only: NNCF's group of weights sharing one scale
+
+
+def check_fp32(hf_dir: Path, folder: Path) -> float:
+    """Max |logit difference| between the fp32 IR (run by OpenVINO, f32) and the torch model
+    on one short prompt; UserError past MAX_FP32_DIFF."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from pipeline.measure.runtimes.openvino_genai import compile_ir, ir_logits
+
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+    tokens = [int(t) for t in torch.arange(1, 17) * 37 % model.config.vocab_size]
+    with torch.no_grad():
+        want = model(input_ids=torch.tensor([tokens])).logits[0].numpy()
+    diff = float(np.abs(ir_logits(compile_ir(folder, threads=1), tokens) - want).max())
+    if diff > MAX_FP32_DIFF:
+        raise UserError(f"the OpenVINO fp32 export of {hf_dir} differs from the torch model by "
+                        f"{diff:.3g} in logits (limit {MAX_FP32_DIFF}): this architecture does "
+                        "not export correctly; use a gguf or onnx target")
+    return diff
+
+
+class ExportOpenVinoStage:
+    name = "export_openvino"
+    version = "1"
+    libraries = ("openvino", "openvino-genai", "openvino-tokenizers", "nncf", "transformers")
+    resumable = False
+
+    def settings(self, config: BuildConfig, target: Target) -> ExportOpenVinoSettings:
+        return ExportOpenVinoSettings(format=target.format, quant=target.quant,
+                                      group_size=target.block_size)
+
+    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+        return {}
+
+    def run(self, ctx: StageContext[ExportOpenVinoSettings]) -> dict[str, Any]:
+        from pipeline.measure.quant_mix import openvino_mix
+        from pipeline.models.openvino_ir import export_folder
+        from pipeline.run_bundle import open_openvino
+
+        s, hf_dir = ctx.settings, ctx.inputs["model"]
+        fmt = FORMATS["openvino"]  # this stage's format: artifact names from the table
+        fp32, out = ctx.out_dir / fmt.artifact(fmt.fp), ctx.out_dir / fmt.artifact(s.quant)
+        export_folder(hf_dir, fp32, fmt.fp, s.group_size)
+        diff = check_fp32(hf_dir, fp32)
+        ctx.log(f"{fp32.name}: max |logit diff| vs torch {diff:.2e}")
+        if s.quant != fmt.fp:
+            export_folder(hf_dir, out, s.quant, s.group_size)
+        if (hf_dir / "prompt_format.json").is_file():  # the trained messages travel with it
+            shutil.copyfile(hf_dir / "prompt_format.json", ctx.out_dir / "prompt_format.json")
+        open_openvino(out, threads=1)  # proves the folder loads in openvino-genai
+        mix = openvino_mix(out, s.quant)
+        size = artifact_bytes(out)
+        ctx.log(f"wrote {out.name}/ ({size / 1e6:.1f} MB; {mix['requested_share']:.0%} of "
+                f"weights {mix['requested_type']})")
+        return {"artifact": out.name, "quant": s.quant, "bytes": size,
+                "fp32_bytes": artifact_bytes(fp32), "fp32_max_logit_diff": diff,
+                "weight_types": mix["types"]}
+
