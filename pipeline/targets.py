@@ -47,7 +47,7 @@ class Target(BaseModel):
     quant: str  # one of that format's types (GGUF_FTYPES, ONNX_PRECISIONS)
     runtime: str  # derived from the format when left out; if given, it must be the format's
     execution_provider: Literal["cpu", "cuda"] = "cpu"  # ONNX only
-    block_size: int = Field(32, ge=16, le=256)  # ONNX int4/int8 (MatMulNBits) only
+    block_size: int = Field(32, ge=16, le=256)  # ONNX int4/int8 (MatMulNBits), OpenVINO int4 group
     accuracy_level: int = Field(4, ge=0, le=4)  # ONNX int4/int8: 4 = int8 activations (CPU)
     # ONNX int4/int8: the builder's weight quantizer; k_quant_mixed keeps the most sensitive
     # matmuls (lm_head, first/last layers, every third qkv/v/down) in int8, like Q4_K_M.
