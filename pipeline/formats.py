@@ -101,6 +101,7 @@ register_format(Format(
     name="openvino", runtime="openvino", export_stage="export_openvino", fp="fp32",
     quants=OPENVINO_WEIGHTS, artifact_name="openvino-{quant}", adapter="openvino",
     bundle_runner="openvino", bundle_layout="folder", label=" OpenVINO",
+    calibrations=("none", "awq"),
     notes=("openvino-genai loads this folder as is "
            "(`openvino_genai.LLMPipeline(\".\", \"CPU\")`).",)))
 

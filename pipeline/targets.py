@@ -53,8 +53,9 @@ class Target(BaseModel):
     # matmuls (lm_head, first/last layers, every third qkv/v/down) in int8, like Q4_K_M.
     algo_config: Literal["default", "rtn", "k_quant", "rtn_last", "k_quant_last",
                          "k_quant_mixed"] = "default"
-    # GGUF only: "imatrix" quantizes with an importance matrix of the student on the task's
-    # own kept teacher rows (llama.cpp's imatrix, computed in-process; see models/imatrix.py).
+    # Data-aware quantization on the task's own kept teacher rows: GGUF "imatrix" (llama.cpp's
+    # importance matrix, computed in-process; see models/imatrix.py); OpenVINO int4 "awq"
+    # (NNCF's AWQ + scale estimation; see models/openvino_ir.py).
     calibration: str = "none"  # one of the format's calibrations
     calibration_rows: int = Field(64, ge=1, le=4096)
     # Answers decoded under the task's grammar (pipeline.constrain): the bench's shipped rows,

@@ -66,7 +66,8 @@ def built(tmp_path_factory: pytest.TempPathFactory, tiny_hf: Path) -> dict[str, 
                                # t-int4 with an unreachable gate: its export and bench come
                                # from the cache, only the report and the (absent) bundle run
                                ("t-gate", "Q4_K_M", 'calibration = "imatrix"\nmin_quality = 1.0'),
-                               ("t-onnx", "int4", ""), ("t-openvino", "int4", "")):
+                               ("t-onnx", "int4", ""),
+                               ("t-openvino", "int4", 'calibration = "awq"\nblock_size = 16')):
         fmt, runtime = {"t-onnx": ("onnx", "onnxruntime"),
                         "t-openvino": ("openvino", "openvino")}.get(name, ("gguf", "llama.cpp"))
         (targets / f"{name}.toml").write_text(PROFILE.format(
@@ -183,13 +184,17 @@ def test_onnx_target_reuses_the_student_and_checks_parity(built: dict) -> None:
 
 def test_openvino_target_exports_benchmarks_and_states_its_weight_mix(built: dict) -> None:
     """An OpenVINO profile: the same student exported by transformers' OpenVINO exporter
-    with NNCF int4 weights, run by openvino-genai, held to the fp32 student; the report
-    states the weight types the IR really holds."""
+    with NNCF int4 weights (data-aware: AWQ on the task's kept rows), run by openvino-genai,
+    held to the fp32 student; the report states the weight types the IR really holds."""
     _ensure(built, "t-openvino")
     hits = _steps(built["build"], "t-openvino")
     assert hits["distill"] and hits["bench_student"] and not hits["export"]
     out = built["build"] / "t-openvino"
     assert (out / "openvino-int4" / "openvino_model.xml").is_file()
+    manifest = json.loads((out / "manifest.json").read_text())
+    export = Path(next(s["path"] for s in manifest["steps"] if s["step"] == "export"))
+    calibration = json.loads((export / "calibration.json").read_text())  # AWQ on the kept rows
+    assert calibration["rows"] >= 1 and calibration["tokens"] > calibration["rows"]
     report = json.loads((out / "report.json").read_text())
     rows = {r["role"]: r for r in report["bench"]["rows"]}
     assert rows["distilled"]["label"] == "distilled int4 OpenVINO"

@@ -11,7 +11,9 @@ successor of optimum-intel, which pins transformers < 5.6 and cannot install her
 - int8 / int4 are NNCF weight compression inside the exporter (`NNCFOpenVINOQuantizer`):
   int8 per output channel (asymmetric); int4 asymmetric in groups of `group_size` (NNCF's
   default 128 does not divide SmolLM2's width 576: InvalidGroupSizeError), with NNCF's own
-  backup: the tied embedding / lm_head stays int8. Activations stay float.
+  backup: the tied embedding / lm_head stays int8. Activations stay float. With calibration
+  texts (the task's kept teacher rows, like the GGUF imatrix) int4 is data-aware: NNCF's AWQ
+  and scale estimation.
 - the text side: the HF tokenizer files beside it and openvino-tokenizers' converted
   tokenizer/detokenizer (openvino_tokenizer.xml, openvino_detokenizer.xml), whose chat
   template is the HF one.
@@ -48,25 +50,50 @@ def _sample(model: Any) -> dict[str, Any]:
             "position_ids": torch.arange(4, 7).expand(2, 3).clone(), "cache": cache}
 
 
-def _quantizer(quant: str, group_size: int) -> Any:
+def _text_sample(model: Any, ids: list[int]) -> dict[str, Any]:
+    """A calibration sample in the traced step's form: the first 2 tokens as the cache, the
+    rest of the task text as the new tokens (NNCF runs the graph before the cache is folded
+    into OpenVINO state, so the cache is an input)."""
+    import torch
+
+    tokens = torch.tensor([ids])
+    with torch.no_grad():
+        cache = model(input_ids=tokens[:, :2], use_cache=True).cache
+    return {"input_ids": tokens[:, 2:], "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
+            "position_ids": torch.arange(2, len(ids))[None], "cache": cache}
+
+
+def _quantizer(model: Any, quant: str, group_size: int, texts: list[list[int]] | None) -> Any:
+    """NNCF's weight compression for `quant`; int4 with `texts` (token ids of the task's kept
+    teacher rows) is data-aware: AWQ and scale estimation on them."""
     if MODES[quant] is None:
         return None
     import nncf
     from transformers.exporters import NNCFOpenVINOQuantizer, NNCFWeightCompressionConfig
 
     mode = getattr(nncf.CompressWeightsMode, str(MODES[quant]))
-    options = {"group_size": group_size, "ratio": 1.0} if quant == "int4" else {}
-    return NNCFOpenVINOQuantizer(NNCFWeightCompressionConfig(mode=mode, **options))
+    if quant != "int4":
+        return NNCFOpenVINOQuantizer(NNCFWeightCompressionConfig(mode=mode))
+    options: dict[str, Any] = {"group_size": group_size, "ratio": 1.0}
+    if not texts:
+        return NNCFOpenVINOQuantizer(NNCFWeightCompressionConfig(mode=mode, **options))
+    samples = [_text_sample(model, ids) for ids in texts if len(ids) > 2]
+    config = NNCFWeightCompressionConfig(mode=mode, awq=True, scale_estimation=True,
+                                         subset_size=len(samples), **options)
+    return NNCFOpenVINOQuantizer(config, calibration_dataset=samples)
 
 
-def export_folder(hf_dir: Path, out: Path, quant: str, group_size: int) -> None:
-    """Write the openvino-genai folder `out` for `quant` (fp32 / int8 / int4)."""
+def export_folder(hf_dir: Path, out: Path, quant: str, group_size: int,
+                  texts: list[list[int]] | None = None) -> None:
+    """Write the openvino-genai folder `out` for `quant` (fp32 / int8 / int4; int4 data-aware
+    when given calibration `texts`)."""
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.exporters import OpenVINOConfig, OpenVINOExporter
 
     model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
-    config = OpenVINOConfig(dynamic=True, stateful=True, quantizer=_quantizer(quant, group_size))
+    quantizer = _quantizer(model, quant, group_size, texts)
+    config = OpenVINOConfig(dynamic=True, stateful=True, quantizer=quantizer)
     OpenVINOExporter().export(model, _sample(model), config).save_pretrained(out)
     _text_side(hf_dir, out)
 

@@ -4,12 +4,14 @@ setup: the trained (or base) HF folder; transformers' OpenVINO exporter and NNCF
        (pipeline.models.openvino_ir).
 run:   `openvino-fp32/` (the format's unquantized reference, like the GGUF path's F16) and
        `openvino-<quant>/` for the target: int8 / int4 weight compression by NNCF, int4 in
-       groups of the profile's `block_size`. Each folder holds openvino_model.xml/.bin (a
-       stateful IR: the KV cache lives in OpenVINO state), the converted tokenizer and
-       detokenizer and the HF text files — what openvino-genai's LLMPipeline loads — and
-       is opened once in it to prove that. The fp32 IR is checked against the torch model
-       here (max |logit difference| on a prompt, the optimum exporters' check); the
-       compressed one is held to the fp32 student by the bench's parity gate.
+       groups of the profile's `block_size` — data-aware with `calibration = "awq"` (NNCF's
+       AWQ + scale estimation on the task's kept teacher rows, like the GGUF imatrix). Each
+       folder holds openvino_model.xml/.bin (a stateful IR: the KV cache lives in OpenVINO
+       state), the converted tokenizer and detokenizer and the HF text files — what
+       openvino-genai's LLMPipeline loads — and is opened once in it to prove that. The fp32
+       IR is checked against the torch model here (max |logit difference| on a prompt, the
+       optimum exporters' check); the compressed one is held to the fp32 student by the
+       bench's parity gate.
 cleanup: the weight types actually written (pipeline.measure.quant_mix reads them again
        for the report).
 
@@ -20,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from pipeline.cache import artifact_bytes
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
 from pipeline.formats import FORMATS
+from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
 
@@ -40,6 +44,27 @@ class ExportOpenVinoSettings(Settings):
     format: str
     quant: str
     group_size: int  # int4 only: NNCF's group of weights sharing one scale
+    # calibration = "awq" (int4 only): the kept teacher rows, in the student's prompt, drive
+    # NNCF's AWQ and scale estimation
+    calibration: str | None = None
+    calibration_rows: int | None = None
+    prompt: ChatPrompt | None = None
+
+
+def _texts(ctx: StageContext[ExportOpenVinoSettings]) -> list[list[int]] | None:
+    """Token ids of the first calibration_rows kept teacher rows, as the student sees them."""
+    if ctx.settings.calibration != "awq":
+        return None
+    from pipeline.models.hf import load_tokenizer
+    from pipeline.training.sft_data import encode_example
+
+    s, tok = ctx.settings, load_tokenizer(ctx.inputs["model"])
+    lines = (ctx.inputs["calibration"] / "kept.jsonl").read_text().splitlines()
+    rows = [json.loads(x) for x in lines[: s.calibration_rows or None]]
+    texts = [encode_example(tok, s.prompt or ChatPrompt(system=""), r["prompt"], r["response"])[0]
+             for r in rows]
+    ctx.log(f"int4 calibration (AWQ + scale estimation): {len(texts)} task rows")
+    return texts
 
 
 def check_fp32(hf_dir: Path, folder: Path) -> float:
@@ -70,6 +95,11 @@ class ExportOpenVinoStage:
     resumable = False
 
     def settings(self, config: BuildConfig, target: Target) -> ExportOpenVinoSettings:
+        if target.calibration == "awq" and target.quant == "int4":
+            return ExportOpenVinoSettings(
+                format=target.format, quant=target.quant, group_size=target.block_size,
+                calibration="awq", calibration_rows=target.calibration_rows,
+                prompt=config.task.student_prompt)
         return ExportOpenVinoSettings(format=target.format, quant=target.quant,
                                       group_size=target.block_size)
 
@@ -88,7 +118,12 @@ class ExportOpenVinoStage:
         diff = check_fp32(hf_dir, fp32)
         ctx.log(f"{fp32.name}: max |logit diff| vs torch {diff:.2e}")
         if s.quant != fmt.fp:
-            export_folder(hf_dir, out, s.quant, s.group_size)
+            texts = _texts(ctx)
+            if texts:  # what the data-aware compression saw
+                (ctx.out_dir / "calibration.json").write_text(json.dumps(
+                    {"method": "awq+scale_estimation", "rows": len(texts),
+                     "tokens": sum(map(len, texts))}) + "\n")
+            export_folder(hf_dir, out, s.quant, s.group_size, texts)
         if (hf_dir / "prompt_format.json").is_file():  # the trained messages travel with it
             shutil.copyfile(hf_dir / "prompt_format.json", ctx.out_dir / "prompt_format.json")
         open_openvino(out, threads=1)  # proves the folder loads in openvino-genai
