@@ -185,20 +185,19 @@ def answer_onnx(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens:
     return str(tok.decode(np.asarray(out, dtype=np.int32))).strip()
 
 
-def openvino_config(threads: int) -> dict[str, Any]:
-    """OpenVINO CPU properties: `threads` threads, and f32 inference — the CPU plugin would
-    otherwise run bf16 on CPUs with AVX-512-BF16/AMX only, so answers would differ by machine
-    from what the bench measured (set "inference_precision" in generation.json to change it)."""
-    return {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+def openvino_config(threads: int, precision: str = "f32") -> dict[str, Any]:
+    """OpenVINO CPU properties: `threads` threads, and f32 inference by default — the CPU
+    plugin would otherwise run bf16 on CPUs with AVX-512-BF16/AMX only, so answers would differ
+    by machine from what the bench measured ("inference_precision" in generation.json)."""
+    return {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision}
 
 
 def open_openvino(folder: Path, threads: int, precision: str = "f32") -> Any:
     """openvino-genai's LLMPipeline on the folder (CPU); a damaged folder is a BundleError."""
     import openvino_genai as ov_genai
 
-    config = {**openvino_config(threads), "INFERENCE_PRECISION_HINT": precision}
     try:
-        return ov_genai.LLMPipeline(str(folder), "CPU", **config)
+        return ov_genai.LLMPipeline(str(folder), "CPU", **openvino_config(threads, precision))
     except Exception as exc:  # openvino raises plain RuntimeError with a C++ trace
         raise BundleError(f"cannot load {folder}: {_one_line(exc)}") from None
 

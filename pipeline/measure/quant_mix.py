@@ -38,13 +38,18 @@ def gguf_mix(path: Path | str, quant: str) -> dict[str, Any]:
         entry["tensors"] += 1
         entry["params"] += tensor.n_elements
         entry["bytes"] += tensor.n_bytes
+    return _summary(types, quant, requested_type(quant))
+
+
+def _summary(types: dict[str, dict[str, int]], quant: str, wanted: str,
+             **extra: Any) -> dict[str, Any]:
+    """Shares, bits per weight and the requested type's coverage of per-type counts."""
     params = sum(t["params"] for t in types.values()) or 1
-    wanted = requested_type(quant)
     share = types.get(wanted, {}).get("params", 0) / params
     return {"requested": quant, "requested_type": wanted, "requested_share": round(share, 4),
             "mostly_requested": share >= MOSTLY,
             "bits_per_weight": round(8 * sum(t["bytes"] for t in types.values()) / params, 3),
-            "params": params,
+            "params": params, **extra,
             "types": dict(sorted(types.items(), key=lambda kv: -kv[1]["params"]))}
 
 
@@ -60,16 +65,9 @@ def openvino_mix(folder: Path | str, quant: str) -> dict[str, Any]:
     from pipeline.models.openvino_ir import weight_types
 
     types = weight_types(Path(folder))
-    params = sum(t["params"] for t in types.values()) or 1
     for name, entry in types.items():
         entry["bytes"] = entry["params"] * OPENVINO_BITS.get(name, 32) // 8
-    wanted = OPENVINO_TYPES.get(quant, quant)
-    share = types.get(wanted, {}).get("params", 0) / params
-    return {"requested": quant, "requested_type": wanted, "requested_share": round(share, 4),
-            "mostly_requested": share >= MOSTLY,
-            "bits_per_weight": round(8 * sum(t["bytes"] for t in types.values()) / params, 3),
-            "params": params, "scales_excluded": True,
-            "types": dict(sorted(types.items(), key=lambda kv: -kv[1]["params"]))}
+    return _summary(types, quant, OPENVINO_TYPES.get(quant, quant), scales_excluded=True)
 
 
 def mix_line(mix: dict[str, Any]) -> str:

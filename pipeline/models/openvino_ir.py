@@ -19,8 +19,9 @@ successor of optimum-intel, which pins transformers < 5.6 and cannot install her
   template is the HF one.
 
 Example:
-    python -c "from pipeline.models.openvino_ir import export_folder; \
-        export_folder(Path('build/cache/distill/<key>'), Path('/tmp/openvino-int4'), 'int4', 32)"
+    python -c "from pathlib import Path; from pipeline.models.openvino_ir import *; \
+        hf = Path('build/cache/distill/<key>'); \
+        export_folder(load_model(hf), hf, Path('/tmp/openvino-int4'), 'int4', 32)"
 """
 
 from __future__ import annotations
@@ -83,15 +84,20 @@ def _quantizer(model: Any, quant: str, group_size: int, texts: list[list[int]] |
     return NNCFOpenVINOQuantizer(config, calibration_dataset=samples)
 
 
-def export_folder(hf_dir: Path, out: Path, quant: str, group_size: int,
-                  texts: list[list[int]] | None = None) -> None:
-    """Write the openvino-genai folder `out` for `quant` (fp32 / int8 / int4; int4 data-aware
-    when given calibration `texts`)."""
+def load_model(hf_dir: Path) -> Any:
+    """The HF folder's model in fp32, for export (read once: every folder is traced from it)."""
     import torch
     from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
+
+
+def export_folder(model: Any, hf_dir: Path, out: Path, quant: str, group_size: int,
+                  texts: list[list[int]] | None = None) -> None:
+    """Write the openvino-genai folder `out` for `quant` (fp32 / int8 / int4; int4 data-aware
+    when given calibration `texts`) from `model`, with `hf_dir`'s text files."""
     from transformers.exporters import OpenVINOConfig, OpenVINOExporter
 
-    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
     quantizer = _quantizer(model, quant, group_size, texts)
     config = OpenVINOConfig(dynamic=True, stateful=True, quantizer=quantizer)
     OpenVINOExporter().export(model, _sample(model), config).save_pretrained(out)

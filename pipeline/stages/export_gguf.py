@@ -88,19 +88,16 @@ def _imatrix(ctx: StageContext[ExportGgufSettings], f16: Path) -> dict[str, Any]
 
     from pipeline.models import imatrix
     from pipeline.models.hf import load_tokenizer
-    from pipeline.training.sft_data import encode_example
+    from pipeline.training.sft_data import calibration_texts
 
     s, hf_dir = ctx.settings, ctx.inputs["model"]
-    tok = load_tokenizer(hf_dir)
-    lines = (ctx.inputs["calibration"] / "kept.jsonl").read_text().splitlines()
-    rows = [json.loads(x) for x in lines[: s.calibration_rows or None]]
-    prompt = s.prompt or ChatPrompt(system="")
-    texts = [encode_example(tok, prompt, r["prompt"], r["response"])[0] for r in rows]
+    texts = calibration_texts(load_tokenizer(hf_dir), s.prompt,
+                              ctx.inputs["calibration"] / "kept.jsonl", s.calibration_rows)
     stats = imatrix.for_gguf(imatrix.collect(hf_dir, texts, threads=os.cpu_count() or 1), f16)
     (ctx.out_dir / "imatrix.json").write_text(json.dumps(
-        {"rows": len(rows), "tokens": sum(map(len, texts)),
+        {"rows": len(texts), "tokens": sum(map(len, texts)),
          "tensors": {k: round(float(v.mean()), 6) for k, v in sorted(stats.items())}}, indent=1))
-    ctx.log(f"imatrix: {len(stats)} tensors from {len(rows)} task rows")
+    ctx.log(f"imatrix: {len(stats)} tensors from {len(texts)} task rows")
     return stats
 
 

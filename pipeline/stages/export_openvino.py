@@ -56,27 +56,23 @@ def _texts(ctx: StageContext[ExportOpenVinoSettings]) -> list[list[int]] | None:
     if ctx.settings.calibration != "awq":
         return None
     from pipeline.models.hf import load_tokenizer
-    from pipeline.training.sft_data import encode_example
+    from pipeline.training.sft_data import calibration_texts
 
-    s, tok = ctx.settings, load_tokenizer(ctx.inputs["model"])
-    lines = (ctx.inputs["calibration"] / "kept.jsonl").read_text().splitlines()
-    rows = [json.loads(x) for x in lines[: s.calibration_rows or None]]
-    texts = [encode_example(tok, s.prompt or ChatPrompt(system=""), r["prompt"], r["response"])[0]
-             for r in rows]
+    s = ctx.settings
+    texts = calibration_texts(load_tokenizer(ctx.inputs["model"]), s.prompt,
+                              ctx.inputs["calibration"] / "kept.jsonl", s.calibration_rows)
     ctx.log(f"int4 calibration (AWQ + scale estimation): {len(texts)} task rows")
     return texts
 
 
-def check_fp32(hf_dir: Path, folder: Path) -> float:
+def check_fp32(model: Any, hf_dir: Path, folder: Path) -> float:
     """Max |logit difference| between the fp32 IR (run by OpenVINO, f32) and the torch model
-    on one short prompt; UserError past MAX_FP32_DIFF."""
+    read from `hf_dir`, on one short prompt; UserError past MAX_FP32_DIFF."""
     import numpy as np
     import torch
-    from transformers import AutoModelForCausalLM
 
     from pipeline.measure.runtimes.openvino_genai import compile_ir, ir_logits
 
-    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval()
     tokens = [int(t) for t in torch.arange(1, 17) * 37 % model.config.vocab_size]
     with torch.no_grad():
         want = model(input_ids=torch.tensor([tokens])).logits[0].numpy()
@@ -108,14 +104,15 @@ class ExportOpenVinoStage:
 
     def run(self, ctx: StageContext[ExportOpenVinoSettings]) -> dict[str, Any]:
         from pipeline.measure.quant_mix import openvino_mix
-        from pipeline.models.openvino_ir import export_folder
+        from pipeline.models.openvino_ir import export_folder, load_model
         from pipeline.run_bundle import open_openvino
 
         s, hf_dir = ctx.settings, ctx.inputs["model"]
         fmt = FORMATS["openvino"]  # this stage's format: artifact names from the table
         fp32, out = ctx.out_dir / fmt.artifact(fmt.fp), ctx.out_dir / fmt.artifact(s.quant)
-        export_folder(hf_dir, fp32, fmt.fp, s.group_size)
-        diff = check_fp32(hf_dir, fp32)
+        model = load_model(hf_dir)  # every folder is traced from it, and the check runs it
+        export_folder(model, hf_dir, fp32, fmt.fp, s.group_size)
+        diff = check_fp32(model, hf_dir, fp32)
         ctx.log(f"{fp32.name}: max |logit diff| vs torch {diff:.2e}")
         if s.quant != fmt.fp:
             texts = _texts(ctx)
@@ -123,7 +120,7 @@ class ExportOpenVinoStage:
                 (ctx.out_dir / "calibration.json").write_text(json.dumps(
                     {"method": "awq+scale_estimation", "rows": len(texts),
                      "tokens": sum(map(len, texts))}) + "\n")
-            export_folder(hf_dir, out, s.quant, s.group_size, texts)
+            export_folder(model, hf_dir, out, s.quant, s.group_size, texts)
         if (hf_dir / "prompt_format.json").is_file():  # the trained messages travel with it
             shutil.copyfile(hf_dir / "prompt_format.json", ctx.out_dir / "prompt_format.json")
         open_openvino(out, threads=1)  # proves the folder loads in openvino-genai

@@ -23,13 +23,20 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
-from pipeline.generation.backends import LIBRARIES, BackendOptions, Request, Result, make_backend
+from pipeline.generation.backends import (
+    LIBRARIES,
+    BackendOptions,
+    Request,
+    Result,
+    TeacherBackend,
+    make_backend,
+)
 from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
@@ -96,6 +103,14 @@ def waves(reqs: list[Request], done: Collection[str], wave: int | None) -> list[
     return [c for c in chunks if any(r.key not in done for r in c)]
 
 
+def _new_results(backend: TeacherBackend, reqs: list[Request], done: Collection[str]
+                 ) -> Iterator[Result]:
+    """The backend's results for every request not done yet, wave by wave; a request redone
+    with its wave is dropped (its row stays as written)."""
+    for wave in waves(reqs, done, backend.wave):
+        yield from (res for res in backend.run(wave) if res.request.key not in done)
+
+
 def _record(res: Result, row: dict[str, Any]) -> dict[str, Any]:
     req = res.request
     out = {"key": req.key, "id": req.row_id, "split": row["split"], "sample": req.sample,
@@ -146,20 +161,17 @@ class TeacherStage:
         try:
             with out_path.open("a", encoding="utf-8") as out, tqdm(
                     total=len(reqs), initial=len(done), unit="row", desc="teacher") as bar:
-                for wave in waves(reqs, done, backend.wave):
-                    for res in backend.run(wave):
-                        if res.request.key in done:  # redone with its wave: kept as written
-                            continue
-                        record = _record(res, by_id[res.request.row_id])
-                        bar.update(1)
-                        if res.error:
-                            failed.append(record)
-                            continue
-                        _append(out, record)
-                        for key in totals:
-                            totals[key] += record[key]
-                        rate = totals["completion_tokens"] / (time.perf_counter() - start)
-                        bar.set_postfix(tok_s=f"{rate:.1f}")
+                for res in _new_results(backend, reqs, done):
+                    record = _record(res, by_id[res.request.row_id])
+                    bar.update(1)
+                    if res.error:
+                        failed.append(record)
+                        continue
+                    _append(out, record)
+                    for key in totals:
+                        totals[key] += record[key]
+                    rate = totals["completion_tokens"] / (time.perf_counter() - start)
+                    bar.set_postfix(tok_s=f"{rate:.1f}")
         finally:
             backend.close()
         with (ctx.out_dir / FAILED_FILE).open("w", encoding="utf-8") as fh:

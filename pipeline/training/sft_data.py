@@ -94,6 +94,15 @@ def kept_rows(tok: Any, prompt: ChatPrompt, kept_jsonl: Path, max_seq_len: int
     return examples, prompts, skipped
 
 
+def calibration_texts(tok: Any, prompt: ChatPrompt | None, kept_jsonl: Path, rows: int | None
+                      ) -> list[list[int]]:
+    """Token ids (prompt and answer, in the student's format) of the first `rows` kept teacher
+    rows: what data-aware quantization sees (GGUF imatrix, OpenVINO AWQ)."""
+    lines = kept_jsonl.read_text().splitlines()[: rows or None]
+    return [encode_example(tok, prompt or ChatPrompt(system=""), row["prompt"], row["response"])[0]
+            for row in map(json.loads, lines)]
+
+
 def held_out_rows(tok: Any, prompt: ChatPrompt, eval_path: Path, limit: int
                   ) -> tuple[list[Example], list[str]]:
     """The eval split's reference answers (eval_set's canonical `answer` text) as examples —

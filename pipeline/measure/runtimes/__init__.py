@@ -116,12 +116,20 @@ def timed_generation(tok: Any, prompt: list[int], tokens: Iterable[int], eos: se
                      max_tokens: int, start: float) -> Generation:
     """Drain a greedy token stream (stop at EOS or max_tokens), timing the first and last
     token from `start` (just before the prompt went in): TTFT and decode time."""
+    return generation_of(tok, prompt, ((t, time.perf_counter()) for t in tokens), eos,
+                         max_tokens, start)
+
+
+def generation_of(tok: Any, prompt: list[int], arrivals: Iterable[tuple[int, float]],
+                  eos: set[int], max_tokens: int, start: float) -> Generation:
+    """The Generation of greedy tokens with the time each arrived (a runtime whose streamer
+    records them), up to EOS or max_tokens."""
     out: list[int] = []
     first = last = start
-    for token in tokens:
+    for token, at in arrivals:
         if token in eos:
             break
-        last = time.perf_counter()
+        last = at
         first = first if out else last
         out.append(token)
         if len(out) >= max_tokens:

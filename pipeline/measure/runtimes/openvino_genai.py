@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.generation.llm import Generation
-from pipeline.measure.runtimes import chat_prompt, log_softmax, run_interleaved
+from pipeline.measure.runtimes import chat_prompt, generation_of, log_softmax, run_interleaved
 
 
 def compile_ir(folder: Path, threads: int) -> Any:
@@ -90,17 +90,7 @@ class OpenVinoGenaiRuntime:
         prompt = chat_prompt(self.tok, messages)
         start = time.perf_counter()
         arrived = self._generate(prompt, max_tokens)
-        out = []
-        for token, _ in arrived:
-            if token in self.eos:
-                break
-            out.append(token)
-        first = arrived[0][1] if arrived else start
-        last = arrived[len(out) - 1][1] if out else first
-        return Generation(text=self.tok.decode(out, skip_special_tokens=True).strip(),
-                          prompt_tokens=len(prompt), prefill_tokens=len(prompt),
-                          completion_tokens=len(out), ttft_s=first - start, decode_s=last - first,
-                          total_s=time.perf_counter() - start)
+        return generation_of(self.tok, prompt, arrived, self.eos, max_tokens, start)
 
     def logprobs(self, tokens: list[int], start: int) -> np.ndarray:
         """Teacher-forced log-probs of tokens[start:], from one pass of the IR."""
