@@ -280,8 +280,8 @@ class DistillConfig(_Strict):
     eval_rows: int = Field(0, ge=0)  # held-out rows evaluated; 0 = task.max_eval_rows
     # how to start training: "" in this process, or e.g. "accelerate launch --num_processes 2"
     launcher: str = ""
-    epochs: float = Field(3.0, gt=0)
-    learning_rate: float = Field(2e-4, gt=0)
+    epochs: float = Field(2.0, gt=0)  # the embedded default's (pipeline/default.toml: why)
+    learning_rate: float = Field(1e-4, gt=0)
     batch_size: int = Field(8, ge=1)
     max_seq_len: int = Field(320, ge=16)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)

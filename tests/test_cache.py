@@ -99,7 +99,8 @@ def test_progress_line_estimates_from_earlier_runs(tmp_path) -> None:  # type: i
 
 # sha256 of each stage's settings JSON for the default config, pinned when stage settings became
 # typed models: a refactor must leave every cache key as it was (a deliberate re-key updates
-# the pin and says so in the commit). Last re-key: distill's eval schedule and
+# the pin and says so in the commit). Last re-key: distill's epochs and learning rate (issue 13:
+# 2 epochs at 1e-4); before that, distill's eval schedule and
 # group_by_length (issue 14) and the bench's grammar twins (issue 17); before that, the bench
 # steps' latency_prompts (issue 14:
 # latency on the first 16 eval prompts, the rest answered batched); before that, the default
@@ -115,7 +116,7 @@ PINNED_SETTINGS = {
     ("cpu-int4", "filter"): "24382b6a13ef4a751e11da5ba8538644c121deb7134a8693f28e43b63753d0eb",
     ("cpu-int4", "student_base"): "cb323c385c6f1a350e4653e9ce6a7a1bcbd5be756d89a92dc242f4a022285b7a",
     ("cpu-int4", "teacher_logits"): "08f110f315a0ff25118341eb70bd5038891ff423b7af02044e200a218a957df2",
-    ("cpu-int4", "distill"): "f493a792c347f8dcc69c17fbbed9caf8e66c1fb29ef829074b33c54786922e62",
+    ("cpu-int4", "distill"): "dc3269bd1cb1dc6875af36ab3a11885ce11018bc97e9448b616903b3706c772e",
     ("cpu-int4", "export"): "c668ae0e1b53a81dce6e1974e81ce5996c7573f64c438db829ca76128406412a",
     ("cpu-int4", "bench_teacher"): "cb5d9ad2325244735fdd077f8c1a5e4f8e54fdc7fcc7e89d22bade316c4d54d1",
     ("cpu-int4", "bench_student"): "6f8e487185a11b14b40a7c2da06606e5468b82933d5dd4b3e3023b786e742f32",

@@ -15,7 +15,7 @@ def test_default_config_loads() -> None:
     cfg = load_config(None)
     assert cfg.teacher.model == "qwen2.5-coder-1.5b-instruct-q4_k_m"
     assert cfg.student.model == "smollm2-135m-instruct-q4_1"
-    assert cfg.distill.epochs == 3
+    assert cfg.distill.epochs == 2
     assert cfg.distill.bf16 == "auto"  # never a precision the machine only emulates
 
 

@@ -16,8 +16,15 @@ from safetensors.torch import load_file
 
 from pipeline.models.hf import load_causal_lm, load_tokenizer
 from pipeline.prompts import ChatPrompt
-from pipeline.training.sft_data import IGNORE, encode_example
-from pipeline.training.trainer import KD, TrainSettings, _batch_of, evaluate, steps_per_epoch, train
+from pipeline.training.sft_data import IGNORE, collate, encode_example, reply_ce
+from pipeline.training.trainer import (
+    KD,
+    TrainSettings,
+    _batch_of,
+    evaluate,
+    steps_per_epoch,
+    train,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +57,26 @@ def test_a_few_steps_reduce_the_loss(tiny_hf: Path, tmp_path: Path) -> None:
     log = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == list(range(1, 13))
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_reply_only_logits_give_the_models_own_loss_and_gradients(tiny_hf: Path) -> None:
+    """The LM head runs only from the first reply position on; the loss and every gradient
+    equal HF's full-logits loss (prompts of different lengths, right padding, one row whose
+    reply starts late)."""
+    tok = load_tokenizer(tiny_hf)
+    model = load_causal_lm(tiny_hf)
+    texts = ["Ann Lee wants 2 lamps", "order " * 12 + "for Bo Li, 3 desks to Oslo", "hi"]
+    batch = collate([encode_example(tok, ChatPrompt(system=SYSTEM), t, REPLY) for t in texts],
+                    tok.pad_token_id)
+    full = model(**batch).loss
+    full.backward()
+    want = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    mine = reply_ce(model, batch)
+    mine.backward()
+    assert torch.allclose(mine, full, atol=1e-6)
+    for a, b in zip(want, [p.grad for p in model.parameters()], strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
 
 
 def _epoch(lengths: list[int] | int, seed: int, epochs: int = 1) -> list[list[int]]:

@@ -3,6 +3,8 @@
 Value pools and phrasings are data tables. Each pool is split into a train part and a
 held-out part; the eval split draws mostly from the held-out parts and uses only
 held-out message templates, so a student that memorized train phrasings scores lower.
+A share of the train rows (MADE_UP_SHARE) gets made-up names, places and products built from
+syllables, so the student learns to copy values rather than recall the pools.
 
 Example:
     >>> from pipeline.tasks.generator import generate
@@ -175,6 +177,57 @@ WIDE_TEMPLATES = [
 ]
 
 
+# Made-up values (train only): a student that has seen each city a dozen times learns to
+# *recall* the pool ("Glasgow" for "galway", "Seville" for "Sevilla") instead of copying the
+# message. Names, places and products nobody has seen before, built from syllables, can only
+# be copied — the skill the hand-written eval tests. Some rows write them in lower case, as
+# people type.
+SYLLABLES = ["ka", "ro", "vel", "min", "dra", "sho", "tu", "bel", "gar", "ni", "os", "quen",
+             "za", "lir", "mo", "pe", "stra", "ul", "ve", "xa", "yo", "thi", "an", "dor", "ek",
+             "fi", "gu", "har", "is", "jo", "bru", "cen", "dal", "et", "ho", "ir", "kos", "lu",
+             "mar", "nor", "ob", "pri", "rin", "sa", "tor", "ub", "wen", "zi"]
+ACCENTS = {"a": "á", "e": "é", "i": "í", "o": "ö", "u": "ü", "n": "ñ", "s": "ș", "z": "ž", "l": "ł"}
+PLACE_FORMS = ["{}", "{}", "{}", "San {}", "Port {}", "{} City", "Nova {}", "{}-sur-Mer",
+               "Bad {}", "{} Heights", "Al {}", "{}-{}"]
+ITEM_WORDS = ["cordless", "stainless steel", "folding", "waterproof", "ergonomic", "LED",
+              "wireless", "heavy-duty", "bamboo", "ceramic", "insulated", "solar", "magnetic",
+              "adjustable", "portable", "recycled", "branded", "anti-static", "1.5-litre",
+              "12-volt", "A3", "child-safe", "left-handed", "fireproof"]
+ITEM_NOUNS = [("drill", "drills"), ("water bottle", "water bottles"), ("lantern", "lanterns"),
+              ("whiteboard", "whiteboards"), ("extension cord", "extension cords"),
+              ("door stop", "door stops"), ("tool box", "tool boxes"),
+              ("rain jacket", "rain jackets"), ("shelving unit", "shelving units"),
+              ("spray bottle", "spray bottles"), ("hand truck", "hand trucks"),
+              ("label printer", "label printers"), ("storage bin", "storage bins"),
+              ("floor fan", "floor fans"), ("kettle", "kettles"), ("cutting board", "cutting boards"),
+              ("step ladder", "step ladders"), ("wall clock", "wall clocks"), ("pallet", "pallets"),
+              ("hammock", "hammocks"), ("tripod", "tripods"), ("work glove", "work gloves")]
+MADE_UP_SHARE = 0.4  # of train rows
+
+
+def _word(rng: random.Random) -> str:
+    word = "".join(rng.choice(SYLLABLES) for _ in range(rng.choice([2, 2, 3, 3, 4])))
+    if rng.random() < 0.3:
+        i = rng.randrange(len(word))
+        word = word[:i] + ACCENTS.get(word[i], word[i]) + word[i + 1:]
+    return word.capitalize()
+
+
+def _made_up(rng: random.Random) -> dict[str, Any]:
+    """A made-up name, destination, other city and (sometimes) product for one train row."""
+    name = " ".join(_word(rng) for _ in range(rng.choice([2, 2, 2, 3])))
+    form = rng.choice(PLACE_FORMS)
+    city = form.format(*(_word(rng) for _ in range(form.count("{}"))))
+    other = _word(rng)
+    item = None
+    if rng.random() < 0.5:
+        singular, plural = rng.choice(ITEM_NOUNS)
+        word = rng.choice(ITEM_WORDS)
+        item = (f"{word} {singular}", f"{word} {plural}")
+    return {"name": name, "city": city, "other_city": other, "item": item,
+            "lower": rng.random() < 0.2}
+
+
 def _qty_text(qty: int, rng: random.Random) -> str:
     if qty <= len(NUMBER_WORDS) and rng.random() < 0.35:
         return NUMBER_WORDS[qty - 1]
@@ -205,6 +258,15 @@ def _one(split: str, index: int, rng: random.Random) -> dict[str, Any]:
     cities = WORLD_CITIES if wide and rng.random() < 0.7 else pools["city"]
     city, other_city = rng.sample(cities, 2)
     date = dt.date(2024, 1, 1) + dt.timedelta(days=rng.randint(0, 4 * 365))
+    # train only, and after the shared draws: the eval split's stream is unchanged
+    made = _made_up(rng) if split == "train" and rng.random() < MADE_UP_SHARE else None
+    if made:
+        name, city, other_city = made["name"], made["city"], made["other_city"]
+        if made["item"]:
+            singular, plural = made["item"]
+            item = singular if qty == 1 else plural
+        if made["lower"]:
+            name, city = name.lower(), city.lower()
     templates = WIDE_TEMPLATES if wide else TRAIN_TEMPLATES if split == "train" else EVAL_TEMPLATES
     styles = DATE_STYLES + EXTRA_DATE_STYLES if wide else DATE_STYLES
     prompt = rng.choice(templates).format(
@@ -228,7 +290,7 @@ def generate(split: str, count: int, seed: int) -> list[dict[str, Any]]:
     return [_one(split, i, rng) for i in range(count)]
 
 
-SHIPPED = {"train": 200, "eval": 30}  # rows of the shipped splits (seed 2026)
+SHIPPED = {"train": 400, "eval": 30}  # rows of the shipped splits (seed 2026)
 HAND_WRITTEN = "hand-written"  # the eval set written by hand: verdict and gate use it
 
 

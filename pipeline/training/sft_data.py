@@ -155,3 +155,33 @@ def length_grouped(order: list[int], lengths: list[int], batch_size: int,
         raise ValueError(f"length_grouped: {len(shuffle)} positions for {len(full)} batches")
     return [i for k in shuffle for i in full[k]] + [i for b in batches
                                                     if len(b) < batch_size for i in b]
+
+
+def _keeps_logits(model: Any) -> bool:
+    """Whether the (possibly DDP- or peft-wrapped) model's forward takes `logits_to_keep`."""
+    import inspect
+
+    inner = getattr(model, "module", model)
+    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+    return "logits_to_keep" in inspect.signature(inner.forward).parameters
+
+
+def reply_ce(model: Any, batch: dict[str, Any]) -> Any:
+    """Mean cross-entropy over the batch's reply tokens: the same value as `model(**batch).loss`
+    (HF's causal-LM loss: shifted, mean over kept labels), but the LM head and the softmax run
+    only from the first reply position on (`logits_to_keep`). The prompt is ~70 % of the
+    default task's tokens and the head is 49k wide, so this cut a bf16 step by ~20 %
+    (measured: 7.0 → 5.6 s per batch of 8 on the default rows)."""
+    import torch
+
+    labels = batch["labels"]
+    if not _keeps_logits(model):
+        return model(**batch).loss
+    # the earliest reply token in the batch; position first-1 predicts it (first >= 1 always:
+    # a reply follows at least one prompt token)
+    first = max(1, int((labels != IGNORE).int().argmax(dim=1).min()))
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                logits_to_keep=labels.shape[1] - first + 1)
+    logits = out.logits[:, :-1].float()
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                             labels[:, first:].reshape(-1), ignore_index=IGNORE)

@@ -39,6 +39,7 @@ from pipeline.training.sft_data import (
     batch_indices,
     collate,
     length_grouped,
+    reply_ce,
     reply_start,
     teacher_view,
 )
@@ -51,8 +52,8 @@ class TrainSettings(Settings):
 
     seed: int = 0
     batch_size: int = 8
-    epochs: float = 3.0
-    learning_rate: float = 2e-4
+    epochs: float = 2.0
+    learning_rate: float = 1e-4
     weight_decay: float = 0.0
     warmup_ratio: float = 0.05
     bf16: Literal["auto"] | bool = "auto"  # pipeline.precision decides "auto"
@@ -154,9 +155,11 @@ def evaluate(model: Any, examples: list[Example], s: TrainSettings, pad_id: int,
             chunk = [examples[i] for i in idx]
             batch = _to(collate(chunk, pad_id), device)
             n = int((batch["labels"][:, 1:] != IGNORE).sum())  # tokens the loss averages over
-            out = model(**batch)
-            loss_sum += float(out.loss) * n
-            if plain is not None:
+            if plain is None:
+                loss_sum += float(reply_ce(model, batch)) * n
+            else:
+                out = model(**batch)
+                loss_sum += float(out.loss) * n
                 kl_sum += float(_kd_term(plain, out.logits, batch, chunk, idx, "eval")) * n
             count += n
     model.train(was_training)
@@ -172,10 +175,10 @@ def _step_loss(model: Any, chunk: list[Example], idx: list[int], precision: Prec
         chunk = _on_policy(model, chunk, pad_id, kd.max_new_tokens)
     batch = _to(collate(chunk, pad_id), _device_of(model))
     with precision.autocast():
-        out = model(**batch)
         if kd is None or kd.weight == 0:
-            loss = out.loss
-        elif on_policy:
+            return reply_ce(model, batch), int(batch["attention_mask"].sum())
+        out = model(**batch)
+        if on_policy:
             loss = _kd_term(kd, out.logits, batch, chunk, idx, "train")
         else:
             kd_term = _kd_term(kd, out.logits, batch, chunk, idx, "train")
