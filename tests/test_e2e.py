@@ -36,6 +36,7 @@ checks = ["length", "refusal", "validator"]  # SmolLM2 as teacher rarely matches
 [distill]
 epochs = 1
 batch_size = 4
+learning_rate = 2e-4  # one step must move the tiny student off the base (KL checks)
 [gate]
 require_goal = false  # a student trained for one step: mechanics, not the [goal] bar
 [bench]
