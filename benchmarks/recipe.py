@@ -7,8 +7,7 @@ each eval set (hand-written, generated) with the task's metric and invented span
 quantized artifacts track the fp32 student within the target's gate (max_quant_loss), so this
 ranks recipes at a fraction of a full build's cost; the chosen one is then built for real.
 
-Example (the default build first, then 3 seeds of a recipe):
-    distill-edge build --target cpu-int4 --until filter
+Example (the build's steps up to student_base run first, or come from its cache):
     .venv/bin/python -m benchmarks.recipe --epochs 2 --lr 1e-4 --seeds 0 1 2 \
         --out build/recipes.jsonl
 """
@@ -24,14 +23,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-
-def step_path(manifest: Path, step: str) -> Path:
-    """The cached output folder of one step of a finished (or --until) build."""
-    steps = json.loads(manifest.read_text())["steps"]
-    return Path(next(s["path"] for s in steps if s["step"] == step))
+UNTIL = "student_base"  # the last step a trial reads (prompts, filter and student_base)
 
 
-def trial(build: Path, epochs: float, lr: float, seed: int, rows: int, eval_rows: int,
+def step_paths(root: Path, target: str) -> dict[str, Path]:
+    """The default config's steps up to UNTIL, run or taken from the cache (as
+    benchmarks.profiles does): step id -> output folder."""
+    from pipeline.config import load_config
+    from pipeline.runner import run_plan
+    from pipeline.targets import load_target
+
+    manifest = run_plan(load_config(None), load_target(target), root, until=UNTIL)
+    return {s["step"]: Path(s["path"]) for s in manifest["steps"]}
+
+
+def trial(paths: dict[str, Path], epochs: float, lr: float, seed: int, rows: int, eval_rows: int,
           batch_size: int) -> dict[str, Any]:
     """Train one student and score it; returns the row of the table."""
     import torch
@@ -47,10 +53,10 @@ def trial(build: Path, epochs: float, lr: float, seed: int, rows: int, eval_rows
 
     torch.set_num_threads(2)
     cfg = load_config(None)
-    base = step_path(build, "student_base")
+    base = paths["student_base"]
     tok = load_tokenizer(base)
     examples, _, _ = kept_rows(tok, cfg.task.student_prompt,
-                               step_path(build, "filter") / "kept.jsonl", cfg.distill.max_seq_len)
+                               paths["filter"] / "kept.jsonl", cfg.distill.max_seq_len)
     examples = examples[: rows or None]
     settings = TrainSettings(seed=seed, batch_size=batch_size, epochs=epochs, learning_rate=lr,
                              warmup_ratio=cfg.distill.warmup_ratio, bf16=cfg.distill.bf16)
@@ -63,7 +69,7 @@ def trial(build: Path, epochs: float, lr: float, seed: int, rows: int, eval_rows
         tok.save_pretrained(Path(tmp) / "model")
         shutil.rmtree(Path(tmp) / "train", ignore_errors=True)
         runtime = TorchRuntime(str(Path(tmp) / "model"), 1024, 2)
-        evals = read_rows(step_path(build, "prompts") / EVAL_FILE)[: eval_rows or None]
+        evals = read_rows(paths["prompts"] / EVAL_FILE)[: eval_rows or None]
         gens = runtime.chat_many([cfg.task.student_prompt.messages(r["prompt"]) for r in evals],
                                  cfg.bench.max_tokens)
     task = make_task(cfg.task.spec)
@@ -85,7 +91,8 @@ def mean_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--manifest", type=Path, default=Path("build/cpu-int4/manifest.json"))
+    parser.add_argument("--build-dir", type=Path, default=Path("build"))
+    parser.add_argument("--target", default="cpu-int4")
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -94,9 +101,10 @@ def main() -> None:
     parser.add_argument("--eval-rows", type=int, default=0, help="first N eval rows (0: all)")
     parser.add_argument("--out", type=Path, default=Path("build/recipes.jsonl"))
     args = parser.parse_args()
+    paths = step_paths(args.build_dir, args.target)
     rows = []
     for seed in args.seeds:
-        rows.append(trial(args.manifest, args.epochs, args.lr, seed, args.rows, args.eval_rows,
+        rows.append(trial(paths, args.epochs, args.lr, seed, args.rows, args.eval_rows,
                           args.batch_size))
         print(json.dumps(rows[-1]))
     if len(rows) > 1:

@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -157,13 +159,18 @@ def length_grouped(order: list[int], lengths: list[int], batch_size: int,
                                                     if len(b) < batch_size for i in b]
 
 
+@functools.cache
+def _takes_logits_to_keep(model_class: type) -> bool:
+    """Whether this model class's forward takes `logits_to_keep` (read once per class, not
+    on every training step)."""
+    return "logits_to_keep" in inspect.signature(model_class.forward).parameters
+
+
 def _keeps_logits(model: Any) -> bool:
     """Whether the (possibly DDP- or peft-wrapped) model's forward takes `logits_to_keep`."""
-    import inspect
-
     inner = getattr(model, "module", model)
     inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
-    return "logits_to_keep" in inspect.signature(inner.forward).parameters
+    return _takes_logits_to_keep(type(inner))
 
 
 def reply_ce(model: Any, batch: dict[str, Any]) -> Any:
