@@ -38,7 +38,7 @@ def step_paths(root: Path, target: str) -> dict[str, Path]:
 
 
 def trial(paths: dict[str, Path], epochs: float, lr: float, seed: int, rows: int, eval_rows: int,
-          batch_size: int) -> dict[str, Any]:
+          batch_size: int, kept: Path | None = None) -> dict[str, Any]:
     """Train one student and score it; returns the row of the table."""
     import torch
 
@@ -56,7 +56,7 @@ def trial(paths: dict[str, Path], epochs: float, lr: float, seed: int, rows: int
     base = paths["student_base"]
     tok = load_tokenizer(base)
     examples, _, _ = kept_rows(tok, cfg.task.student_prompt,
-                               paths["filter"] / "kept.jsonl", cfg.distill.max_seq_len)
+                               kept or paths["filter"] / "kept.jsonl", cfg.distill.max_seq_len)
     examples = examples[: rows or None]
     settings = TrainSettings(seed=seed, batch_size=batch_size, epochs=epochs, learning_rate=lr,
                              warmup_ratio=cfg.distill.warmup_ratio, bf16=cfg.distill.bf16)
@@ -99,13 +99,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--rows", type=int, default=0, help="first N kept rows (0: all)")
     parser.add_argument("--eval-rows", type=int, default=0, help="first N eval rows (0: all)")
+    parser.add_argument("--kept", type=Path, default=None,
+                        help="train rows in the filter's kept.jsonl format (default: the build's)")
     parser.add_argument("--out", type=Path, default=Path("build/recipes.jsonl"))
     args = parser.parse_args()
     paths = step_paths(args.build_dir, args.target)
     rows = []
     for seed in args.seeds:
         rows.append(trial(paths, args.epochs, args.lr, seed, args.rows, args.eval_rows,
-                          args.batch_size))
+                          args.batch_size, args.kept))
         print(json.dumps(rows[-1]))
     if len(rows) > 1:
         rows.append(mean_row(rows))

@@ -7,7 +7,9 @@ error, writes `\\d` as a literal and lets `"` through in patterned strings (chec
 - json tasks: the task's JSON Schema, compact (no free whitespace) and with every free string
   bounded (`bounded`): nothing to loop on until `max_tokens`; a schema llguidance cannot
   express, or expresses with a warning (a loosened keyword), is refused in one line instead
-  of silently loosened.
+  of silently loosened. The task's `copy_fields` (string fields copied from the message) are
+  named in the grammar (run_bundle.COPY_KEY): each answer's grammar limits them to spans of
+  its own message (run_bundle.for_message).
 - label tasks: one of the labels, exactly.
 - text tasks: no grammar (refused).
 
@@ -29,6 +31,7 @@ import json
 from typing import Any
 
 from pipeline.errors import UserError
+from pipeline.run_bundle import COPY_KEY, for_message
 from pipeline.tasks.base import TaskSpec
 
 
@@ -67,14 +70,20 @@ def grammar_for(spec: TaskSpec) -> str:
     if spec.kind == "json" and spec.json_schema:
         grammar = LLMatcher.grammar_from_json_schema(
             bounded(spec.json_schema), overrides={"whitespace_flexible": False})
+        if spec.copy_fields:  # string fields (the task config checks it)
+            grammar = json.dumps({**json.loads(grammar), COPY_KEY: list(spec.copy_fields)},
+                                 ensure_ascii=False)
     elif spec.kind == "label" and spec.labels:
         grammar = LLMatcher.grammar_from_lark(
             "start: " + " | ".join(json.dumps(label) for label in spec.labels))
     else:
         raise NoGrammar(spec, f"of kind '{spec.kind}' has no answer grammar (json and label "
                             "tasks have one)")
-    is_error, messages = LLMatcher.validate_grammar_with_warnings(grammar)
+    # checked as an answer sees it: copy fields as a choice of its message's spans
+    is_error, messages = LLMatcher.validate_grammar_with_warnings(
+        for_message(grammar, "Ann Lee, 2 lamps, Oslo"))
     if is_error or messages:
         raise NoGrammar(spec, "has a schema the grammar cannot express exactly: "
                             + " ".join(str(m) for m in messages).replace("\n", " "))
     return grammar
+

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -62,27 +63,42 @@ def answer_gguf(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens:
                     n_threads=threads, n_threads_batch=threads, verbose=False)
     except (ValueError, RuntimeError) as exc:
         raise BundleError(f"cannot load {bundle / settings['model']}: {exc}") from None
-    out = llm.create_chat_completion(messages(settings, prompt), max_tokens=max_tokens,
-                                     temperature=0.0, top_k=1, repeat_penalty=1.0,
-                                     logits_processor=grammar_mask(bundle, settings, llm))
+    chat = messages(settings, prompt)
+    out = llm.create_chat_completion(chat, max_tokens=max_tokens, temperature=0.0, top_k=1,
+                                     repeat_penalty=1.0,
+                                     logits_processor=grammar_mask(bundle, settings, llm,
+                                                                   chat[-1]["content"]))
     return str(out["choices"][0]["message"]["content"] or "").strip()
 
 
-def grammar_mask(bundle: Path, settings: dict[str, Any], llm: Any) -> Any:
-    """With a `grammar` in generation.json (a constrained target): a logits processor that
-    masks every token the task's grammar (llguidance) does not allow next, so an answer that
-    ends always parses."""
+def read_grammar(bundle: Path, settings: dict[str, Any]) -> str | None:
+    """The grammar generation.json names (a constrained target), checked by llguidance; None
+    without one; an unreadable or invalid file is one BundleError."""
     if not settings.get("grammar"):
         return None
-    from llama_cpp import LogitsProcessorList
+    from llguidance import LLMatcher
 
     path = bundle / settings["grammar"]
     try:
-        return LogitsProcessorList([GrammarMask(llama_vocab(llm), path.read_text("utf-8"))])
+        grammar = path.read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise BundleError(f"cannot read the grammar {path}: {exc}") from None
-    except ValueError as exc:
-        raise BundleError(f"{path} is not a valid grammar: {str(exc)[:200]}") from None
+    is_error, problems = LLMatcher.validate_grammar_with_warnings(for_message(grammar, "a"))
+    if is_error:
+        raise BundleError(f"{path} is not a valid grammar: {' '.join(' '.join(problems).split())[:200]}")
+    return grammar
+
+
+def grammar_mask(bundle: Path, settings: dict[str, Any], llm: Any, message: str) -> Any:
+    """With a `grammar` in generation.json (a constrained target): a logits processor that
+    masks every token the task's grammar (llguidance) does not allow next, so an answer that
+    ends always parses; `message` (the user turn) bounds its copy fields (for_message)."""
+    grammar = read_grammar(bundle, settings)
+    if grammar is None:
+        return None
+    from llama_cpp import LogitsProcessorList
+
+    return LogitsProcessorList([GrammarMask(llama_vocab(llm), grammar, message)])
 
 
 def llama_vocab(llm: Any) -> Any:
@@ -94,15 +110,53 @@ def llama_vocab(llm: Any) -> Any:
         return lltokenizer_from_vocab(llm._model.vocab)
 
 
+# A json grammar may name fields whose value is copied from the message (the task's
+# copy_fields): distill-edge's own key beside llguidance's, which llguidance ignores.
+COPY_KEY = "copy_spans"
+# A word of a message: letters/digits, joined by the marks names and products carry inside
+# ("Jean-Baptiste", "O'Brien", "USB-C", "27-inch", "St.John").
+WORD = re.compile(r"\w+(?:[-'\u2019.&/]\w+)*")
+SPAN_WORDS = 8  # the longest copied value, in words ("Leticia Ramírez de la Cruz" is 5)
+
+
+def message_spans(message: str, max_words: int = SPAN_WORDS) -> list[str]:
+    """Every run of 1..max_words consecutive words of the message, exactly as written
+    (case, accents and the marks between the words kept), first occurrence first."""
+    words = [m.span() for m in WORD.finditer(message)]
+    spans = (message[start:words[j][1]] for i, (start, _) in enumerate(words)
+             for j in range(i, min(i + max_words, len(words))))
+    return list(dict.fromkeys(spans))
+
+
+def for_message(grammar: str, message: str) -> str:
+    """The grammar one answer decodes under: a json grammar's copy fields (COPY_KEY) become
+    a choice of the message's spans, so a name, place or product is copied, never made up
+    or garbled (a 4-bit 135M student wrote "Hollywood" for Hyderabad, "hammersocks" for
+    hammocks). Other grammars, and a message without words, are unchanged."""
+    try:
+        spec = json.loads(grammar)
+    except json.JSONDecodeError:  # a lark grammar (label tasks): nothing to copy
+        return grammar
+    fields = spec.pop(COPY_KEY, None) if isinstance(spec, dict) else None
+    spans = message_spans(message)
+    if not fields or not spans:
+        return grammar
+    props = spec["grammars"][0]["json_schema"]["properties"]
+    for field in fields:
+        props[field] = {"type": "string", "enum": spans}
+    return json.dumps(spec, ensure_ascii=False)
+
+
 class GrammarMask:
     """A llama-cpp-python logits processor, one per answer: every logit the grammar does not
     allow next is set to -inf. The answer is the tokens after those of the first call (the
-    prompt). distill-edge's bench uses this same class (pipeline.generation.llm)."""
+    prompt). `message` is the user turn it answers (for_message). distill-edge's bench uses
+    this same class (pipeline.generation.llm)."""
 
-    def __init__(self, vocab: Any, grammar: str) -> None:
+    def __init__(self, vocab: Any, grammar: str, message: str = "") -> None:
         from llguidance import LLMatcher
 
-        self.matcher = LLMatcher(vocab, grammar)
+        self.matcher = LLMatcher(vocab, for_message(grammar, message))
         if self.matcher.is_error():
             raise ValueError(self.matcher.get_error())
         self.seen: int | None = None  # tokens already given to the matcher

@@ -4,8 +4,10 @@ The student only works in the prompt format it was trained with, so a client sho
 the task text. The bundle's system prompt, few-shot turns and user template are applied by a
 chat format registered with llama-cpp-python (`distill-edge-bundle`): it wraps the client's
 last user message exactly as `run.py` does (pipeline.run_bundle.messages) and renders it
-with the GGUF's own chat template. Everything else — HTTP, streaming, /v1/models — is
-llama_cpp.server's. Loopback only by default.
+with the GGUF's own chat template. A constrained bundle's grammar (generation.json `grammar`)
+masks each answer as in `run.py` (run_bundle.GrammarMask, its copy fields bounded by that
+request's text). Everything else — HTTP, streaming, /v1/models — is llama_cpp.server's.
+Loopback only by default.
 
 Example:
     distill-edge serve build/cpu-int4/bundle --port 8000 &
@@ -19,14 +21,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.run_bundle import BundleError, load_settings
+from pipeline.run_bundle import BundleError, GrammarMask, llama_vocab, load_settings, read_grammar
 from pipeline.run_bundle import messages as bundle_messages
 
 CHAT_FORMAT = "distill-edge-bundle"
 
 
-def _register_format(model: Path, settings: dict[str, Any]) -> None:
-    """Register the bundle's prompt format, rendered with the GGUF's chat template."""
+def _task_text(messages: list[dict[str, Any]]) -> str:
+    """The client's last user message: the task text the bundle's prompt wraps."""
+    return str(next((m.get("content") or "" for m in reversed(messages)
+                     if m.get("role") == "user"), ""))
+
+
+def register_format(model: Path, settings: dict[str, Any], grammar: str | None = None) -> None:
+    """Register the bundle's prompt format (CHAT_FORMAT), rendered with the GGUF's chat
+    template; with a grammar, every answer is decoded under it (GrammarMask)."""
     import llama_cpp
     from llama_cpp import llama_chat_format as fmt
 
@@ -39,12 +48,24 @@ def _register_format(model: Path, settings: dict[str, Any]) -> None:
         template=template, eos_token=vocab._model.token_get_text(eos) if eos != -1 else "",
         bos_token=vocab._model.token_get_text(bos) if bos != -1 else "")
 
-    @fmt.register_chat_format(CHAT_FORMAT)
     def _bundle_format(messages: list[dict[str, Any]], **kwargs: Any) -> Any:
-        # the task text is the client's last user message; the rest is the bundle's
-        text = next((m.get("content") or "" for m in reversed(messages)
-                     if m.get("role") == "user"), "")
-        return render(messages=bundle_messages(settings, str(text)))
+        return render(messages=bundle_messages(settings, _task_text(messages)))
+
+    handler = fmt.chat_formatter_to_chat_completion_handler(_bundle_format)
+    vocabs: dict[int, Any] = {}  # llguidance's view of the served model, built once
+
+    def _constrained(*, llama: Any, messages: list[dict[str, Any]], **kwargs: Any) -> Any:
+        if grammar:
+            if id(llama) not in vocabs:
+                vocabs[id(llama)] = llama_vocab(llama)
+            wrapped = bundle_messages(settings, _task_text(messages))
+            mask = GrammarMask(vocabs[id(llama)], grammar, wrapped[-1]["content"])
+            kwargs["logits_processor"] = llama_cpp.LogitsProcessorList(
+                [mask, *(kwargs.get("logits_processor") or [])])
+        return handler(llama=llama, messages=messages, **kwargs)
+
+    fmt.LlamaChatCompletionHandlerRegistry().register_chat_completion_handler(
+        CHAT_FORMAT, _constrained, overwrite=True)
 
 
 def serve(bundle: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
@@ -57,14 +78,10 @@ def serve(bundle: Path, host: str = "127.0.0.1", port: int = 8000) -> None:
     if settings["format"] != "gguf":
         raise BundleError(f"serving a {settings['format']} bundle is not supported yet: only GGUF "
                           "bundles (llama-cpp-python's server); run its run.py per request instead")
-    if settings.get("grammar"):
-        raise BundleError("serving a constrained bundle (generation.json names a grammar) is not "
-                          "supported yet: llama-cpp-python's server takes no llguidance grammar; "
-                          "answer with its run.py")
     model = bundle / settings["model"]
     if not model.is_file():
         raise BundleError(f"{model} is missing: rebuild the bundle")
-    _register_format(model, settings)
+    register_format(model, settings, read_grammar(bundle, settings))
     threads = int(settings.get("threads", 2))
     app = create_app(server_settings=ServerSettings(host=host, port=port),
                      model_settings=[ModelSettings(

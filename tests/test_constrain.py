@@ -73,14 +73,45 @@ def test_a_random_model_answers_inside_the_grammar(tiny_f16: Path, spec: TaskSpe
     assert summarize_latency(free)["truncated"] > 0  # random text runs to max_tokens
 
 
+def test_copy_fields_are_decoded_as_spans_of_each_message(tiny_f16: Path) -> None:
+    """A json task's copy fields: the grammar names them, each answer's grammar makes them a
+    choice of its own message's word spans (as written), so even the random tiny model
+    copies; other fields, and label grammars, are untouched."""
+    from pipeline.run_bundle import COPY_KEY, for_message, message_spans
+
+    spans = message_spans("Hi, Jean-Baptiste O'Brien: 3 USB-C hubs to St. John's.", 3)
+    assert {"Jean-Baptiste O'Brien", "USB-C hubs", "St. John's", "3"} <= set(spans)
+    assert not {"ean", "Brien:", "hubs to St. John's"} & set(spans)  # words whole, <= 3 of them
+    schema = {"type": "object", "properties": {"who": {"type": "string"}, "n": {
+        "type": "integer", "minimum": 0, "maximum": 9}}, "required": ["who", "n"],
+        "additionalProperties": False}
+    spec = TaskSpec(name="t", kind="json", json_schema=schema, copy_fields=("who",))
+    grammar = grammar_for(spec)
+    assert json.loads(grammar)[COPY_KEY] == ["who"]
+    one = json.loads(for_message(grammar, "Ann Lee, Oslo"))
+    assert COPY_KEY not in one
+    assert one["grammars"][0]["json_schema"]["properties"]["who"]["enum"] == [
+        "Ann", "Ann Lee", "Ann Lee, Oslo", "Lee", "Lee, Oslo", "Oslo"]
+    assert one["grammars"][0]["json_schema"]["properties"]["n"]["maximum"] == 9
+    labels = grammar_for(TaskSpec(name="t", kind="label", labels=("a", "b")))
+    assert for_message(labels, "Ann Lee") == labels and for_message(grammar, "...") == grammar
+    prompts = ["Ann Lee wants 2 lamps", "Ngozi Eze - 2 fans - Enugu", "9 cups to Oslo please"]
+    held = bench_artifact(tiny_f16, SYS, prompts, threads=1, n_ctx=256, max_tokens=80, warmup=0,
+                          grammar=grammar)
+    for prompt, result in zip(prompts, held["results"], strict=True):
+        assert json.loads(result["response"])["who"] in message_spans(prompt)
+
+
 def test_a_constrained_bundle_answers_under_its_grammar(tiny_f16: Path, tmp_path: Path) -> None:
     """run.py with generation.json's `grammar` (what a constrained target's bundle holds): the
-    random tiny model answers with a label; a damaged grammar file is one BundleError; the
-    server refuses the bundle instead of serving it unconstrained."""
+    random tiny model answers with a label; the server's chat format (what `distill-edge
+    serve` registers) gives the same answer; a damaged grammar file is one BundleError."""
     import shutil
 
+    from llama_cpp import Llama
+
     from pipeline import run_bundle
-    from pipeline.serve import serve
+    from pipeline.serve import CHAT_FORMAT, register_format
 
     labels = ("billing", "shipping", "other")
     shutil.copyfile(tiny_f16, tmp_path / "model.gguf")
@@ -91,12 +122,17 @@ def test_a_constrained_bundle_answers_under_its_grammar(tiny_f16: Path, tmp_path
            "grammar": "grammar.json"}
     (tmp_path / "generation.json").write_text(json.dumps(gen))
     settings = run_bundle.load_settings(tmp_path)
-    assert run_bundle.answer_gguf(tmp_path, settings, "my parcel is late", 16) in labels
+    answer = run_bundle.answer_gguf(tmp_path, settings, "my parcel is late", 16)
+    assert answer in labels
+    register_format(tmp_path / "model.gguf", settings, run_bundle.read_grammar(tmp_path, settings))
+    served = Llama(str(tmp_path / "model.gguf"), n_ctx=256, n_threads=1, chat_format=CHAT_FORMAT,
+                   verbose=False).create_chat_completion(
+        [{"role": "user", "content": "my parcel is late"}], max_tokens=16, temperature=0.0,
+        top_k=1, repeat_penalty=1.0)
+    assert served["choices"][0]["message"]["content"].strip() == answer
     (tmp_path / "grammar.json").write_text("start: (")
     with pytest.raises(run_bundle.BundleError, match="is not a valid grammar"):
         run_bundle.answer_gguf(tmp_path, settings, "my parcel is late", 16)
-    with pytest.raises(run_bundle.BundleError, match="constrained bundle"):
-        serve(tmp_path)
 
 
 def test_the_report_pairs_each_artifact_with_its_grammar_twin() -> None:

@@ -96,6 +96,30 @@ def test_parity_gate_names_the_artifact_and_numbers() -> None:
     assert not missing["passed"] and "not measured" in missing["checks"][0]["text"]
 
 
+def test_a_constrained_artifact_is_held_to_the_fp32_student_by_its_free_twin() -> None:
+    """Under the grammar the shipped answers differ from the free fp32 student's wherever a
+    copy was fixed: the quantization checks (metric loss, greedy agreement) read the free
+    twin; the quality bar reads what ships."""
+    from pipeline.measure.verdict import quality_gate
+
+    rows = [*_rows(), _row("distilled_torch", 0.93, 0.3, 14.0)]
+    shipped = next(r for r in rows if r["role"] == "distilled")
+    shipped |= {"field_accuracy": 0.95, "kl_vs_reference": 0.01, "greedy_agreement": 0.6}
+    free = {**shipped, "role": "distilled_free", "label": "distilled, free decoding",
+            "field_accuracy": 0.90, "greedy_agreement": 0.8}
+    gate = quality_gate([*rows, free], 0.94, 0.02, max_kl=0.02, min_greedy_agreement=0.7,
+                        metric="field_accuracy")
+    assert [c["check"] for c in gate["checks"]] == ["min_quality", "max_quant_loss", "max_kl",
+                                                    "min_greedy_agreement"]
+    assert gate["checks"][0]["value"] == 0.95 and gate["checks"][0]["passed"]
+    assert gate["checks"][1]["value"] == 0.03 and not gate["checks"][1]["passed"]
+    assert gate["checks"][3]["text"] == (
+        "distilled, free decoding share of answers identical to the fp32 student's: 0.8 "
+        "(minimum 0.7)")
+    assert not quality_gate(rows, None, None, min_greedy_agreement=0.7,
+                            metric="field_accuracy")["passed"]  # no twin: its own answers
+
+
 def test_greedy_agreement_counts_identical_answers() -> None:
     from pipeline.measure.quality import greedy_agreement
 

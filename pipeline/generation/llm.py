@@ -65,7 +65,7 @@ class ChatRunner:
             bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
         )
 
-    def _mask(self, grammar: str | None) -> Any:
+    def _mask(self, grammar: str | None, message: str) -> Any:
         if grammar is None:
             return None
         from llama_cpp import LogitsProcessorList
@@ -74,7 +74,7 @@ class ChatRunner:
 
         if self._lltokenizer is None:
             self._lltokenizer = llama_vocab(self.llm)
-        return LogitsProcessorList([GrammarMask(self._lltokenizer, grammar)])
+        return LogitsProcessorList([GrammarMask(self._lltokenizer, grammar, message)])
 
     def prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
         text = self._formatter(messages=messages).prompt
@@ -90,7 +90,8 @@ class ChatRunner:
                       temperature: float = 0.0, seed: int = 0,
                       grammar: str | None = None) -> Generation:
         """Complete a chat (greedy at temperature 0, else seeded sampling), timed per token;
-        `grammar` (pipeline.constrain) masks every token it does not allow."""
+        `grammar` (pipeline.constrain) masks every token it does not allow; its copy fields
+        are spans of the last user turn."""
         import llama_cpp
 
         tokens = self.prompt_tokens(messages)
@@ -107,7 +108,7 @@ class ChatRunner:
         start = time.perf_counter()
         first = last = start
         for token in self.llm.generate(tokens, repeat_penalty=1.0, **sampling,
-                                       logits_processor=self._mask(grammar)):
+                                       logits_processor=self._mask(grammar, _last_user(messages))):
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 break
             last = time.perf_counter()
@@ -123,3 +124,8 @@ class ChatRunner:
         return Generation(text=text.strip(), prompt_tokens=len(tokens), prefill_tokens=prefill,
                           completion_tokens=len(out), ttft_s=first - start, decode_s=last - first,
                           total_s=time.perf_counter() - start)
+
+
+def _last_user(messages: list[dict[str, str]]) -> str:
+    """The turn being answered: what a grammar's copy fields are copied from."""
+    return next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")

@@ -240,7 +240,8 @@ def grammar_lines(rows: list[dict[str, Any]], metric: str) -> list[str]:
     if lines:
         lines.append("Free decoding → under the grammar, same artifact, same prompts; the "
                      "grammar (llguidance, from the task's schema or labels, no free "
-                     "whitespace) masks every token it does not allow, so an answer that ends "
+                     "whitespace; a json task's copy fields limited to word spans of the "
+                     "message) masks every token it does not allow, so an answer that ends "
                      "always parses; decode tok/s on the timed prompts.")
     return lines
 

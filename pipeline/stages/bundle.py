@@ -66,6 +66,8 @@ def modelfile(artifact: str, gen: dict[str, Any], chat_template: str) -> str:
         lines.append("# constrained target: pass the answer schema with each request (Ollama "
                      "structured outputs), e.g. curl localhost:11434/api/chat -d "
                      "'{\"model\": \"my-student\", \"format\": '\"$(cat " + SCHEMA_FILE + ")\"', …}'"
+                     " (the schema only: copying fields from the prompt word for word needs "
+                     "run.py or distill-edge serve)"
                      if gen.get("schema") else
                      "# constrained target: Ollama's `format` takes a JSON schema, not this "
                      "task's label grammar: use run.py for constrained answers")
@@ -120,7 +122,9 @@ def model_card(s: BundleSettings, report: dict[str, Any], gen: dict[str, Any]) -
               f"User message: `{gen['user_template']}`. Decoding: greedy, at most "
               f"{gen['max_tokens']} new tokens"
               + (f", under the task's grammar (`{gen['grammar']}`, llguidance: `run.py` needs "
-                 "`pip install llguidance`; every answer that ends parses)." if gen.get("grammar")
+                 "`pip install llguidance`; every answer that ends parses, and the fields it "
+                 "names under `copy_spans` are copied from the prompt word for word)."
+                 if gen.get("grammar")
                  else ".")]
     return "\n".join(lines) + "\n"
 
