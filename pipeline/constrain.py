@@ -31,7 +31,7 @@ import json
 from typing import Any
 
 from pipeline.errors import UserError
-from pipeline.run_bundle import COPY_KEY, for_message
+from pipeline.run_bundle import COPY_KEY, grammar_problems
 from pipeline.tasks.base import TaskSpec
 
 
@@ -79,11 +79,8 @@ def grammar_for(spec: TaskSpec) -> str:
     else:
         raise NoGrammar(spec, f"of kind '{spec.kind}' has no answer grammar (json and label "
                             "tasks have one)")
-    # checked as an answer sees it: copy fields as a choice of its message's spans
-    is_error, messages = LLMatcher.validate_grammar_with_warnings(
-        for_message(grammar, "Ann Lee, 2 lamps, Oslo"))
-    if is_error or messages:
+    is_error, problems = grammar_problems(grammar)
+    if is_error or problems:
         raise NoGrammar(spec, "has a schema the grammar cannot express exactly: "
-                            + " ".join(str(m) for m in messages).replace("\n", " "))
+                            + " ".join(problems))
     return grammar
-

@@ -44,6 +44,13 @@ def load_settings(bundle: Path) -> dict[str, Any]:
     return settings
 
 
+def last_user(messages: list[dict[str, Any]]) -> str:
+    """The last user turn's text: the task text a client sends, or the wrapped turn being
+    answered (what a grammar's copy fields are copied from)."""
+    return str(next((m.get("content") or "" for m in reversed(messages)
+                     if m.get("role") == "user"), ""))
+
+
 def messages(settings: dict[str, Any], prompt: str) -> list[dict[str, str]]:
     """The exact messages the student was trained with, around the user's prompt."""
     out = [{"role": "system", "content": settings["system"]}]
@@ -67,7 +74,7 @@ def answer_gguf(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens:
     out = llm.create_chat_completion(chat, max_tokens=max_tokens, temperature=0.0, top_k=1,
                                      repeat_penalty=1.0,
                                      logits_processor=grammar_mask(bundle, settings, llm,
-                                                                   chat[-1]["content"]))
+                                                                   last_user(chat)))
     return str(out["choices"][0]["message"]["content"] or "").strip()
 
 
@@ -76,16 +83,14 @@ def read_grammar(bundle: Path, settings: dict[str, Any]) -> str | None:
     without one; an unreadable or invalid file is one BundleError."""
     if not settings.get("grammar"):
         return None
-    from llguidance import LLMatcher
-
     path = bundle / settings["grammar"]
     try:
         grammar = path.read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise BundleError(f"cannot read the grammar {path}: {exc}") from None
-    is_error, problems = LLMatcher.validate_grammar_with_warnings(for_message(grammar, "a"))
+    is_error, problems = grammar_problems(grammar)
     if is_error:
-        raise BundleError(f"{path} is not a valid grammar: {' '.join(' '.join(problems).split())[:200]}")
+        raise BundleError(f"{path} is not a valid grammar: {' '.join(problems)[:200]}")
     return grammar
 
 
@@ -145,6 +150,16 @@ def for_message(grammar: str, message: str) -> str:
     for field in fields:
         props[field] = {"type": "string", "enum": spans}
     return json.dumps(spec, ensure_ascii=False)
+
+
+def grammar_problems(grammar: str) -> tuple[bool, list[str]]:
+    """llguidance's check of a grammar as an answer sees it (copy fields as a choice of a
+    message's spans): (is it an error, its errors and warnings, one line each)."""
+    from llguidance import LLMatcher
+
+    is_error, problems = LLMatcher.validate_grammar_with_warnings(
+        for_message(grammar, "Ann Lee, 2 lamps, Oslo"))
+    return is_error, [" ".join(str(p).split()) for p in problems]
 
 
 class GrammarMask:

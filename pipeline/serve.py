@@ -21,16 +21,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.run_bundle import BundleError, GrammarMask, llama_vocab, load_settings, read_grammar
+from pipeline.run_bundle import BundleError, GrammarMask, last_user, llama_vocab, load_settings, read_grammar
 from pipeline.run_bundle import messages as bundle_messages
 
 CHAT_FORMAT = "distill-edge-bundle"
-
-
-def _task_text(messages: list[dict[str, Any]]) -> str:
-    """The client's last user message: the task text the bundle's prompt wraps."""
-    return str(next((m.get("content") or "" for m in reversed(messages)
-                     if m.get("role") == "user"), ""))
 
 
 def register_format(model: Path, settings: dict[str, Any], grammar: str | None = None) -> None:
@@ -49,7 +43,8 @@ def register_format(model: Path, settings: dict[str, Any], grammar: str | None =
         bos_token=vocab._model.token_get_text(bos) if bos != -1 else "")
 
     def _bundle_format(messages: list[dict[str, Any]], **kwargs: Any) -> Any:
-        return render(messages=bundle_messages(settings, _task_text(messages)))
+        # the task text is the client's last user message; the rest is the bundle's
+        return render(messages=bundle_messages(settings, last_user(messages)))
 
     handler = fmt.chat_formatter_to_chat_completion_handler(_bundle_format)
     vocabs: dict[int, Any] = {}  # llguidance's view of the served model, built once
@@ -58,8 +53,8 @@ def register_format(model: Path, settings: dict[str, Any], grammar: str | None =
         if grammar:
             if id(llama) not in vocabs:
                 vocabs[id(llama)] = llama_vocab(llama)
-            wrapped = bundle_messages(settings, _task_text(messages))
-            mask = GrammarMask(vocabs[id(llama)], grammar, wrapped[-1]["content"])
+            wrapped = bundle_messages(settings, last_user(messages))  # the turn answered
+            mask = GrammarMask(vocabs[id(llama)], grammar, last_user(wrapped))
             kwargs["logits_processor"] = llama_cpp.LogitsProcessorList(
                 [mask, *(kwargs.get("logits_processor") or [])])
         return handler(llama=llama, messages=messages, **kwargs)

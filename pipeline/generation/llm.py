@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import UserError
+from pipeline.run_bundle import last_user
 
 
 def open_gguf(path: Path | str, n_ctx: int, threads: int, seed: int = 0) -> Any:
@@ -108,7 +109,7 @@ class ChatRunner:
         start = time.perf_counter()
         first = last = start
         for token in self.llm.generate(tokens, repeat_penalty=1.0, **sampling,
-                                       logits_processor=self._mask(grammar, _last_user(messages))):
+                                       logits_processor=self._mask(grammar, last_user(messages))):
             if llama_cpp.llama_vocab_is_eog(vocab, token):
                 break
             last = time.perf_counter()
@@ -125,7 +126,3 @@ class ChatRunner:
                           completion_tokens=len(out), ttft_s=first - start, decode_s=last - first,
                           total_s=time.perf_counter() - start)
 
-
-def _last_user(messages: list[dict[str, str]]) -> str:
-    """The turn being answered: what a grammar's copy fields are copied from."""
-    return next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
