@@ -48,6 +48,9 @@ class Target(BaseModel):
     runtime: str  # derived from the format when left out; if given, it must be the format's
     execution_provider: Literal["cpu", "cuda"] = "cpu"  # ONNX only
     block_size: int = Field(32, ge=16, le=256)  # ONNX int4/int8 (MatMulNBits), OpenVINO int4 group
+    # OpenVINO int4: the share of weights NNCF compresses to int4, the most sensitive rest int8
+    # (NNCF's `ratio`, optimum-cli's --ratio)
+    int4_ratio: float = Field(1.0, gt=0, le=1)
     accuracy_level: int = Field(4, ge=0, le=4)  # ONNX int4/int8: 4 = int8 activations (CPU)
     # ONNX int4/int8: the builder's weight quantizer; k_quant_mixed keeps the most sensitive
     # matmuls (lm_head, first/last layers, every third qkv/v/down) in int8, like Q4_K_M.
@@ -104,6 +107,14 @@ class Target(BaseModel):
         if self.constrained and not self.fmt.constrained_decoding:
             raise ValueError(f"constrained = true: the {self.format} runtime cannot constrain "
                              "decoding yet (gguf can); set constrained = false")
+        return self
+
+    @model_validator(mode="after")
+    def _ratio_is_openvino_int4(self) -> Target:
+        if self.int4_ratio < 1 and (self.format, self.quant) != ("openvino", "int4"):
+            raise ValueError(f"int4_ratio = {self.int4_ratio}: only an openvino int4 profile mixes "
+                             "int4 and int8 this way; remove it (GGUF: pick a mixed type such "
+                             "as Q4_K_M)")
         return self
 
     @model_validator(mode="before")

@@ -74,6 +74,54 @@ def test_only_the_first_prompts_are_timed_and_the_rest_answer_the_same(
     assert summarize_latency(mixed)["latency_prompts"] == 1
     assert summarize_latency(alone)["latency_prompts"] == 4
 
+
+class _Runtime:
+    """A runtime whose batches round differently from its one-at-a-time answers (like GGUF):
+    records which path answered each prompt."""
+
+    batches_exactly = False
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def constrain(self, grammar: str) -> None:
+        pass
+
+    @staticmethod
+    def _answer(text: str) -> Any:
+        from pipeline.generation.llm import Generation
+
+        return Generation(text=text, prompt_tokens=3, prefill_tokens=3, completion_tokens=1,
+                          ttft_s=0.01, decode_s=0.0, total_s=0.01)
+
+    def chat(self, messages: list[dict[str, str]], max_tokens: int) -> Any:
+        self.calls.append("one")
+        return self._answer("one")
+
+    def chat_many(self, chats: list[list[dict[str, str]]], max_tokens: int) -> list[Any]:
+        self.calls.append(f"many:{len(chats)}")
+        return [self._answer("many") for _ in chats]
+
+
+@pytest.mark.parametrize(("batched", "grammar", "many"), [
+    (False, None, False), (True, None, True), (True, "g", False)])
+def test_inexact_batches_only_for_rows_that_ask(batched: bool, grammar: str | None, many: bool,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runtime whose batched answers may differ from one-at-a-time ones (GGUF) answers the
+    untimed prompts batched only for a row marked `batched` (not shipped), never under a
+    grammar; the timed prompts are always one at a time."""
+    from pipeline.measure import child
+
+    rt = _Runtime()
+    monkeypatch.setattr(child, "open_runtime", lambda *args: rt)
+    spec = {"runtime": "fake", "model": "m", "n_ctx": 64, "threads": 1, "max_tokens": 4,
+            "warmup": 0, "prompt": SYS.model_dump(mode="json"), "prompts": ["a", "b", "c"],
+            "latency_prompts": 1, "grammar": grammar, "batched": batched}
+    out = child.run(spec)
+    assert [r["timed"] for r in out["results"]] == [True, False, False]
+    assert rt.calls == ["one", "many:2"] if many else rt.calls == ["one"] * 3
+    assert [r["response"] for r in out["results"]] == ["one"] + ["many" if many else "one"] * 2
+
 def _torch_reference(tiny_hf: Path, texts: list[dict[str, Any]], ref: Path,
                      synthetic: dict[str, int] | None = None) -> dict[str, Any]:
     """Bench the HF folder on torch, leaving its log-probs in `ref` for the others."""

@@ -68,7 +68,8 @@ def built(tmp_path_factory: pytest.TempPathFactory, tiny_hf: Path) -> dict[str, 
                                # from the cache, only the report and the (absent) bundle run
                                ("t-gate", "Q4_K_M", 'calibration = "imatrix"\nmin_quality = 1.0'),
                                ("t-onnx", "int4", ""),
-                               ("t-openvino", "int4", 'calibration = "awq"\nblock_size = 16')):
+                               ("t-openvino", "int4",
+                                'calibration = "awq"\nblock_size = 16\nint4_ratio = 0.8')):
         fmt, runtime = {"t-onnx": ("onnx", "onnxruntime"),
                         "t-openvino": ("openvino", "openvino")}.get(name, ("gguf", "llama.cpp"))
         (targets / f"{name}.toml").write_text(PROFILE.format(
@@ -204,6 +205,8 @@ def test_openvino_target_exports_benchmarks_and_states_its_weight_mix(built: dic
     assert rows["distilled"]["kl_vs_reference"] < 1.0 and rows["distilled"]["decode_tok_s"] > 0
     mix = report["quant_mix"]  # int4 layers; the tied embedding (most of this tiny model) int8
     assert {"u4", "u8"} <= set(mix["types"]) and mix["requested_type"] == "u4"
+    # int4_ratio = 0.8: besides the embedding, the most sensitive layers stay int8
+    assert mix["types"]["u8"]["tensors"] > 1
     assert "bits per weight (scales not counted)" in (out / "report.md").read_text()
 
 

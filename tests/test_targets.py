@@ -28,6 +28,8 @@ def test_every_target_file_validates() -> None:
      "calibration: 'imatrix' is not a onnx calibration; use one of none"),
     (('threads = 2', 'threads = 2\nconstrained = true'),
      "the onnx runtime cannot constrain decoding yet .gguf can.; set constrained = false"),
+    (('threads = 2', 'threads = 2\nint4_ratio = 0.8'),
+     "int4_ratio = 0.8: only an openvino int4 profile mixes int4 and int8"),
 ])
 def test_quant_and_runtime_must_fit_the_format(tmp_path: Path, edit: tuple[str, str],
                                                message: str) -> None:

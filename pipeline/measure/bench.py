@@ -6,8 +6,10 @@ of their own — no stage context needed.
 A row is a dict: label, role (its key in answers.jsonl), model (file or folder), prompt (the
 `ChatPrompt` it is asked with), and optionally runtime (the adapter in
 pipeline.measure.runtimes; by default guessed from the file), score (teacher-forced scoring
-of `texts`) and reference (this row's log-probs are the ones the other scored rows are held
-to). Eval rows are eval_set's: `{"id", "prompt", "reference", "answer"}`.
+of `texts`), reference (this row's log-probs are the ones the other scored rows are held
+to) and batched (not a shipped artifact: its untimed answers may come from the runtime's
+batched path even where that rounds differently from one-at-a-time answers). Eval rows are
+eval_set's: `{"id", "prompt", "reference", "answer"}`.
 
 Example:
     from pipeline.measure.bench import bench_rows, score_texts
@@ -123,7 +125,7 @@ def bench_rows(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_
                                  threads=threads, n_ctx=n_ctx, max_tokens=max_tokens, warmup=warmup,
                                  synthetic=None if grammar else synthetic, score=scoring,
                                  runtime=row.get("runtime"), latency_prompts=latency_prompts,
-                                 grammar=grammar)
+                                 grammar=grammar, batched=bool(row.get("batched")))
             if not raw.get("load", {}).get("contended") or attempt == remeasure:
                 break
             log(f"{row['label']}: other processes used {raw['load']['other_cpu_pct']}% of the CPU "

@@ -12,6 +12,7 @@ Example:
     #             "prompt": {"system": "...", "user_template": "{prompt}", "few_shot": []},
     #             "prompts": ["Hi, this is Ann Lee ..."],
     #             "latency_prompts": 16,   # timed one at a time; the rest batched (optional)
+    #             "batched": true,         # ...even where batches round differently (optional)
     #             "grammar": "...",        # answers under a task grammar (optional)
     #             "synthetic": {"pp": 128, "tg": 64, "repeats": 5},          # optional
     #             "score": {"texts": [{"tokens": [1, 2, 3], "start": 2}],     # optional
@@ -47,11 +48,14 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         rt.chat(chat.messages(prompt), spec["max_tokens"])
     # The first `latency_prompts` are answered one at a time, as one user would be served:
     # their timings are the latency columns. The rest only need their answers (quality):
-    # batched where the runtime can (chat_many), greedy either way.
+    # batched where the runtime can (chat_many), greedy either way — where its batches round
+    # differently (GGUF), only for a row that is not shipped and says so ("batched").
     prompts = spec["prompts"]
     timed = spec.get("latency_prompts") or len(prompts)
     gens = [rt.chat(chat.messages(p), spec["max_tokens"]) for p in prompts[:timed]]
-    many = None if spec.get("grammar") else getattr(rt, "chat_many", None)
+    exact = getattr(rt, "batches_exactly", True)
+    many = (None if spec.get("grammar") or not (exact or spec.get("batched"))
+            else getattr(rt, "chat_many", None))
     rest = [chat.messages(p) for p in prompts[timed:]]
     gens += (many(rest, spec["max_tokens"]) if many and rest
              else [rt.chat(m, spec["max_tokens"]) for m in rest])

@@ -23,7 +23,8 @@ def bench_artifact(model: Path, prompt: ChatPrompt, prompts: list[str],
                    threads: int, n_ctx: int = 1024, max_tokens: int = 96, warmup: int = 1,
                    synthetic: dict[str, int] | None = None,
                    score: dict[str, Any] | None = None, runtime: str | None = None,
-                   latency_prompts: int = 0, grammar: str | None = None) -> dict[str, Any]:
+                   latency_prompts: int = 0, grammar: str | None = None,
+                   batched: bool = False) -> dict[str, Any]:
     """Run pipeline.measure.child in a child process; return its raw per-prompt results.
 
     `runtime` names the adapter (the format table's); without it, it is guessed from the
@@ -32,7 +33,8 @@ def bench_artifact(model: Path, prompt: ChatPrompt, prompts: list[str],
     `score` = {"texts": [...], "reference": path, "save_reference": path} adds perplexity
     and KL/top-1 against a reference (see pipeline.measure.child.score).
     `latency_prompts` > 0: only the first that many are timed one at a time, the rest
-    answered batched where the runtime can (0: every prompt timed).
+    answered batched where the runtime can (0: every prompt timed); `batched`: also where its
+    batches round differently from one-at-a-time answers (GGUF) — for rows not shipped.
     `grammar`: answers constrained to it (pipeline.constrain; runtimes with `constrain`).
     """
     from pipeline.measure.contention import load_between, snapshot
@@ -41,7 +43,8 @@ def bench_artifact(model: Path, prompt: ChatPrompt, prompts: list[str],
     spec = {"runtime": runtime or runtime_for(model), "model": str(model), "n_ctx": n_ctx,
             "threads": threads, "max_tokens": max_tokens, "warmup": warmup,
             "prompt": prompt.model_dump(mode="json"), "prompts": prompts, "synthetic": synthetic,
-            "score": score, "latency_prompts": latency_prompts, "grammar": grammar}
+            "score": score, "latency_prompts": latency_prompts, "grammar": grammar,
+            "batched": batched}
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec))

@@ -64,9 +64,11 @@ def _text_sample(model: Any, ids: list[int]) -> dict[str, Any]:
             "position_ids": torch.arange(2, len(ids))[None], "cache": cache}
 
 
-def _quantizer(model: Any, quant: str, group_size: int, texts: list[list[int]] | None) -> Any:
+def _quantizer(model: Any, quant: str, group_size: int, texts: list[list[int]] | None,
+               ratio: float = 1.0) -> Any:
     """NNCF's weight compression for `quant`; int4 with `texts` (token ids of the task's kept
-    teacher rows) is data-aware: AWQ and scale estimation on them."""
+    teacher rows) is data-aware: AWQ and scale estimation on them. `ratio` < 1 keeps the
+    most sensitive weights (by NNCF's sensitivity metric) int8."""
     if MODES[quant] is None:
         return None
     import nncf
@@ -75,7 +77,7 @@ def _quantizer(model: Any, quant: str, group_size: int, texts: list[list[int]] |
     mode = getattr(nncf.CompressWeightsMode, str(MODES[quant]))
     if quant != "int4":
         return NNCFOpenVINOQuantizer(NNCFWeightCompressionConfig(mode=mode))
-    options: dict[str, Any] = {"group_size": group_size, "ratio": 1.0}
+    options: dict[str, Any] = {"group_size": group_size, "ratio": ratio}
     if not texts:
         return NNCFOpenVINOQuantizer(NNCFWeightCompressionConfig(mode=mode, **options))
     samples = [_text_sample(model, ids) for ids in texts if len(ids) > 2]
@@ -93,12 +95,12 @@ def load_model(hf_dir: Path) -> Any:
 
 
 def export_folder(model: Any, hf_dir: Path, out: Path, quant: str, group_size: int,
-                  texts: list[list[int]] | None = None) -> None:
+                  texts: list[list[int]] | None = None, ratio: float = 1.0) -> None:
     """Write the openvino-genai folder `out` for `quant` (fp32 / int8 / int4; int4 data-aware
     when given calibration `texts`) from `model`, with `hf_dir`'s text files."""
     from transformers.exporters import OpenVINOConfig, OpenVINOExporter
 
-    quantizer = _quantizer(model, quant, group_size, texts)
+    quantizer = _quantizer(model, quant, group_size, texts, ratio)
     config = OpenVINOConfig(dynamic=True, stateful=True, quantizer=quantizer)
     OpenVINOExporter().export(model, _sample(model), config).save_pretrained(out)
     _text_side(hf_dir, out)

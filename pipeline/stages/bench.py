@@ -100,10 +100,12 @@ def _student_rows(ctx: StageContext[BenchSettings], reference: str | None) -> li
     # (teacher-forced log-probs do not depend on how answers are decoded)
     twins = [(label + (", free decoding" if ship else ""), role + ("_free" if ship else "_grammar"),
               path, p, not ship) for label, role, path, p, _ in rows[3:]] if s.grammar else []
+    # the base rows are not shipped: their untimed answers may be decoded batched
     return [{"label": label + (" + grammar" if under else ""), "role": role, "model": path,
              "prompt": p, "runtime": ctx.runtime.get("adapter"),
              "score": bool(s.score_rows) and p is student_p and i < len(rows),
              "reference": bool(s.score_rows) and role == reference,
+             "batched": role.startswith("base"),
              **({"grammar": s.grammar} if under else {})}
             for i, (label, role, path, p, under) in enumerate(rows + twins)]
 
@@ -146,7 +148,7 @@ class BenchTeacherStage:
     one run serves every target and every retrained student."""
 
     name = "bench_teacher"
-    version = "4"  # 4: latency on the first latency_prompts (GGUF answers one at a time)
+    version = "5"  # 5: the untimed answers batched (4: latency on the first latency_prompts)
     libraries = ("llama-cpp-python",)
     resumable = False
 
@@ -160,8 +162,11 @@ class BenchTeacherStage:
 
     def run(self, ctx: StageContext[BenchSettings]) -> dict[str, Any]:
         s = ctx.settings
+        # not shipped, and served batched at scale (as the teacher stage runs it): its
+        # untimed answers are decoded together
         rows = [{"label": "teacher", "role": "teacher", "model": ctx.inputs["teacher_model"],
-                 "runtime": FORMATS["gguf"].adapter, "prompt": s.teacher_prompt}]
+                 "runtime": FORMATS["gguf"].adapter, "prompt": s.teacher_prompt,
+                 "batched": True}]
         return run_rows(ctx, rows if s.include_teacher else [])
 
 
@@ -193,7 +198,7 @@ class BenchStudentStage:
 
 class BenchStage:
     name = "bench"
-    version = "11"  # 11: the distilled rows' grammar twins, truncation rate
+    version = "12"  # 12: base rows' untimed answers batched (11: grammar twins, truncation)
     libraries = ("llama-cpp-python", "torch", "transformers", "onnxruntime-genai", "llguidance")
     resumable = False
 

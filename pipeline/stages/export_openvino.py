@@ -4,7 +4,8 @@ setup: the trained (or base) HF folder; transformers' OpenVINO exporter and NNCF
        (pipeline.models.openvino_ir).
 run:   `openvino-fp32/` (the format's unquantized reference, like the GGUF path's F16) and
        `openvino-<quant>/` for the target: int8 / int4 weight compression by NNCF, int4 in
-       groups of the profile's `block_size` — data-aware with `calibration = "awq"` (NNCF's
+       groups of the profile's `block_size`, `int4_ratio` of the weights int4 and the most
+       sensitive rest int8 — data-aware with `calibration = "awq"` (NNCF's
        AWQ + scale estimation on the task's kept teacher rows, like the GGUF imatrix). Each
        folder holds openvino_model.xml/.bin (a stateful IR: the KV cache lives in OpenVINO
        state), the converted tokenizer and detokenizer and the HF text files — what
@@ -44,6 +45,7 @@ class ExportOpenVinoSettings(Settings):
     format: str
     quant: str
     group_size: int  # int4 only: NNCF's group of weights sharing one scale
+    ratio: float = 1.0  # int4 only: share of weights in int4, the most sensitive rest int8
     # calibration = "awq" (int4 only): the kept teacher rows, in the student's prompt, drive
     # NNCF's AWQ and scale estimation
     calibration: str | None = None
@@ -94,10 +96,10 @@ class ExportOpenVinoStage:
         if target.calibration == "awq" and target.quant == "int4":
             return ExportOpenVinoSettings(
                 format=target.format, quant=target.quant, group_size=target.block_size,
-                calibration="awq", calibration_rows=target.calibration_rows,
-                prompt=config.task.student_prompt)
+                ratio=target.int4_ratio, calibration="awq",
+                calibration_rows=target.calibration_rows, prompt=config.task.student_prompt)
         return ExportOpenVinoSettings(format=target.format, quant=target.quant,
-                                      group_size=target.block_size)
+                                      group_size=target.block_size, ratio=target.int4_ratio)
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {}
@@ -120,7 +122,7 @@ class ExportOpenVinoStage:
                 (ctx.out_dir / "calibration.json").write_text(json.dumps(
                     {"method": "awq+scale_estimation", "rows": len(texts),
                      "tokens": sum(map(len, texts))}) + "\n")
-            export_folder(model, hf_dir, out, s.quant, s.group_size, texts)
+            export_folder(model, hf_dir, out, s.quant, s.group_size, texts, s.ratio)
         if (hf_dir / "prompt_format.json").is_file():  # the trained messages travel with it
             shutil.copyfile(hf_dir / "prompt_format.json", ctx.out_dir / "prompt_format.json")
         open_openvino(out, threads=1)  # proves the folder loads in openvino-genai
