@@ -53,9 +53,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     prompts = spec["prompts"]
     timed = spec.get("latency_prompts") or len(prompts)
     gens = [rt.chat(chat.messages(p), spec["max_tokens"]) for p in prompts[:timed]]
-    exact = getattr(rt, "batches_exactly", True)
-    many = (None if spec.get("grammar") or not (exact or spec.get("batched"))
-            else getattr(rt, "chat_many", None))
+    many = getattr(rt, "chat_many", None)
+    if spec.get("grammar") or not (getattr(rt, "batches_exactly", True) or spec.get("batched")):
+        many = None
     rest = [chat.messages(p) for p in prompts[timed:]]
     gens += (many(rest, spec["max_tokens"]) if many and rest
              else [rt.chat(m, spec["max_tokens"]) for m in rest])

@@ -93,13 +93,12 @@ class ExportOpenVinoStage:
     resumable = False
 
     def settings(self, config: BuildConfig, target: Target) -> ExportOpenVinoSettings:
+        fields: dict[str, Any] = {"format": target.format, "quant": target.quant,
+                                  "group_size": target.block_size, "ratio": target.int4_ratio}
         if target.calibration == "awq" and target.quant == "int4":
-            return ExportOpenVinoSettings(
-                format=target.format, quant=target.quant, group_size=target.block_size,
-                ratio=target.int4_ratio, calibration="awq",
-                calibration_rows=target.calibration_rows, prompt=config.task.student_prompt)
-        return ExportOpenVinoSettings(format=target.format, quant=target.quant,
-                                      group_size=target.block_size, ratio=target.int4_ratio)
+            fields |= {"calibration": "awq", "calibration_rows": target.calibration_rows,
+                       "prompt": config.task.student_prompt}
+        return ExportOpenVinoSettings(**fields)
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {}
