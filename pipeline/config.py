@@ -129,6 +129,9 @@ class TaskConfig(_Strict):
     set_field: str | None = None
     primary_set: str | None = None  # default: the first set in the eval file
     copy_fields: tuple[str, ...] = ()  # json: fields whose value must occur in the prompt
+    # json, constrained targets: "format": "date" fields decoded as a date whose year, month
+    # and day the prompt names (run_bundle.date_pattern); a decoding rule, so not in `spec`
+    date_fields: tuple[str, ...] = ()
     holdout: int = Field(40, ge=1)  # train prompts held out as eval when there is no eval_data
     max_train_rows: int = Field(0, ge=0)  # 0: all rows
     max_eval_rows: int = Field(0, ge=0)
@@ -166,6 +169,9 @@ class TaskConfig(_Strict):
         props = (self.json_schema or {}).get("properties", {})
         if bad := [f for f in self.copy_fields if props.get(f, {}).get("type") != "string"]:
             raise ValueError(f"copy_fields: '{bad[0]}' is not a string field of the json schema")
+        if bad := [f for f in self.date_fields if props.get(f, {}).get("format") != "date"]:
+            raise ValueError(f"date_fields: '{bad[0]}' is not a field of the json schema with "
+                             '"format": "date"')
         if self.primary_set is not None and self.set_field is None:
             raise ValueError("primary_set needs set_field (the eval data column naming each row's set)")
         if self.train_data is None:

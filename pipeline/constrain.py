@@ -9,7 +9,9 @@ error, writes `\\d` as a literal and lets `"` through in patterned strings (chec
   express, or expresses with a warning (a loosened keyword), is refused in one line instead
   of silently loosened. The task's `copy_fields` (string fields copied from the message) are
   named in the grammar (run_bundle.COPY_KEY): each answer's grammar limits them to spans of
-  its own message (run_bundle.for_message).
+  its own message (run_bundle.for_message). Its `date_fields` (format "date") are named
+  too (run_bundle.DATE_KEY): each answer's date is built from the year, month and day its
+  message names (run_bundle.date_pattern).
 - label tasks: one of the labels, exactly.
 - text tasks: no grammar (refused).
 
@@ -31,7 +33,7 @@ import json
 from typing import Any
 
 from pipeline.errors import UserError
-from pipeline.run_bundle import COPY_KEY, grammar_problems
+from pipeline.run_bundle import COPY_KEY, DATE_KEY, grammar_problems
 from pipeline.tasks.base import TaskSpec
 
 
@@ -63,16 +65,17 @@ def bounded(schema: Any) -> Any:
     return out
 
 
-def grammar_for(spec: TaskSpec) -> str:
-    """The llguidance grammar (its JSON form) every answer of this task must match."""
+def grammar_for(spec: TaskSpec, date_fields: tuple[str, ...] = ()) -> str:
+    """The llguidance grammar (its JSON form) every answer of this task must match;
+    `date_fields`: the task's (a decoding rule, not part of scoring, so not in the spec)."""
     from llguidance import LLMatcher
 
     if spec.kind == "json" and spec.json_schema:
         grammar = LLMatcher.grammar_from_json_schema(
             bounded(spec.json_schema), overrides={"whitespace_flexible": False})
-        if spec.copy_fields:  # string fields (the task config checks it)
-            grammar = json.dumps({**json.loads(grammar), COPY_KEY: list(spec.copy_fields)},
-                                 ensure_ascii=False)
+        named = {COPY_KEY: list(spec.copy_fields), DATE_KEY: list(date_fields)}
+        if named := {k: v for k, v in named.items() if v}:  # fields the task config checked
+            grammar = json.dumps({**json.loads(grammar), **named}, ensure_ascii=False)
     elif spec.kind == "label" and spec.labels:
         grammar = LLMatcher.grammar_from_lark(
             "start: " + " | ".join(json.dumps(label) for label in spec.labels))

@@ -18,6 +18,7 @@ import json
 import re
 import sys
 import warnings
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -133,22 +134,101 @@ def message_spans(message: str, max_words: int = SPAN_WORDS) -> list[str]:
     return list(dict.fromkeys(spans))
 
 
+# Date fields (format "date") whose year, month and day are read in the message (the task's
+# date_fields): named under this key, like COPY_KEY.
+DATE_KEY = "date_parts"
+MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
+          "september", "october", "november", "december")
+_ONES = ("one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+         "fifteen sixteen seventeen eighteen nineteen").split()
+_NTHS = ("first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth "
+         "thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth").split()
+NUMBER_WORDS = {w: i + 1 for words in (_ONES, _NTHS) for i, w in enumerate(words)} | {
+    "twenty": 20, "twentieth": 20, "thirty": 30, "thirtieth": 30}
+# a numeric date: 17/04/2026, 30.06.2026, 2026-05-11, 2026/09/18 (not 554-2210, 4410-22)
+NUMERIC_DATE = re.compile(r"(?<!\d)(\d{1,4})([./-])(\d{1,2})\2(\d{2,4})(?!\d)")
+FREE_PARTS = (r"\d{4}", "(0[1-9]|1[0-2])", "(0[1-9]|[12][0-9]|3[01])")  # year, month, day
+
+
+def _month(word: str) -> int | None:
+    """1..12 for a month's name, abbreviation or misspelling ("Sept", "febuary"), else None."""
+    import difflib
+
+    for number, name in enumerate(MONTHS, 1):
+        if word == name or word == name[:3] or (len(word) >= 4 and name.startswith(word)) or (
+                word[:3] == name[:3] and difflib.SequenceMatcher(None, word, name).ratio() >= 0.8):
+            return number
+    return None
+
+
+def _number_words(words: list[str]) -> list[tuple[int, int]]:
+    """(value, index of its first word) of the numbers written in words: "twenty-second" 22."""
+    out, i = [], 0
+    while i < len(words):
+        value = NUMBER_WORDS.get(words[i])
+        if value is not None:
+            start = i
+            if value in (20, 30) and i + 1 < len(words) and NUMBER_WORDS.get(words[i + 1], 99) < 10:
+                i += 1
+                value += NUMBER_WORDS[words[i]]
+            out.append((value, start))
+        i += 1
+    return out
+
+
+def date_parts(message: str) -> tuple[set[int], set[int], set[int]]:
+    """The years, months and days the message names: a month by name or in a numeric date;
+    its days (numbers 1..31, in digits or words) only when a month is named; a year as four
+    digits shortly after a month's name, in a numeric date, or in words ("twenty twenty-six")."""
+    low = message.lower()
+    words = [(m.group(), m.start(), m.end()) for m in re.finditer(r"[^\W\d_]+", low)]
+    named = [(n, end) for w, _, end in words if len(w) >= 3 and (n := _month(w))]
+    years, months = set(), {n for n, _ in named}
+    for m in NUMERIC_DATE.finditer(low):
+        a, b, c = (m.group(1), m.group(3), m.group(4))
+        years.add(int(a) if len(a) == 4 else int(c) + (2000 if len(c) == 2 else 0))
+        months |= {int(x) for x in ((b,) if len(a) == 4 else (a, b)) if 1 <= int(x) <= 12}
+    for m in re.finditer(r"(?<!\d)(\d{4})(?!\d)", low):  # "3 February 2026", "June 29, 2026"
+        if any(0 <= m.start() - end <= 24 for _, end in named):
+            years.add(int(m.group(1)))
+    spelled = _number_words([w for w, _, _ in words])
+    in_words = [(x, y) for x, y in pairwise(spelled)  # "twenty twenty-six": a year, no day
+                if x[0] in (19, 20) and y[1] == x[1] + 1 and 10 <= y[0] <= 99]
+    years |= {100 * x[0] + y[0] for x, y in in_words}
+    digits = {int(m.group(1)) for m in re.finditer(r"(?<!\d)(\d{1,2})(?:st|nd|rd|th)?(?!\d)", low)}
+    spelled_days = {v for v, _ in set(spelled) - {n for pair in in_words for n in pair}}
+    days = {d for d in digits | spelled_days if 1 <= d <= 31} if months else set()
+    return {y for y in years if 1900 <= y <= 2199}, months, days
+
+
+def date_pattern(message: str) -> str:
+    """A date field's pattern for one message: YYYY-MM-DD built from the parts it names; a
+    part it does not name stays free (any valid value)."""
+    parts = [f"({'|'.join(f'{v:0{n}d}' for v in sorted(vals))})" if vals else free
+             for vals, n, free in zip(date_parts(message), (4, 2, 2), FREE_PARTS, strict=True)]
+    return "^" + "-".join(parts) + "$"
+
+
 def for_message(grammar: str, message: str) -> str:
     """The grammar one answer decodes under: a json grammar's copy fields (COPY_KEY) become
     a choice of the message's spans, so a name, place or product is copied, never made up
     or garbled (a 4-bit 135M student wrote "Hollywood" for Hyderabad, "hammersocks" for
-    hammocks). Other grammars, and a message without words, are unchanged."""
+    hammocks); its date fields (DATE_KEY) a date made of the parts the message names
+    (date_pattern: it wrote 2026-12-22 for "2 December 2026"). Other grammars are unchanged."""
     try:
         spec = json.loads(grammar)
     except json.JSONDecodeError:  # a lark grammar (label tasks): nothing to copy
         return grammar
-    fields = spec.pop(COPY_KEY, None) if isinstance(spec, dict) else None
-    spans = message_spans(message)
-    if not fields or not spans:
+    if not isinstance(spec, dict):
+        return grammar
+    fields, dates, spans = spec.pop(COPY_KEY, []), spec.pop(DATE_KEY, []), message_spans(message)
+    if not (fields and spans) and not dates:
         return grammar
     props = spec["grammars"][0]["json_schema"]["properties"]
-    for field in fields:
+    for field in fields if spans else []:
         props[field] = {"type": "string", "enum": spans}
+    for field in dates:
+        props[field] = {"type": "string", "pattern": date_pattern(message)}
     return json.dumps(spec, ensure_ascii=False)
 
 
@@ -158,7 +238,7 @@ def grammar_problems(grammar: str) -> tuple[bool, list[str]]:
     from llguidance import LLMatcher
 
     is_error, problems = LLMatcher.validate_grammar_with_warnings(
-        for_message(grammar, "Ann Lee, 2 lamps, Oslo"))
+        for_message(grammar, "Ann Lee, 2 lamps, Oslo, 3 May 2026"))
     return is_error, [" ".join(str(p).split()) for p in problems]
 
 

@@ -102,6 +102,47 @@ def test_copy_fields_are_decoded_as_spans_of_each_message(tiny_f16: Path) -> Non
         assert json.loads(result["response"])["who"] in message_spans(prompt)
 
 
+FREE_DATE = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+
+
+@pytest.mark.parametrize(("message", "pattern"), [
+    ("Bonjour, 9 desk frames, PO 7731. Delivery on 2 December 2026.", "^(2026)-(12)-(02|09)$"),
+    ("20 yoga blocks on sat 13 june 2026?? thx", "^(2026)-(06)-(13|20)$"),
+    ("i need 3 wheelbarows on 9 febuary 2026", "^(2026)-(02)-(03|09)$"),
+    ("they have to be there by March thirty-first, twenty twenty-six", "^(2026)-(03)-(31)$"),
+    ("deliver by 17/04/2026 (account 554-2210)", "^(2026)-(04)-(04|17)$"),
+    ("Sept. 5th or the 2026-09-07, quote 2026-114", "^(2026)-(09)-(05|07|09)$"),
+    ("2 lamps for Ann Lee in Oslo next Friday, room 2025", FREE_DATE),  # no month: all free
+])
+def test_a_date_is_read_from_the_parts_its_message_names(message: str, pattern: str) -> None:
+    """A date field's pattern per message: the year, month and day it names (digits, month
+    names and misspellings, ordinals, numbers in words); what it does not name stays free."""
+    from pipeline.run_bundle import date_pattern
+
+    assert date_pattern(message) == pattern
+
+
+def test_date_fields_are_decoded_from_each_message(tiny_f16: Path) -> None:
+    """A json task's date_fields: the grammar names them; even the random tiny model then
+    writes a date made of the parts its message names; a field without "format": "date" is
+    refused in the task config."""
+    import re
+
+    from pipeline.run_bundle import DATE_KEY, date_pattern
+
+    schema = {"type": "object", "properties": {"when": {"type": "string", "format": "date"}},
+              "required": ["when"], "additionalProperties": False}
+    grammar = grammar_for(TaskSpec(name="t", kind="json", json_schema=schema), ("when",))
+    assert json.loads(grammar)[DATE_KEY] == ["when"]
+    prompts = ["2 lamps on 3 May 2026", "Oslo, 14.12.2027", "the twenty-second of June 2026"]
+    held = bench_artifact(tiny_f16, SYS, prompts, threads=1, n_ctx=256, max_tokens=40, warmup=0,
+                          grammar=grammar)
+    for prompt, result in zip(prompts, held["results"], strict=True):
+        assert re.fullmatch(date_pattern(prompt), json.loads(result["response"])["when"])
+    with pytest.raises(UserError, match="date_fields: 'name' is not a field"):
+        load_config(None, {"task.date_fields": ["name"]})
+
+
 def test_a_constrained_bundle_answers_under_its_grammar(tiny_f16: Path, tmp_path: Path) -> None:
     """run.py with generation.json's `grammar` (what a constrained target's bundle holds): the
     random tiny model answers with a label; the server's chat format (what `distill-edge

@@ -114,14 +114,15 @@ def _grammar(config: BuildConfig, target: Target) -> dict[str, str]:
     """The grammar-pair settings: the task's grammar, or why there is none."""
     from pipeline.constrain import NoGrammar, grammar_for
 
+    task = config.task
     if target.constrained:  # refused in one line if the task has no grammar
-        return {"grammar": grammar_for(config.task.spec), "constrained": True}
+        return {"grammar": grammar_for(task.spec, task.date_fields), "constrained": True}
     if not config.bench.grammar_pair:
         return {}
     if not target.fmt.constrained_decoding:
         return {"grammar_skipped": f"the {target.format} runtime cannot constrain decoding yet"}
     try:
-        return {"grammar": grammar_for(config.task.spec)}
+        return {"grammar": grammar_for(task.spec, task.date_fields)}
     except NoGrammar as exc:
         return {"grammar_skipped": exc.why}
 

@@ -192,7 +192,8 @@ class BundleStage:
             teacher=who(config.teacher), student=who(config.student),
             # run.py is part of the output: a change to it re-bundles
             runner_sha256=hashlib.sha256(Path(run_bundle.__file__).read_bytes()).hexdigest(),
-            **({"grammar": grammar_for(config.task.spec)} if target.constrained else {}))
+            **({"grammar": grammar_for(config.task.spec, config.task.date_fields)}
+               if target.constrained else {}))
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {}
