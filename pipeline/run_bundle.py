@@ -176,6 +176,24 @@ def _number_words(words: list[str]) -> list[tuple[int, int]]:
     return out
 
 
+def _numeric_dates(text: str) -> list[tuple[int, set[int]]]:
+    """(year, its possible months) of each numeric date: y-m-d, or d/m/y and m/d/y (both
+    orders kept); a phone or account number shaped like one (555-12-34) is none."""
+    out = []
+    for m in NUMERIC_DATE.finditer(text):
+        a, b, c = m.group(1), m.group(3), m.group(4)
+        if len(a) == 4:
+            year, months, days = int(a), {int(b)}, [int(c)]
+        elif len(a) <= 2 and len(c) != 3:
+            year, months, days = int(c) + (2000 if len(c) == 2 else 0), {int(a), int(b)}, [int(a), int(b)]
+        else:
+            continue
+        months = {x for x in months if 1 <= x <= 12}
+        if 1900 <= year <= 2199 and months and all(1 <= d <= 31 for d in days):
+            out.append((year, months))
+    return out
+
+
 def date_parts(message: str) -> tuple[set[int], set[int], set[int]]:
     """The years, months and days the message names: a month by name or in a numeric date;
     its days (numbers 1..31, in digits or words) only when a month is named; a year as four
@@ -184,10 +202,9 @@ def date_parts(message: str) -> tuple[set[int], set[int], set[int]]:
     words = [(m.group(), m.start(), m.end()) for m in re.finditer(r"[^\W\d_]+", low)]
     named = [(n, end) for w, _, end in words if len(w) >= 3 and (n := _month(w))]
     years, months = set(), {n for n, _ in named}
-    for m in NUMERIC_DATE.finditer(low):
-        a, b, c = (m.group(1), m.group(3), m.group(4))
-        years.add(int(a) if len(a) == 4 else int(c) + (2000 if len(c) == 2 else 0))
-        months |= {int(x) for x in ((b,) if len(a) == 4 else (a, b)) if 1 <= int(x) <= 12}
+    for year, possible in _numeric_dates(low):
+        years.add(year)
+        months |= possible
     for m in re.finditer(r"(?<!\d)(\d{4})(?!\d)", low):  # "3 February 2026", "June 29, 2026"
         if any(0 <= m.start() - end <= 24 for _, end in named):
             years.add(int(m.group(1)))

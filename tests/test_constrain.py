@@ -113,6 +113,7 @@ FREE_DATE = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
     ("deliver by 17/04/2026 (account 554-2210)", "^(2026)-(04)-(04|17)$"),
     ("Sept. 5th or the 2026-09-07, quote 2026-114", "^(2026)-(09)-(05|07|09)$"),
     ("2 lamps for Ann Lee in Oslo next Friday, room 2025", FREE_DATE),  # no month: all free
+    ("2 lamps next Friday, call 555-12-34 or 12-34-56", FREE_DATE),  # not dates
 ])
 def test_a_date_is_read_from_the_parts_its_message_names(message: str, pattern: str) -> None:
     """A date field's pattern per message: the year, month and day it names (digits, month
