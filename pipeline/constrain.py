@@ -73,8 +73,9 @@ def grammar_for(spec: TaskSpec, date_fields: tuple[str, ...] = ()) -> str:
     if spec.kind == "json" and spec.json_schema:
         grammar = LLMatcher.grammar_from_json_schema(
             bounded(spec.json_schema), overrides={"whitespace_flexible": False})
-        named = {COPY_KEY: list(spec.copy_fields), DATE_KEY: list(date_fields)}
-        if named := {k: v for k, v in named.items() if v}:  # fields the task config checked
+        # the fields the task config checked, named for for_message to fill in per message
+        named = {k: list(v) for k, v in ((COPY_KEY, spec.copy_fields), (DATE_KEY, date_fields)) if v}
+        if named:
             grammar = json.dumps({**json.loads(grammar), **named}, ensure_ascii=False)
     elif spec.kind == "label" and spec.labels:
         grammar = LLMatcher.grammar_from_lark(

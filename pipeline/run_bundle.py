@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import sys
@@ -152,8 +153,6 @@ FREE_PARTS = (r"\d{4}", "(0[1-9]|1[0-2])", "(0[1-9]|[12][0-9]|3[01])")  # year, 
 
 def _month(word: str) -> int | None:
     """1..12 for a month's name, abbreviation or misspelling ("Sept", "febuary"), else None."""
-    import difflib
-
     for number, name in enumerate(MONTHS, 1):
         if word == name or word == name[:3] or (len(word) >= 4 and name.startswith(word)) or (
                 word[:3] == name[:3] and difflib.SequenceMatcher(None, word, name).ratio() >= 0.8):
@@ -199,8 +198,8 @@ def date_parts(message: str) -> tuple[set[int], set[int], set[int]]:
     its days (numbers 1..31, in digits or words) only when a month is named; a year as four
     digits shortly after a month's name, in a numeric date, or in words ("twenty twenty-six")."""
     low = message.lower()
-    words = [(m.group(), m.start(), m.end()) for m in re.finditer(r"[^\W\d_]+", low)]
-    named = [(n, end) for w, _, end in words if len(w) >= 3 and (n := _month(w))]
+    words = [(m.group(), m.end()) for m in re.finditer(r"[^\W\d_]+", low)]
+    named = [(n, end) for w, end in words if len(w) >= 3 and (n := _month(w))]
     years, months = set(), {n for n, _ in named}
     for year, possible in _numeric_dates(low):
         years.add(year)
@@ -208,7 +207,7 @@ def date_parts(message: str) -> tuple[set[int], set[int], set[int]]:
     for m in re.finditer(r"(?<!\d)(\d{4})(?!\d)", low):  # "3 February 2026", "June 29, 2026"
         if any(0 <= m.start() - end <= 24 for _, end in named):
             years.add(int(m.group(1)))
-    spelled = _number_words([w for w, _, _ in words])
+    spelled = _number_words([w for w, _ in words])
     in_words = [(x, y) for x, y in pairwise(spelled)  # "twenty twenty-six": a year, no day
                 if x[0] in (19, 20) and y[1] == x[1] + 1 and 10 <= y[0] <= 99]
     years |= {100 * x[0] + y[0] for x, y in in_words}
@@ -242,10 +241,11 @@ def for_message(grammar: str, message: str) -> str:
     if not (fields and spans) and not dates:
         return grammar
     props = spec["grammars"][0]["json_schema"]["properties"]
-    for field in fields if spans else []:
-        props[field] = {"type": "string", "enum": spans}
-    for field in dates:
-        props[field] = {"type": "string", "pattern": date_pattern(message)}
+    if fields and spans:
+        props.update({field: {"type": "string", "enum": spans} for field in fields})
+    if dates:  # one pattern per message, whatever the number of date fields
+        pattern = date_pattern(message)
+        props.update({field: {"type": "string", "pattern": pattern} for field in dates})
     return json.dumps(spec, ensure_ascii=False)
 
 
