@@ -4,6 +4,7 @@ by the `json` kind (no code path of its own)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -54,6 +55,19 @@ def test_hand_written_eval_is_big_valid_and_never_trained_on() -> None:
         assert TASK.reference(row["reference"]) == row["reference"]
         # what the report calls an invented span never happens in a reference
         assert invented_spans([row["reference"]], [row["prompt"]], ("name", "item", "city")) == 0
+
+
+def test_train_references_can_be_copied_from_their_messages() -> None:
+    """Every generated train answer is in its message: the name, item and city as written
+    (a title, an assistant or a code beside them is not part of them), the date readable."""
+    from pipeline.run_bundle import date_pattern
+
+    rows = generate("train", 600, 5)
+    assert invented_spans([r["reference"] for r in rows], [r["prompt"] for r in rows],
+                          ("name", "item", "city")) == 0
+    assert all(re.fullmatch(date_pattern(r["prompt"]), r["reference"]["date"]) for r in rows)
+    titled = [r for r in rows if "Dr." in r["prompt"] or "Prof." in r["prompt"]]
+    assert titled and not any(r["reference"]["name"].startswith(("Dr", "Prof")) for r in titled)
 
 
 def test_references_are_valid_answers_of_the_schema() -> None:

@@ -199,7 +199,7 @@ class BenchStudentStage:
 
 class BenchStage:
     name = "bench"
-    version = "12"  # 12: base rows' untimed answers batched (11: grammar twins, truncation)
+    version = "13"  # 13: a date's day beside its month (12: base rows batched; 11: grammar twins)
     libraries = ("llama-cpp-python", "torch", "transformers", "onnxruntime-genai", "llguidance")
     resumable = False
 

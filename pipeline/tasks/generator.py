@@ -137,7 +137,12 @@ UNIT_ITEMS = [("10-litre water jug", "10-litre water jugs"), ("A5 notepad", "A5 
               ("high-vis vest", "high-vis vests"), ("non-slip shoe cover", "non-slip shoe covers"),
               ("4-port USB hub", "4-port USB hubs"), ("half-litre thermos", "half-litre thermoses"),
               ("Wi-Fi range extender", "Wi-Fi range extenders"),
-              ("pack of AA batteries", "packs of AA batteries")]
+              ("pack of AA batteries", "packs of AA batteries"),
+              ("crate of mineral water", "crates of mineral water"),
+              ("roll of bubble wrap", "rolls of bubble wrap"),
+              ("tin of wood varnish", "tins of wood varnish"),
+              ("bottle of glass cleaner", "bottles of glass cleaner"),
+              ("carton of copy paper", "cartons of copy paper")]
 EXTRA_DATE_STYLES = [  # train only; every one unambiguous and with its year
     lambda d: f"{d.day} {MONTHS[d.month - 1].lower()} {d.year}",
     lambda d: f"{d.strftime('%a')} {d.day} {MONTHS[d.month - 1][:3]} {d.year}",
@@ -148,7 +153,10 @@ EXTRA_DATE_STYLES = [  # train only; every one unambiguous and with its year
     lambda d: f"{MONTHS[d.month - 1].upper()} {d.day} {d.year}",
 ]
 # Fields beyond the basic ones: {old_qty} (a count the message corrects), {other_city} (a
-# city that is not the destination), {size} (a number that is not the count).
+# city that is not the destination), {size} (a number that is not the count), {other_name}
+# (someone who is not the customer: an assistant, a colleague), {title} (Dr., Ms. ...: not
+# part of the name), {code} (an order or customer code such as "KR-88412"), {other_date} (a
+# date that is not the delivery date).
 WIDE_TEMPLATES = [
     "Hello,\n\nCould you arrange delivery of {qty} {item} to our office in {city}? We need them on "
     "{date}.\n\nMany thanks,\n{name}\nOperations | Example Trading Ltd\nTel. {phone}\n"
@@ -174,7 +182,42 @@ WIDE_TEMPLATES = [
     "pls send {qty} {item} 2 {city} by {date}. {name}",
     "Subject: Re: restock\n\nYes, please go ahead with {qty} {item} for {city}, delivered on "
     "{date}.\nBest,\n{name}\n\n> On Monday the team wrote:\n> Should these go to {other_city}?",
+    # Corrections, phrased many ways: the last count or city the message settles on wins.
+    "Hello, I'd like {old_qty} {item} delivered to {city} on {date}. Actually, make it {qty} "
+    "{item} - the numbers changed.\n{name}",
+    "Update to order {ref}: the count changes from {old_qty} to {qty} {item}. Still to {city}, "
+    "still {date}.\n{name}",
+    "I ordered {old_qty} {item} last week. Please change that to {qty} and deliver them to "
+    "{city} by {date}. Thanks, {name}",
+    "{name}: {qty} {item} for {city} on {date} (earlier I said {old_qty}, ignore that)",
+    "sms: {old_qty}x {item} to {city} {date}\nsms: sorry typo, {qty} not {old_qty}\n- {name}",
+    "From: {name}\nSubject: change of address\n\nPlease cancel the delivery to {other_city}. "
+    "Send the {qty} {item} to {city} instead, on {date}.",
+    "Change of plan: the {qty} {item} go to {city}, not {other_city}. The date stays {date}. "
+    "- {name}",
+    # Numbers that are not the count, next to it.
+    "RE: quote {ref}\n\nThanks. Please go ahead with {qty} {item} to {city}, delivered on "
+    "{date}.\n\nRegards,\n{name}\nHead of Procurement",
+    "PO {ref} / {name}\n{qty} {item}, deliver to {city} (building {size}) on {date}",
+    "Invoice {ref} is paid, thanks. Next order: {qty} {item} for {city}, {date}. {name}, room "
+    "{size}",
+    # Someone writes for the customer; titles are not part of the name.
+    "Dear team, I am writing on behalf of {title} {name}, who needs {qty} {item} in {city} by "
+    "{date}.\nBest wishes,\n{other_name} (assistant)",
+    "{title} {name} requests {qty} {item}, to be delivered to {city} on {date}. Cost centre "
+    "{ref}-{size}.",
+    "From: {other_name}\nTo: Orders\n\nFor {title} {name}: {qty} {item}, deliver to {city}, "
+    "{date}. Please invoice {name} directly.\n{other_name}",
+    # Codes next to the name; values on lines of their own.
+    "Customer: {name} ({code})\n{qty} {item} -> {city}\nwhen: {date}",
+    "Order for {name}, reference {code}: {qty} {item}, ship to {city}, {date}.",
+    "[WhatsApp] {name}: hi\n[WhatsApp] {name}: {qty} {item} please\n[WhatsApp] {name}: "
+    "{city}\n[WhatsApp] {name}: {date} latest",
+    "{name}\n{qty} {item}\n{city}\n{date}",
+    "Hi, yes - {qty} {item} to {city} on {date}.\n{name}\n\n> On {other_date}, {other_name} "
+    "wrote:\n> Should we ship them to {other_city}?",
 ]
+TITLES = ["Dr.", "Dr", "Prof.", "Mr.", "Ms.", "Mrs.", "Eng."]
 
 
 # Made-up values (train only): a student that has seen each city a dozen times learns to
@@ -202,6 +245,8 @@ ITEM_NOUNS = [("drill", "drills"), ("water bottle", "water bottles"), ("lantern"
               ("floor fan", "floor fans"), ("kettle", "kettles"), ("cutting board", "cutting boards"),
               ("step ladder", "step ladders"), ("wall clock", "wall clocks"), ("pallet", "pallets"),
               ("hammock", "hammocks"), ("tripod", "tripods"), ("work glove", "work gloves")]
+CONTAINERS = [("box", "boxes"), ("pack", "packs"), ("bottle", "bottles"), ("roll", "rolls"),
+              ("set", "sets"), ("case", "cases"), ("bag", "bags")]
 MADE_UP_SHARE = 0.4  # of train rows
 
 
@@ -224,6 +269,9 @@ def _made_up(rng: random.Random) -> dict[str, Any]:
         singular, plural = rng.choice(ITEM_NOUNS)
         word = rng.choice(ITEM_WORDS)
         item = (f"{word} {singular}", f"{word} {plural}")
+        if rng.random() < 0.25:  # a container is part of the item: "boxes of ... lanterns"
+            one, many = rng.choice(CONTAINERS)
+            item = (f"{one} of {item[1]}", f"{many} of {item[1]}")
     return {"name": name, "city": city, "other_city": other, "item": item,
             "lower": rng.random() < 0.2}
 
@@ -232,6 +280,16 @@ def _qty_text(qty: int, rng: random.Random) -> str:
     if qty <= len(NUMBER_WORDS) and rng.random() < 0.35:
         return NUMBER_WORDS[qty - 1]
     return str(qty)
+
+
+def _extras(rng: random.Random, name: str) -> dict[str, str]:
+    """The train-only fields of the wide templates: someone else, a title, a code, a date."""
+    others = WORLD_NAMES + [f"{first} {last}" for first, last in zip(FIRST, LAST, strict=True)]
+    other = rng.choice([n for n in others if n != name])
+    other_date = dt.date(2024, 1, 1) + dt.timedelta(days=rng.randint(0, 4 * 365))
+    code = "".join(rng.choice("ABCDEFGHKLMNPRSTUVXZ") for _ in range(2)) + f"-{rng.randint(100, 99999)}"
+    return {"other_name": other, "title": rng.choice(TITLES), "code": code,
+            "other_date": rng.choice(DATE_STYLES)(other_date)}
 
 
 def _pools(split: str) -> dict[str, list[Any]]:
@@ -249,7 +307,7 @@ def _pools(split: str) -> dict[str, list[Any]]:
 
 def _one(split: str, index: int, rng: random.Random) -> dict[str, Any]:
     pools = _pools(split)
-    wide = split == "train" and rng.random() < 0.5  # half the train rows from the wide tables
+    wide = split == "train" and rng.random() < 0.6  # most train rows from the wide tables
     name = (rng.choice(WORLD_NAMES) if wide and rng.random() < 0.7
             else f"{rng.choice(pools['first'])} {rng.choice(pools['last'])}")
     singular, plural = rng.choice(UNIT_ITEMS if wide and rng.random() < 0.4 else pools["item"])
@@ -267,6 +325,7 @@ def _one(split: str, index: int, rng: random.Random) -> dict[str, Any]:
             item = singular if qty == 1 else plural
         if made["lower"]:
             name, city = name.lower(), city.lower()
+    extra = _extras(rng, name) if split == "train" else {}  # after the shared draws, as above
     templates = WIDE_TEMPLATES if wide else TRAIN_TEMPLATES if split == "train" else EVAL_TEMPLATES
     styles = DATE_STYLES + EXTRA_DATE_STYLES if wide else DATE_STYLES
     prompt = rng.choice(templates).format(
@@ -274,7 +333,7 @@ def _one(split: str, index: int, rng: random.Random) -> dict[str, Any]:
         date=rng.choice(styles)(date), ref=rng.randint(1000, 99999),
         phone=f"+{rng.randint(1, 99)} {rng.randint(100, 999)} {rng.randint(1000, 9999)}",
         old_qty=rng.choice([n for n in range(1, 60) if n != qty]), other_city=other_city,
-        size=rng.randint(2, 40),
+        size=rng.randint(2, 40), **extra,
     )
     reference = {"name": name, "item": item, "quantity": qty, "city": city,
                  "date": date.isoformat()}
