@@ -58,7 +58,8 @@ def shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str,
 
 @pytest.fixture(scope="session")
 def tiny_hf(tmp_path_factory: pytest.TempPathFactory, smollm_gguf: Path) -> Path:
-    """A 2-layer llama (hidden 64) with SmolLM2's tokenizer and chat template, as safetensors."""
+    """A 2-layer llama (hidden 64) with SmolLM2's tokenizer and chat template, as safetensors;
+    1024 positions, as the profiles' n_ctx (the default teacher prompt is ~600 of its tokens)."""
 
     def build(out: Path) -> None:
         import torch
@@ -70,7 +71,7 @@ def tiny_hf(tmp_path_factory: pytest.TempPathFactory, smollm_gguf: Path) -> Path
         torch.manual_seed(0)
         config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
                              num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                             max_position_embeddings=512, tie_word_embeddings=True,
+                             max_position_embeddings=1024, tie_word_embeddings=True,
                              bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                              pad_token_id=tok.pad_token_id)
         LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
