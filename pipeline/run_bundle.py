@@ -262,7 +262,8 @@ def for_message(grammar: str, message: str) -> str:
         return grammar
     if not isinstance(spec, dict):
         return grammar
-    fields, dates, spans = spec.pop(COPY_KEY, []), spec.pop(DATE_KEY, []), message_spans(message)
+    fields, dates = spec.pop(COPY_KEY, []), spec.pop(DATE_KEY, [])
+    spans = message_spans(message) if fields else []  # a date-only grammar needs no spans
     if not (fields and spans) and not dates:
         return grammar
     props = spec["grammars"][0]["json_schema"]["properties"]

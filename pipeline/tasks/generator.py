@@ -282,10 +282,13 @@ def _qty_text(qty: int, rng: random.Random) -> str:
     return str(qty)
 
 
+# someone beside the customer in a message (an assistant, a colleague)
+OTHER_NAMES = WORLD_NAMES + [f"{first} {last}" for first, last in zip(FIRST, LAST, strict=True)]
+
+
 def _extras(rng: random.Random, name: str) -> dict[str, str]:
     """The train-only fields of the wide templates: someone else, a title, a code, a date."""
-    others = WORLD_NAMES + [f"{first} {last}" for first, last in zip(FIRST, LAST, strict=True)]
-    other = rng.choice([n for n in others if n != name])
+    other = rng.choice([n for n in OTHER_NAMES if n != name])
     other_date = dt.date(2024, 1, 1) + dt.timedelta(days=rng.randint(0, 4 * 365))
     code = "".join(rng.choice("ABCDEFGHKLMNPRSTUVXZ") for _ in range(2)) + f"-{rng.randint(100, 99999)}"
     return {"other_name": other, "title": rng.choice(TITLES), "code": code,
