@@ -80,12 +80,19 @@ def measure(builds: list[dict[str, Any]], out_dir: Path) -> tuple[list[dict[str,
 
 def with_parity(rows: list[dict[str, Any]], answers: list[dict[str, Any]],
                 builds: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Adds the greedy-answer agreement with the fp32 student and each profile's gate."""
-    from pipeline.measure.verdict import quality_gate
+    """Adds the greedy-answer agreement with the fp32 student and each profile's decision
+    (pipeline.measure.decision: the [goal] bar and its limits, with intervals, widened over
+    the eval sets), on free decoding: what a free profile ships; a constrained (GGUF)
+    profile's own build decides on its grammar-decoded rows instead."""
+    from pipeline.measure.decision import Evidence, Limits, decide_build, tiers_of
+    from pipeline.tasks import make_task
+    from pipeline.tasks.inputs import read_rows
 
     reference = next(r for r in rows if r["role"] == "distilled_torch")
     targets = {b["target"].name: b["target"] for b in builds}
-    metric = builds[0]["config"].task.primary_metric
+    config = builds[0]["config"]
+    evals = read_rows(builds[0]["paths"]["eval_set"] / "eval.jsonl")
+    primary = next((r["eval_set"] for r in rows if r.get("eval_set")), None)
     out = [{**reference, "profile": "(fp32 reference, cached)",
             "benchmarked_on": "this build machine"}]
     for row in rows:
@@ -95,11 +102,18 @@ def with_parity(rows: list[dict[str, Any]], answers: list[dict[str, Any]],
         same = [a[row["role"]] == a["distilled_torch"] for a in answers]
         row = {**row, "greedy_agreement": round(sum(same) / len(same), 4), "profile": target.name,
                "benchmarked_on": target.benchmarked_on}
-        gate = quality_gate([reference, {**row, "role": "distilled"}], target.min_quality,
-                            target.max_quant_loss, target.max_kl, target.min_greedy_agreement,
-                            metric=metric)
-        row["gate"] = "PASS" if gate["passed"] else "FAIL: " + "; ".join(
-            c["check"] for c in gate["checks"] if not c["passed"])
+        ev = Evidence(task=make_task(config.task.spec), metric=config.task.primary_metric,
+                      answers=[{"distilled": a[row["role"]], "distilled_torch": a["distilled_torch"]}
+                               for a in answers],
+                      refs=[e["reference"] for e in evals], tiers=tiers_of(evals, primary))
+        goal = config.goal.min_quality if config.gate.require_goal else None
+        limits = Limits(goal=goal, min_quality=target.min_quality,
+                        max_quant_loss=target.max_quant_loss,
+                        max_kl=target.max_kl, min_greedy_agreement=target.min_greedy_agreement)
+        decision = decide_build(ev, limits, [reference, {**row, "role": "distilled"}],
+                                "distilled_torch")
+        row["gate"] = decision["outcome"].upper() + "".join(
+            f"; {c['check']} {c['outcome']}" for c in decision["checks"] if c["outcome"] != "pass")
         out.append(row)
     return out
 

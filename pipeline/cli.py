@@ -14,9 +14,9 @@ Example:
     distill-edge cache verify        # every cached output against its sha256
     distill-edge cache gc --dry-run  # what no published target uses, and its size
 
-Exit codes: 0 ok, 2 bad input, 3 the target's quality gate failed (report still written),
-1 `cache verify` found damaged entries or the machine refused a write (full disk, read-only
-folder), 130 interrupted (Ctrl-C).
+Exit codes: 0 ok, 2 bad input, 3 not shipped: the build's decision refused the artifact (the
+report still written), 1 `cache verify` found damaged entries or the machine refused a write
+(full disk, read-only folder), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ from typing import Annotated, Any, Optional
 import typer
 
 from pipeline.errors import EXIT_ENVIRONMENT, EXIT_USER_ERROR, UserError, write_refused
-
-EXIT_GATE_FAILED = 3  # not bad input (2): the build ran, its artifact missed the target's gate
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Distill a teacher into a small student and ship it per hardware target.")
@@ -84,10 +82,12 @@ def build(
                f"{out / 'report.md'}")
     report = json.loads((out / "report.json").read_text())
     typer.echo(report["verdict"]["text"])
-    failed = [c["text"] for c in report["gate"]["checks"] if not c["passed"]]
-    if failed:  # the report is written; the build still fails, naming the check
-        print(f"distill-edge: quality gate failed: {'; '.join(failed)}", file=sys.stderr)
-        raise typer.Exit(EXIT_GATE_FAILED)
+    decision = report["decision"]  # the one decision: verdict, bundle and exit code read it
+    if decision["outcome"] == "undecided" and decision["ship"]:
+        print(f"distill-edge: warning: {decision['sentence']}", file=sys.stderr)
+    if not decision["ship"]:  # the report is written; the build still fails, naming the check
+        print(f"distill-edge: {decision['sentence']}", file=sys.stderr)
+        raise typer.Exit(decision["exit_code"])
 
 
 def _load_report(build_dir: Path) -> dict[str, Any]:

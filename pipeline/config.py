@@ -333,7 +333,10 @@ class BenchConfig(_Strict):
 class GoalConfig(_Strict):
     """What the user needs: drives the report's "was distillation worth it?" verdict."""
 
-    min_quality: float = Field(0.9, ge=0, le=1)  # the bar on the task's primary metric
+    # the bar on the task's primary metric; None (no bar of your own): the shipped student
+    # may be at most max_teacher_gap below its teacher on the same eval prompts
+    min_quality: float | None = Field(None, ge=0, le=1)
+    max_teacher_gap: float = Field(0.03, ge=0, le=1)
     requests_per_day: int = Field(100_000, ge=0)  # the scale the model must serve
     latency_budget_s: float = Field(0.0, ge=0)  # per request; 0 = no latency requirement
 
@@ -343,6 +346,9 @@ class GateConfig(_Strict):
     # good enough exits 3 and gets no bundle. False: the gate checks only the target's own
     # limits (quantization loss, parity) and the verdict alone reports the bar.
     require_goal: bool = True
+    # A check whose 95 % interval still holds its limit after the eval was widened: false
+    # ships with a warning in the report and on stderr, true refuses (exit 3, no bundle).
+    strict: bool = False
 
 
 class BuildConfig(_Strict):

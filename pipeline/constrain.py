@@ -65,6 +65,19 @@ def bounded(schema: Any) -> Any:
     return out
 
 
+def shipped_grammar(spec: TaskSpec, date_fields: tuple[str, ...], constrained: bool
+                    ) -> tuple[str, str]:
+    """(the grammar a target's answers decode under, why there is none): a constrained
+    target (one whose runtime can constrain) ships the task's grammar when the task has one,
+    and free decoding — said in the report — when it has none."""
+    if not constrained:
+        return "", ""
+    try:
+        return grammar_for(spec, date_fields), ""
+    except NoGrammar as exc:
+        return "", exc.why
+
+
 def grammar_for(spec: TaskSpec, date_fields: tuple[str, ...] = ()) -> str:
     """The llguidance grammar (its JSON form) every answer of this task must match;
     `date_fields`: the task's (a decoding rule, not part of scoring, so not in the spec)."""

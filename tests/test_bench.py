@@ -217,7 +217,7 @@ def test_parity_gate_passes_a_faithful_export_and_fails_a_corrupted_one(
         tiny_hf: Path, tiny_gguf: Path, tmp_path: Path) -> None:
     """The parity gate, on real numbers: the faithful F16 export passes, the corrupted copy
     fails with a message naming the artifact and its KL."""
-    from pipeline.measure.verdict import quality_gate
+    from pipeline.measure.decision import Evidence, Limits, decide_ship, quantization_checks
 
     texts, ref = _texts(tiny_hf), tmp_path / "ref.npy"
     reference = {"role": "distilled_torch", "label": "distilled fp32 (torch)", "field_accuracy": 1.0,
@@ -228,8 +228,10 @@ def test_parity_gate_passes_a_faithful_export_and_fails_a_corrupted_one(
         stats = summarize_latency(bench_artifact(gguf, SYS, PROMPTS, threads=1, n_ctx=256,
             max_tokens=8, score={"texts": texts, "reference": str(ref)}))
         shipped = {"role": "distilled", "label": f"{name} F16", "field_accuracy": 1.0, **stats}
-        gates[name] = quality_gate([reference, shipped], None, None, max_kl=0.01, metric="field_accuracy")
-    assert gates["faithful"]["passed"], gates["faithful"]
+        none = Evidence(task=None, metric="field_accuracy", answers=[], refs=[], tiers=[])
+        gates[name] = decide_ship(quantization_checks(none, Limits(max_kl=0.01), shipped, reference),
+                                  strict=True)
+    assert gates["faithful"]["ship"], gates["faithful"]
     bad = gates["corrupted"]
-    assert not bad["passed"] and bad["checks"][0]["value"] > 0.1, bad
+    assert not bad["ship"] and bad["checks"][0]["value"] > 0.1, bad
     assert bad["checks"][0]["text"].startswith("corrupted F16 mean KL vs the fp32 student: ")

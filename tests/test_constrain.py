@@ -243,3 +243,15 @@ def test_the_modelfile_of_a_constrained_bundle_says_how_ollama_gets_the_schema()
     assert f'"format": \'"$(cat {SCHEMA_FILE})"\'' in json_task
     assert "use run.py for constrained answers" in modelfile("m.gguf", gen, "")
     assert "constrained" not in modelfile("m.gguf", {**gen, "grammar": None}, "")
+
+
+def test_a_constrained_target_ships_free_decoding_for_a_task_without_a_grammar() -> None:
+    """A constrained profile (every GGUF one) decodes under the task's grammar when the task
+    has one; a text task has none, so it ships free decoding and the bench says why."""
+    from pipeline.constrain import shipped_grammar
+
+    grammar, why = shipped_grammar(TaskSpec(name="t", kind="text"), (), True)
+    assert grammar == "" and "of kind 'text' has no answer grammar" in why
+    labels = TaskSpec(name="t", kind="label", labels=("a", "b"))
+    assert shipped_grammar(labels, (), True)[0] == grammar_for(labels)
+    assert shipped_grammar(labels, (), False) == ("", "")

@@ -115,8 +115,9 @@ def test_first_build_publishes_everything(built: dict) -> None:
     assert "## Constrained decoding" in (out / "report.md").read_text()
     for row in report["bench"]["rows"]:
         assert row["decode_tok_s"] > 0 and row["file_mb"] > 0 and 0 <= row["field_accuracy"] <= 1
-    assert report["verdict"]["case"] in ("skip_distillation", "run_teacher", "ship_student",
-                                         "student_below_bar")
+    assert report["verdict"]["case"] in ("skip_distillation", "run_teacher", "ship_student")
+    assert report["decision"]["ship"] and report["verdict"]["text"].endswith(
+        report["decision"]["sentence"])
     assert [s["step"] for s in report["attribution"]] == ["quantize base", "distill", "export",
                                                          "quantize"]
     by_role = {r["role"]: r for r in report["bench"]["rows"]}
@@ -215,9 +216,10 @@ def test_failing_gate_exits_3_with_the_report_written(built: dict) -> None:
     assert proc.returncode == 3, proc.stderr[-2000:]
     hits = _steps(built["build"], "t-gate")
     assert hits["export"] and hits["bench"] and not hits["report"]  # the gate is the report's
-    assert "quality gate failed" in proc.stderr and "minimum 1.0" in proc.stderr
+    assert "Not shipped" in proc.stderr and "minimum 1.0" in proc.stderr
     report = json.loads((built["build"] / "t-gate" / "report.json").read_text())
-    assert report["gate"]["passed"] is False
+    assert report["decision"]["ship"] is False and report["decision"]["exit_code"] == 3
+    assert report["verdict"]["text"].endswith(report["decision"]["sentence"])
     assert (built["build"] / "t-gate" / "report.html").is_file()
     assert not (built["build"] / "t-gate" / "bundle").exists()  # nothing deployable
 
@@ -258,7 +260,7 @@ def test_bundle_answers_alone_from_a_fresh_process(built: dict, target: str,
     via_cli = run_cli("run", str(bundle), prompt)
     assert via_cli.returncode == 0 and via_cli.stdout.strip() == bench_answer.strip()
     card = (bundle / "README.md").read_text()
-    assert "## Lineage" in card and "| distilled " in card and "Quality gate: PASS" in card
+    assert "## Lineage" in card and "| distilled " in card and "Decision: Shipped" in card
 
 
 def test_serve_answers_like_run_py(built: dict, tmp_path: Path) -> None:

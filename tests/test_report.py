@@ -6,8 +6,9 @@ import re
 from typing import Any
 
 from pipeline.config import load_config
+from pipeline.measure.decision import decide_ship, judge
 from pipeline.measure.quality import teacher_agreement
-from pipeline.measure.verdict import attribution, decide, quality_gate
+from pipeline.measure.verdict import attribution, decide, with_decision
 from pipeline.report.compare import compare_reports
 from pipeline.report.render import render_html, render_markdown
 from pipeline.tasks import make_task
@@ -26,10 +27,16 @@ def fixture_report(shipped_acc: float = 0.9) -> dict[str, Any]:
     rows = [_row("teacher", "teacher", 0.89, 1117.3, 25.0), _row("base", "base Q4_K_M", 0.0, 105.5, 110.0),
             _row("distilled_fp", "distilled F16", 0.93, 270.9, 80.0),
             _row("distilled", "distilled Q4_K_M", shipped_acc, 105.5, 96.0)]
+    loss = round(0.93 - shipped_acc, 4)
+    decision = decide_ship([{"check": "max_quant_loss", "limit": 0.02, "value": loss,
+                             "ci": [loss - 0.005, loss + 0.005], "prompts": 60, "on": "hand-written",
+                             "outcome": judge((loss - 0.005, loss + 0.005), 0.02,
+                                              higher_is_better=False),
+                             "text": f"distilled Q4_K_M vs distilled F16: loss {loss}"}], strict=False)
     return {"target": "cpu-int4", "bench": {"eval_rows": 60, "threads": 2, "rows": rows},
-            "verdict": decide(rows, 0.9, 100_000, 0, "field_accuracy"),
+            "verdict": with_decision(decide(rows, 0.9, 100_000, 0, "field_accuracy"), decision),
             "attribution": attribution(rows, "field_accuracy"),
-            "gate": quality_gate(rows, None, 0.02, metric="field_accuracy"),
+            "decision": decision,
             "data": {"rows_in": 200, "kept": 190, "dropped": 10, "drops_by_reason": {"extra_keys": 10},
                      "kept_teacher_field_accuracy": 0.97},
             "training_curve": [{"step": i, "loss": 1.0 / i} for i in range(1, 20)],
@@ -39,8 +46,9 @@ def fixture_report(shipped_acc: float = 0.9) -> dict[str, Any]:
 def test_markdown_has_table_verdict_gate_and_attribution() -> None:
     text = render_markdown(fixture_report())
     assert "| distilled Q4_K_M | 105.5 |" in text
-    assert "## Verdict" in text and "ship it" in text
-    assert "FAIL: distilled Q4_K_M vs distilled F16: field_accuracy loss +0.030" in text
+    assert "## Verdict" in text and "## Decision" in text
+    assert "Not shipped: distilled Q4_K_M vs distilled F16: loss 0.03" in text  # verdict
+    assert "FAIL: distilled Q4_K_M vs distilled F16: loss 0.03" in text  # decision section
     assert "quantize: distilled F16 → distilled Q4_K_M: -0.030" in text
 
 

@@ -102,10 +102,10 @@ def distinguishable(ci: tuple[float, float]) -> bool:
 
 
 def add_intervals(task: Any, metric: str, rows: list[dict[str, Any]], answers: list[dict[str, Any]],
-                  eval_rows: list[dict[str, Any]], steps: list[dict[str, Any]],
-                  verdict: dict[str, Any]) -> None:
-    """Put the intervals into the report's rows (`ci`), attribution steps (`ci`,
-    `distinguishable`) and verdict (`ci`, `margin`), on the prompts of the primary eval set."""
+                  eval_rows: list[dict[str, Any]], steps: list[dict[str, Any]]) -> None:
+    """Put the intervals into the report's rows (`ci`) and attribution steps (`ci`,
+    `distinguishable`), on the prompts of the primary eval set. (The decision computes its
+    own, widening the eval where a check is undecided: pipeline.measure.decision.)"""
     primary = next((r["eval_set"] for r in rows if r.get("eval_set")), None)
     keep = [i for i, e in enumerate(eval_rows) if primary is None or e.get("set") == primary]
     refs = [eval_rows[i]["reference"] for i in keep]
@@ -119,21 +119,6 @@ def add_intervals(task: Any, metric: str, rows: list[dict[str, Any]], answers: l
             ci = paired_metric_interval(task, metric, preds[step["from_role"]],
                                         preds[step["to_role"]], refs)
             step["ci"], step["distinguishable"] = list(ci), distinguishable(ci)
-    shipped = next((r for r in rows if r["role"] == "distilled" and "ci" in r), None)
-    bar = verdict.get("quality_bar")
-    if shipped is None or bar is None:
-        return
-    lo, hi = shipped["ci"]
-    verdict["ci"] = [lo, hi]
-    if lo <= bar <= hi:  # the bar is inside the interval: this eval cannot decide
-        more = needed_prompts(shipped[metric], (lo, hi), bar, len(refs))
-        verdict["margin"] = "undecided"
-        verdict["text"] += (f" Not decided by this eval: {metric} {shipped[metric]:.3f} has a 95% "
-                            f"interval of {lo:.3f}–{hi:.3f} on {len(refs)} prompts, which holds "
-                            f"the bar {bar}" + (f"; about {more} prompts would decide it." if more
-                                                else "."))
-    else:
-        verdict["margin"] = "above" if lo > bar else "below"
 
 
 def add_other_intervals(task: Any, rows: list[dict[str, Any]], answers: list[dict[str, Any]],

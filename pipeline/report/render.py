@@ -148,6 +148,16 @@ def _other_interval_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def decision_lines(decision: dict[str, Any]) -> list[str]:
+    """The decision's sentence, then each check: its outcome, and where it was widened."""
+    lines = [decision["sentence"]]
+    for c in decision["checks"]:
+        trail = "".join(f" Undecided on {t['on']} ({t['prompts']} prompts): widened." for t in
+                        c.get("tried", [])[:-1])
+        lines.append(f"{c['outcome'].upper()}: {c['text']}.{trail}")
+    return lines
+
+
 def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
     """(heading, paragraphs) shared by the Markdown and HTML renderings."""
     out: list[tuple[str, list[str]]] = []
@@ -169,9 +179,8 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
         out.append(("95% intervals of the other figures", lines))
     if judge := report.get("judge"):
         out.append(("Teacher as judge", [_judge_line(judge)]))
-    if gate := report.get("gate"):
-        lines = [("PASS" if c["passed"] else "FAIL") + ": " + c["text"] for c in gate["checks"]]
-        out.append(("Quality gate", lines or ["no checks set by this target"]))
+    if decision := report.get("decision"):
+        out.append(("Decision", decision_lines(decision)))
     if steps := report.get("attribution"):
         out.append((f"Attribution ({_metric(report)} change per step)",
                     [f"{s['step']}: {s['from']} → {s['to']}: {s['delta']:+.3f}" + _paired(s)

@@ -112,11 +112,14 @@ def _student_rows(ctx: StageContext[BenchSettings], reference: str | None) -> li
 
 def _grammar(config: BuildConfig, target: Target) -> dict[str, str]:
     """The grammar-pair settings: the task's grammar, or why there is none."""
-    from pipeline.constrain import NoGrammar, grammar_for
+    from pipeline.constrain import NoGrammar, grammar_for, shipped_grammar
 
     task = config.task
-    if target.constrained:  # refused in one line if the task has no grammar
-        return {"grammar": grammar_for(task.spec, task.date_fields), "constrained": True}
+    shipped, why = shipped_grammar(task.spec, task.date_fields, target.constrained)
+    if shipped:
+        return {"grammar": shipped, "constrained": True}
+    if why:  # a constrained target, a task without a grammar: free decoding ships
+        return {"grammar_skipped": why}
     if not config.bench.grammar_pair:
         return {}
     if not target.fmt.constrained_decoding:

@@ -31,7 +31,7 @@ from typing import Any
 from pipeline import run_bundle
 from pipeline.cache import link_or_copy
 from pipeline.config import BuildConfig
-from pipeline.constrain import grammar_for
+from pipeline.constrain import shipped_grammar
 from pipeline.measure.quant_mix import mix_line
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
@@ -88,7 +88,7 @@ def model_card(s: BundleSettings, report: dict[str, Any], gen: dict[str, Any]) -
     """README.md of the bundle: what it is, where it came from, how good and fast, how to run."""
     rows = report["bench"]["rows"]
     data, training = report.get("data") or {}, report.get("training") or {}
-    gate = report["gate"]
+    decision = report["decision"]
     metric = (report.get("task") or {}).get("metric", "field_accuracy")  # older reports: extraction
     mix = report.get("quant_mix")
     lines = [
@@ -112,8 +112,8 @@ def model_card(s: BundleSettings, report: dict[str, Any], gen: dict[str, Any]) -
         *[_row_line(r, metric) for r in rows
           if r["role"] in ("teacher", "base", "distilled_torch", "distilled")],
         "", f"Verdict: {report['verdict']['text']}", "",
-        f"Quality gate: {'PASS' if gate['passed'] else 'FAIL'}"
-        + "".join(f"\n- {c['text']}: {'pass' if c['passed'] else 'FAIL'}" for c in gate["checks"]),
+        f"Decision: {decision['sentence']}"
+        + "".join(f"\n- {c['outcome']}: {c['text']}" for c in decision["checks"]),
         "", "## Run it", "", "```sh", "python run.py \"your prompt\"          # needs only this folder",
         "distill-edge run . \"your prompt\"", "```"]
     lines += ["", *(n.format(model=gen["model"]) for n in s.notes)]  # the format's own words
@@ -192,8 +192,8 @@ class BundleStage:
             teacher=who(config.teacher), student=who(config.student),
             # run.py is part of the output: a change to it re-bundles
             runner_sha256=hashlib.sha256(Path(run_bundle.__file__).read_bytes()).hexdigest(),
-            **({"grammar": grammar_for(config.task.spec, config.task.date_fields)}
-               if target.constrained else {}))
+            grammar=shipped_grammar(config.task.spec, config.task.date_fields,
+                                    target.constrained)[0])
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         return {}
@@ -201,9 +201,9 @@ class BundleStage:
     def run(self, ctx: StageContext[BundleSettings]) -> dict[str, Any]:
         s, export = ctx.settings, ctx.inputs["export"]
         report = json.loads((ctx.inputs["report"] / "report.json").read_text())
-        if not report["gate"]["passed"]:  # nothing deployable from an artifact that failed
-            ctx.log("no bundle: the target's quality gate failed (see the report)")
-            return {"files": [], "skipped": "quality gate failed"}
+        if not report["decision"]["ship"]:  # nothing deployable from a refused artifact
+            ctx.log(f"no bundle: {report['decision']['sentence']}")
+            return {"files": [], "skipped": "not shipped (see the report's decision)"}
         bundle = ctx.out_dir / "bundle"
         bundle.mkdir()
         model = _copy_artifact(export, s.artifact, s.layout, bundle)

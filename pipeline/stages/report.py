@@ -38,7 +38,7 @@ class ReportSettings(Settings):
     target: str
     benchmarked_on: str
     task: TaskSpec
-    min_quality: float
+    min_quality: float | None  # [goal]: None = relative to the teacher
     requests_per_day: int
     latency_budget_s: float
     gate_min_quality: float | None
@@ -46,6 +46,11 @@ class ReportSettings(Settings):
     gate_max_kl: float | None
     gate_min_greedy_agreement: float | None
     gate_goal: float | None = None  # the [goal] bar, unless [gate] require_goal = false
+    # no [goal] min_quality: the shipped row may be at most this far below the teacher
+    # (None: [gate] require_goal = false, no bar at all)
+    max_teacher_gap: float | None = None
+    strict: bool = False  # [gate] strict: an undecided check refuses the build
+    constrained: bool = False  # the shipped row decodes under the task grammar
     artifact: str = ""  # the shipped file in the export step (its real quant mix is read)
     quant: str = ""
 
@@ -101,11 +106,40 @@ def _quant_mix(ctx: StageContext[ReportSettings]) -> dict[str, Any] | None:
     return None
 
 
+def _bar(s: ReportSettings, rows: list[dict[str, Any]]) -> float | None:
+    """The verdict's bar for the small model used directly: the user's, else the teacher's
+    metric less the allowed gap (None without either)."""
+    if s.min_quality is not None:
+        return s.min_quality
+    teacher = next((r for r in rows if r["role"] == "teacher"), None)
+    gap = s.max_teacher_gap if s.max_teacher_gap is not None else 0.0
+    return None if teacher is None else round(teacher[s.task.primary] - gap, 4)
+
+
+def _decision(s: ReportSettings, task: Any, rows: list[dict[str, Any]],
+              answers: list[dict[str, Any]], eval_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The build's one ship / no-ship decision (pipeline.measure.decision). A constrained
+    artifact's quantization checks hold it to its F16 export under the same grammar."""
+    from pipeline.measure.decision import Evidence, Limits, decide_build, tiers_of
+
+    primary = next((r["eval_set"] for r in rows if r.get("eval_set")), None)
+    evidence = Evidence(task=task, metric=s.task.primary, answers=answers,
+                        refs=[e["reference"] for e in eval_rows], tiers=tiers_of(eval_rows, primary))
+    limits = Limits(goal=s.gate_goal, max_teacher_gap=s.max_teacher_gap,
+                    min_quality=s.gate_min_quality, max_quant_loss=s.gate_max_quant_loss,
+                    max_kl=s.gate_max_kl, min_greedy_agreement=s.gate_min_greedy_agreement,
+                    strict=s.strict)
+    roles = {r["role"] for r in rows}
+    reference = ("distilled_fp" if s.constrained or "distilled_torch" not in roles
+                 else "distilled_torch")
+    return decide_build(evidence, limits, rows, reference)
+
+
 def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
     """The report dict (report.json) from the stage inputs."""
     from pipeline.measure.quality import greedy_agreement, teacher_agreement
     from pipeline.measure.uncertainty import add_intervals, add_other_intervals
-    from pipeline.measure.verdict import attribution, decide, quality_gate
+    from pipeline.measure.verdict import attribution, decide, with_decision
     from pipeline.report.render import environment
 
     s = ctx.settings
@@ -126,10 +160,12 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
              if folder.is_dir() and (meta := read_meta(folder))}
     distill_meta = read_meta(ctx.inputs["distill"]) or {}
     eval_set = (read_meta(ctx.inputs["eval"]) or {}).get("summary", {})
-    verdict = decide(bench["rows"], s.min_quality, s.requests_per_day, s.latency_budget_s, metric)
-    attributed = attribution(bench["rows"], metric)
     eval_rows = read_rows(ctx.inputs["eval"] / EVAL_FILE)
-    add_intervals(task, metric, bench["rows"], answers, eval_rows, attributed, verdict)
+    decision = _decision(s, task, bench["rows"], answers, eval_rows)
+    verdict = with_decision(decide(bench["rows"], _bar(s, bench["rows"]), s.requests_per_day,
+                                   s.latency_budget_s, metric), decision)
+    attributed = attribution(bench["rows"], metric)
+    add_intervals(task, metric, bench["rows"], answers, eval_rows, attributed)
     add_other_intervals(task, bench["rows"], answers, eval_rows)
     return {
         "target": s.target,
@@ -142,9 +178,7 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
         "attribution": attributed,
         "judge": judge,
         "quant_mix": _quant_mix(ctx),
-        "gate": quality_gate(bench["rows"], s.gate_min_quality, s.gate_max_quant_loss,
-                             s.gate_max_kl, s.gate_min_greedy_agreement, metric=metric,
-                             goal=s.gate_goal),
+        "decision": decision,
         "data": json.loads((ctx.inputs["filter"] / "drops.json").read_text()),
         "teacher": json.loads((ctx.inputs["teacher"] / "stats.json").read_text()),
         "training": distill_meta.get("summary"),
@@ -164,17 +198,24 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
 
 class ReportStage:
     name = "report"
-    version = "16"  # 16: a constrained artifact's greedy agreement is its free twin's
+    version = "17"  # 17: one decision (pipeline.measure.decision) instead of the gate
     libraries = REPORT_LIBRARIES + ("matplotlib",)
     resumable = False
 
     def settings(self, config: BuildConfig, target: Target) -> ReportSettings:
+        from pipeline.constrain import shipped_grammar
+
         return ReportSettings(
             target=target.name, benchmarked_on=target.benchmarked_on, task=config.task.spec,
-            **config.goal.model_dump(), gate_min_quality=target.min_quality,
+            **config.goal.model_dump(exclude={"max_teacher_gap"}), gate_min_quality=target.min_quality,
             gate_max_quant_loss=target.max_quant_loss, gate_max_kl=target.max_kl,
             gate_min_greedy_agreement=target.min_greedy_agreement,
             gate_goal=config.goal.min_quality if config.gate.require_goal else None,
+            max_teacher_gap=(config.goal.max_teacher_gap if config.gate.require_goal
+                             and config.goal.min_quality is None else None),
+            strict=config.gate.strict,
+            constrained=bool(shipped_grammar(config.task.spec, config.task.date_fields,
+                                             target.constrained)[0]),
             artifact=target.artifact(), quant=target.quant)
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
@@ -189,4 +230,4 @@ class ReportStage:
         (ctx.out_dir / "report.html").write_text(render_html(report))
         ctx.log(report["verdict"]["text"])
         return {"rows": len(report["bench"]["rows"]), "verdict": report["verdict"]["case"],
-                "gate_passed": report["gate"]["passed"]}
+                "ship": report["decision"]["ship"]}
