@@ -29,7 +29,11 @@ GGUF_FTYPES: dict[str, str] = {
     "Q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
     "Q6_K": "LLAMA_FTYPE_MOSTLY_Q6_K",
     "Q5_K_M": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
+    "Q5_0": "LLAMA_FTYPE_MOSTLY_Q5_0",
     "Q4_K_M": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
+    # blocks of 32, non-linear 4-bit levels: fits rows K-quants cannot (576 = 18 x 32, not a
+    # multiple of 256), so it stays ~4.5 bits per weight where Q4_K_M falls back to Q5_0/Q8_0
+    "IQ4_NL": "LLAMA_FTYPE_MOSTLY_IQ4_NL",
     "Q4_1": "LLAMA_FTYPE_MOSTLY_Q4_1",
     "Q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0",
 }
