@@ -70,6 +70,20 @@ def test_train_references_can_be_copied_from_their_messages() -> None:
     assert titled and not any(r["reference"]["name"].startswith(("Dr", "Prof")) for r in titled)
 
 
+def test_greetings_and_streets_are_beside_the_values_never_in_them() -> None:
+    """Issue 31's train rows: a greeting or sign-off beside the customer's name, a street and
+    postcode beside the city; the references hold the name and the city alone."""
+    from pipeline.tasks.generator import GREETINGS, SIGNOFFS
+
+    rows = [r for r in generate("train", 600, 5)
+            if any(g in r["prompt"] for g in GREETINGS + SIGNOFFS)]
+    assert len(rows) > 60
+    for row in rows:
+        ref = row["reference"]
+        assert ref["name"] not in GREETINGS + SIGNOFFS
+        assert not re.search(r"\d", ref["city"]) and "Street" not in ref["city"]
+
+
 def test_references_are_valid_answers_of_the_schema() -> None:
     for row in generate("eval", 60, 3):
         assert TASK.reference(row["reference"]) == row["reference"]

@@ -218,6 +218,44 @@ WIDE_TEMPLATES = [
     "wrote:\n> Should we ship them to {other_city}?",
 ]
 TITLES = ["Dr.", "Dr", "Prof.", "Mr.", "Ms.", "Mrs.", "Eng."]
+# Issue 31's categories of real traffic, train only: greetings and sign-offs in many
+# languages (the name is the customer's, never the greeting), and a street address with a
+# postcode beside the city (the city alone is the destination). Streets are made up from
+# syllables, like the made-up names, so they can only be copied or left out, never recalled.
+GREETINGS = ["Hola", "Bonjour", "Ciao", "Hallo", "Merhaba", "Namaste", "Salam", "Jambo", "Hej",
+             "Olá", "Cześć", "Moi", "Aloha", "Shalom", "Sawasdee ka", "Kia ora", "Dzień dobry",
+             "Guten Tag", "Buongiorno", "Buenos días", "Goedemorgen", "God dag", "Selamat pagi",
+             "Habari", "Ahoj", "Szia", "Kumusta", "Marhaba", "Sannu", "Xin chào", "Yassou",
+             "Privet", "Hei", "Grüezi", "Zdravo", "Bula", "Salut", "Hoi", "Good morning", "Hi all"]
+SIGNOFFS = ["Saludos", "Cordialement", "Grazie mille", "Viele Grüße", "Teşekkürler", "Dhanyavaad",
+            "Asante sana", "Obrigado", "Pozdrawiam", "Tack så mycket", "Mahalo", "Toda raba",
+            "Kiitos", "Merci beaucoup", "Danke", "Groetjes", "Hälsningar", "Terima kasih",
+            "Salamat po", "Spasibo", "Cheers", "Best regards", "Un abrazo", "Abraços",
+            "Mit freundlichen Grüßen", "Atentamente", "Saluti", "Bien à vous", "Shukran", "Dziękuję"]
+STREET_FORMS = ["{n} {w} Street", "{w}straße {n}", "Rua {w} {n}", "Calle {w} {n}", "ul. {w} {n}",
+                "Via {w} {n}", "{n} rue {w}", "{w}gatan {n}", "Av. {w} {n}", "{n} {w} Road",
+                "Jl. {w} No. {n}", "{w} Blvd {n}", "{w}weg {n}", "Plot {n}, {w} Avenue",
+                "{n} {w} Lane, Unit {u}", "{w} Caddesi No. {n}"]
+ADDRESS_SHARE = 0.3  # of wide train rows: a greeting, a sign-off or a street beside the city
+ADDRESS_TEMPLATES = [
+    "{greeting}! This is {name}. Please deliver {qty} {item} to {street}, {postcode} {city} on "
+    "{date}. {signoff}!",
+    "{greeting},\n\nplease arrange {qty} {item} for {title} {name}, to be delivered to {street}, "
+    "{city} {postcode}, on {date}.\n\n{signoff},\n{other_name} (office)",
+    "{greeting} team - {name} here. {qty} {item} to {street} in {city}, by {date} please. {signoff}",
+    "{greeting}!\n\nCould you send {qty} {item} to {city}? Address: {street}, {postcode}. Needed "
+    "on {date}.\n\n{signoff},\n{name}",
+    "Delivery address: {street}, {postcode} {city}\nCustomer: {name}\nOrder: {qty} {item}\n"
+    "Date: {date}\n({greeting} from {other_name} at the {other_city} office)",
+    "{greeting} {other_name},\n{name} here - {qty} {item} please, to {street}, {city} "
+    "({postcode}), on {date}.\n{signoff}",
+    "[09:{size:02d}] {name}: {greeting}\n[09:{size:02d}] {name}: {qty} {item} to {street}, "
+    "{city}\n[09:{size:02d}] {name}: on {date} pls\n[09:{size:02d}] {name}: {signoff}",
+    "{greeting}, {name} writing. Ship {qty} {item} to {city} - {street}, floor {size}. Delivery "
+    "{date}. {signoff}",
+    "{signoff} in advance! {qty} {item} for {name}, {street}, {postcode} {city}, on {date}.\n"
+    "- {other_name}, on {name}'s behalf",
+]
 
 
 # Made-up values (train only): a student that has seen each city a dozen times learns to
@@ -291,8 +329,14 @@ def _extras(rng: random.Random, name: str) -> dict[str, str]:
     other = rng.choice([n for n in OTHER_NAMES if n != name])
     other_date = dt.date(2024, 1, 1) + dt.timedelta(days=rng.randint(0, 4 * 365))
     code = "".join(rng.choice("ABCDEFGHKLMNPRSTUVXZ") for _ in range(2)) + f"-{rng.randint(100, 99999)}"
+    street = rng.choice(STREET_FORMS).format(n=rng.randint(1, 240), w=_word(rng),
+                                             u=rng.randint(1, 30))
+    postcode = rng.choice([f"{rng.randint(10000, 99999)}", f"{rng.randint(10, 99)}-{rng.randint(100, 999)}",
+                           f"{rng.randint(1000, 9999)}", f"{_word(rng)[:2].upper()}{rng.randint(1, 20)} "
+                           f"{rng.randint(1, 9)}{_word(rng)[:2].upper()}"])
     return {"other_name": other, "title": rng.choice(TITLES), "code": code,
-            "other_date": rng.choice(DATE_STYLES)(other_date)}
+            "other_date": rng.choice(DATE_STYLES)(other_date), "greeting": rng.choice(GREETINGS),
+            "signoff": rng.choice(SIGNOFFS), "street": street, "postcode": postcode}
 
 
 def _pools(split: str) -> dict[str, list[Any]]:
@@ -329,7 +373,8 @@ def _one(split: str, index: int, rng: random.Random) -> dict[str, Any]:
         if made["lower"]:
             name, city = name.lower(), city.lower()
     extra = _extras(rng, name) if split == "train" else {}  # after the shared draws, as above
-    templates = WIDE_TEMPLATES if wide else TRAIN_TEMPLATES if split == "train" else EVAL_TEMPLATES
+    templates = ((ADDRESS_TEMPLATES if rng.random() < ADDRESS_SHARE else WIDE_TEMPLATES) if wide
+                 else TRAIN_TEMPLATES if split == "train" else EVAL_TEMPLATES)
     styles = DATE_STYLES + EXTRA_DATE_STYLES if wide else DATE_STYLES
     prompt = rng.choice(templates).format(
         name=name, qty=_qty_text(qty, rng), qty_digits=qty, item=item, city=city,
