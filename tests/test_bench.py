@@ -234,4 +234,4 @@ def test_parity_gate_passes_a_faithful_export_and_fails_a_corrupted_one(
     assert gates["faithful"]["ship"], gates["faithful"]
     bad = gates["corrupted"]
     assert not bad["ship"] and bad["checks"][0]["value"] > 0.1, bad
-    assert bad["checks"][0]["text"].startswith("corrupted F16 mean KL vs the fp32 student: ")
+    assert bad["checks"][0]["text"].startswith("corrupted F16 mean next-token KL vs the fp32 student: ")
