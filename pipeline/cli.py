@@ -84,7 +84,7 @@ def build(
     typer.echo(report["verdict"]["text"])
     decision = report["decision"]  # the one decision: verdict, bundle and exit code read it
     if decision["outcome"] == "undecided" and decision["ship"]:
-        print(f"distill-edge: warning: {decision['sentence']}", file=sys.stderr)
+        print(f"distill-edge: {decision['sentence']}", file=sys.stderr)
     if not decision["ship"]:  # the report is written; the build still fails, naming the check
         print(f"distill-edge: {decision['sentence']}", file=sys.stderr)
         raise typer.Exit(decision["exit_code"])
