@@ -198,18 +198,17 @@ def quantization_checks(ev: Evidence, limits: Limits, shipped: dict[str, Any],
                                + f" (maximum {limits.max_kl})"})
     if reference is None or not ev.has(reference["role"]):
         return checks
-    ref = reference["role"]
-    if limits.max_quant_loss is not None:
-        c = _widened("max_quant_loss", limits.max_quant_loss, False,
-                     _paired_on(ev, "distilled", ref), ev.tiers)
-        c["text"] = (f"{shipped['label']} vs {reference['label']}: {ev.metric} loss "
-                     f"{_interval_text(c)} (maximum {limits.max_quant_loss}; negative = a gain)")
-        checks.append(c)
-    if limits.min_greedy_agreement is not None:
-        c = _widened("min_greedy_agreement", limits.min_greedy_agreement, True,
-                     _agreement_on(ev, "distilled", ref), ev.tiers)
-        c["text"] = (f"{shipped['label']} answers identical to {reference['label']}'s: "
-                     f"{_interval_text(c)} (minimum {limits.min_greedy_agreement})")
+    ref, label = reference["role"], reference["label"]
+    secondary = (  # (check, limit, higher is better, measure, what the value is)
+        ("max_quant_loss", limits.max_quant_loss, False, _paired_on(ev, "distilled", ref),
+         f"vs {label}: {ev.metric} loss", "maximum {}; negative = a gain"),
+        ("min_greedy_agreement", limits.min_greedy_agreement, True,
+         _agreement_on(ev, "distilled", ref), f"answers identical to {label}'s:", "minimum {}"))
+    for name, limit, higher, measure, what, bound in secondary:
+        if limit is None:
+            continue
+        c = _widened(name, limit, higher, measure, ev.tiers)
+        c["text"] = f"{shipped['label']} {what} {_interval_text(c)} ({bound.format(limit)})"
         checks.append(c)
     return checks
 
