@@ -1,8 +1,12 @@
 """The build config: teacher, student, task data and per-stage settings, validated at load.
 
-The default config ships with the package (`pipeline/default.toml`); a user file
-passed with `--config` replaces it whole. Unknown or ill-typed keys are rejected with
-one line naming the key, e.g. ``config my.toml: distill.epoch: unknown key``.
+The default config ships with the package (`pipeline/default.toml`); a user file passed
+with `--config` is merged over it: a table of what is distilled (`[task]`, `[teacher]`,
+`[student]`) replaces the default's whole, a tuning table's keys (`[distill]`, `[bench]`,
+`[goal]`, …) override the default's one by one, and a table left out is the default's — so
+an own task needs only `[task]`. The effective config lands in the build folder
+(`config.json`). Unknown or ill-typed keys are rejected with one line naming the key, e.g.
+``config my.toml: distill.epoch: unknown key``.
 
 Example:
     >>> from pipeline.config import load_config
@@ -324,6 +328,9 @@ class BenchConfig(_Strict):
     # a row measured while other processes used the CPU is measured again up to this many
     # times (0: only marked); not part of the cache key — it handles noise, not what is measured
     remeasure: int = Field(1, ge=0, le=5)
+    # the undistilled base rows stop once their metric's sequential upper bound is below the
+    # verdict's bar (pipeline.measure.sequential; needs latency_prompts > 0); false: answer all
+    stop_hopeless: bool = True
     # every distilled student artifact measured a second time, decoding under the task's
     # grammar (pipeline.constrain; formats whose runtime can): valid rate, truncation, metric
     # and decode speed with and without it, side by side in the report
@@ -417,13 +424,29 @@ def parse_toml(path: Path, what: str) -> dict[str, Any]:
         raise UserError(f"{what} {path} is not valid TOML: {exc}") from None
 
 
+# tables naming *what* is distilled: a user's replaces the default's whole (the default
+# task's schema or the embedded teacher's file must not leak into an own task's)
+WHOLE_TABLES = ("task", "teacher", "student")
+
+
+def merged(default: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    """The user's config over the default: see the module docstring."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in default.items()}
+    for key, value in user.items():
+        if isinstance(value, dict) and key not in WHOLE_TABLES and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> BuildConfig:
     """Load and validate a build config; `None` loads the shipped default.
 
     `overrides` maps dotted keys ("task.train_data") to values from CLI flags.
     """
     src = path or DEFAULT_CONFIG
-    data = parse_toml(src, "config")
+    data = merged(parse_toml(DEFAULT_CONFIG, "config"), parse_toml(src, "config") if path else {})
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
         if section == "task" and key in TASK_PATH_KEYS:  # a flag's path: relative to the cwd

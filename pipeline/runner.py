@@ -88,7 +88,7 @@ PLAN: tuple[Step, ...] = (
     Step("bench_student", "bench_student", {"student": "distill", "eval": "eval_set"}),
     Step("bench", "bench", {"base_export": "export_base", "student_export": "export",
                             "student": "distill", "student_bench": "bench_student",
-                            "eval": "eval_set"}),
+                            "bench_teacher": "bench_teacher", "eval": "eval_set"}),
     # the teacher judges each row's answers against its own ([task] judge; else a no-op)
     Step("judge", "judge", {"teacher_model": "@teacher_model", "eval": "eval_set",
                             "bench_teacher": "bench_teacher", "bench_student": "bench_student",
@@ -305,12 +305,15 @@ def _run_plan(config: BuildConfig, target: Target, root: Path, until: str | None
                 "externals": {k: {"path": str(p) if p else None, "sha256": d}
                               for k, (p, d) in externals.items()},
                 "steps": entries}
-    publish(root / target.name, paths, target, manifest)
+    publish(root / target.name, paths, target, manifest,
+            config=config.model_dump(mode="json", exclude_none=True))
     return manifest
 
 
-def publish(out_dir: Path, paths: dict[str, Path], target: Target, manifest: dict[str, Any]) -> None:
-    """Copy published files + manifest into out_dir via a temp dir and renames."""
+def publish(out_dir: Path, paths: dict[str, Path], target: Target, manifest: dict[str, Any],
+            config: dict[str, Any] | None = None) -> None:
+    """Copy published files + manifest (+ the effective config) into out_dir via a temp dir
+    and renames."""
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -323,6 +326,8 @@ def publish(out_dir: Path, paths: dict[str, Path], target: Target, manifest: dic
                 elif src.is_file():
                     link_or_copy(src, tmp / src.name)
         write_json_atomic(tmp / "manifest.json", manifest)
+        if config is not None:  # what this build ran with: the default merged with the user's
+            write_json_atomic(tmp / "config.json", config)
     except BaseException:  # a full disk mid-copy: the old outputs stay, no half folder beside
         shutil.rmtree(tmp, ignore_errors=True)
         raise

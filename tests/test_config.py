@@ -29,7 +29,6 @@ def _write(tmp_path: Path, text: str) -> Path:
     ('[teacher]\nmodel="x"\ntemprature=0\n[student]\nmodel="y"\n', "teacher.temprature: unknown key"),
     ('[teacher]\nmodel="x"\n[student]\nmodel="y"\n[distill]\nepochs="many"\n', "distill.epochs"),
     ('[teacher]\nmodel="x"\npath="y.gguf"\n[student]\nmodel="y"\n', "exactly one of"),
-    ('[student]\nmodel="y"\n', "teacher: Field required"),
     ('[teacher]\nmodel="x"\n[student]\nmodel="y"\n[distill]\nbatch_size=0\n', "distill.batch_size"),
     ('[teacher]\nmodel="x"\n[student]\nmodel="y"\n[distill]\nmode="logit"\n', "distill.mode"),
     ('[teacher]\nmodel="x"\n[student]\nmodel="y"\n[distill]\nmode="auto"\nteacher_logits="on_the_fly"\n',
@@ -53,10 +52,44 @@ def test_bad_config_names_the_key(tmp_path: Path, body: str, expected: str) -> N
 
 
 def test_example_configs_validate() -> None:
-    from pipeline.config import BuildConfig
+    """Every example config (examples/*.toml and examples/<task>/*.toml) loads, and the data
+    files it names exist."""
+    paths = sorted((Path(__file__).resolve().parents[1] / "examples").glob("**/*.toml"))
+    assert len(paths) >= 3
+    for path in paths:
+        task = load_config(path).task
+        for key in ("train_data", "eval_data"):
+            value = getattr(task, key, None)
+            assert value is None or Path(value).exists(), (path, key, value)
 
-    for path in sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.toml")):
-        assert isinstance(load_config(path), BuildConfig), path
+
+def test_an_own_task_config_needs_only_its_task_table(tmp_path: Path) -> None:
+    """[task] alone: the teacher, student and tuning come from the embedded default; a tuning
+    table's keys override the default's one by one; a [teacher] table replaces it whole."""
+    default = load_config(None)
+    own = load_config(_write(tmp_path, '[task]\nname = "extraction"\n[bench]\nmax_tokens = 64\n'
+                                       '[goal]\nmin_quality = 0.8\n'))
+    assert own.teacher == default.teacher and own.student == default.student
+    assert own.bench.max_tokens == 64 and own.bench.latency_prompts == default.bench.latency_prompts
+    assert own.goal.min_quality == 0.8 and own.goal.requests_per_day == default.goal.requests_per_day
+    http = load_config(_write(tmp_path, '[teacher]\nbackend = "openai"\nbase_url = "http://h/v1"\n'
+                                        'model_name = "m"\n'))
+    assert http.teacher.backend == "openai" and http.teacher.model is None  # not the default's file
+
+
+def test_the_build_folder_holds_the_effective_config(tmp_path: Path) -> None:
+    import json
+
+    from pipeline import runner
+    from pipeline.targets import load_target
+
+    cfg = load_config(_write(tmp_path, '[distill]\nepochs = 3\n'))
+    out = tmp_path / "out"
+    paths = {step.id: tmp_path / step.id for step in runner.PLAN}  # nothing to copy: empty dirs
+    runner.publish(out, paths, load_target("cpu-int4"), {"steps": []},
+                   config=cfg.model_dump(mode="json", exclude_none=True))
+    written = json.loads((out / "config.json").read_text())
+    assert written["distill"]["epochs"] == 3 and written["teacher"]["model"] == cfg.teacher.model
 
 
 def test_malformed_and_missing_files(tmp_path: Path) -> None:

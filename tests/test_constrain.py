@@ -216,6 +216,8 @@ def test_bench_rows_measure_each_distilled_artifact_both_ways(constrained: bool)
                      else {"distilled_fp_grammar", "distilled_grammar"})
     assert not rows["distilled" + twin]["score"] and rows["distilled"]["score"]
     assert rows["distilled"]["label"] == "distilled Q4_K_M" + (" + grammar" if constrained else "")
+    # not shipped: a constrained target's free twins answer batched; what ships never does
+    assert rows["distilled" + twin]["batched"] is constrained and not rows["distilled"]["batched"]
 
 
 def test_bounded_adds_a_length_only_to_free_strings() -> None:

@@ -88,7 +88,23 @@ def test_not_utf8_and_missing_template_column(tmp_path: Path) -> None:
         load_rows(path, "train data", TASK, Columns(id_field="ticket", prompt_field="text"))
     path = tmp_path / "t.csv"
     path.write_text("ticket,subject\n1,hi\n")
-    with pytest.raises(UserError, match="line 2: column 'body' \\(used by task.prompt_template\\)"):
+    with pytest.raises(UserError, match="line 2: column 'body' \\(used by task.prompt_template\\) "
+                       "is missing: the row has 'ticket', 'subject'"):
+        load_rows(path, "train data", TASK, COLS)
+
+
+def test_an_empty_cell_is_an_empty_value(tmp_path: Path) -> None:
+    """A chat message without a subject renders with an empty subject; a row with every
+    template column empty has no prompt and is the error (one line, naming the row)."""
+    path = tmp_path / "t.csv"
+    path.write_text("ticket,subject,body,category\n1,,my card was charged twice,billing\n"
+                    "2,Parcel,,shipping\n")
+    rows = load_rows(path, "train data", TASK, COLS)
+    assert [r["prompt"] for r in rows] == ["Subject: \n\nmy card was charged twice",
+                                           "Subject: Parcel\n\n"]
+    path.write_text("ticket,subject,body,category\n1,hi,there,billing\n2,, ,shipping\n")
+    with pytest.raises(UserError, match="line 3: every column of task.prompt_template "
+                       "\\(subject, body\\) is empty"):
         load_rows(path, "train data", TASK, COLS)
 
 

@@ -91,14 +91,16 @@ def test_require_goal_reaches_the_report_settings(tmp_path: Any) -> None:
     from pipeline.targets import load_target
 
     target = load_target("cpu-int4")
-    assert ReportStage().settings(load_config(None), target).gate_goal == 0.9
+    # the default task has no absolute bar: it is held to its teacher
+    default = ReportStage().settings(load_config(None), target)
+    assert default.gate_goal is None and default.max_teacher_gap == 0.03
     text = (Path(__file__).parents[1] / "pipeline" / "default.toml").read_text()
     off = tmp_path / "c.toml"
     off.write_text(text.replace("require_goal = true", "require_goal = false"))
     settings = ReportStage().settings(load_config(off), target)
     assert settings.gate_goal is None and settings.max_teacher_gap is None  # no bar at all
-    own = tmp_path / "own.toml"  # an own task without [goal]: the bar is the teacher's
-    own.write_text(text.replace("min_quality = 0.9 ", "# no bar "))
+    own = tmp_path / "own.toml"  # a bar of the user's own: it is the gate's
+    own.write_text(text.replace("[goal]\n", "[goal]\nmin_quality = 0.9\n"))
     settings = ReportStage().settings(load_config(own), target)
-    assert settings.gate_goal is None and settings.max_teacher_gap == 0.03
+    assert settings.gate_goal == 0.9 and settings.max_teacher_gap is None
     assert settings.constrained  # cpu-int4, the default task's grammar

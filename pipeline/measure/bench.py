@@ -103,43 +103,38 @@ def bench_rows(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_
 
     Scored rows are held to `reference` (log-probs saved earlier) or, without it, to the row
     marked `reference`, whose log-probs are saved in out_dir (kept with `keep_reference`).
+    A row with `stop_below` (a bar) stops once its metric's sequential upper bound is below
+    it (pipeline.measure.sequential); its answers.jsonl entries are only the prompts answered.
     """
-    from pipeline.measure.latency import bench_artifact, summarize_latency
+    from pipeline.measure.latency import summarize_latency
 
     metric = task.spec.primary
-    prompts = [r["prompt"] for r in eval_rows]
     texts = texts or []
     ref_file = reference or out_dir / REFERENCE_FILE
     table, answers = [], {}
+    common = {"threads": threads, "n_ctx": n_ctx, "max_tokens": max_tokens, "warmup": warmup,
+              "synthetic": synthetic, "latency_prompts": latency_prompts}
     # The reference row first, so every other row can be held to its log-probs.
     for row in sorted(rows, key=lambda r: not r.get("reference")):
-        log(f"benchmarking {row['label']} on {len(prompts)} prompts")
+        log(f"benchmarking {row['label']} on {len(eval_rows)} prompts")
         scoring = ({"texts": texts, "reference": None if row.get("reference") else str(ref_file),
                     "save_reference": str(ref_file) if row.get("reference") else None}
                    if row.get("score") and texts else None)
-        # a grammar row (pipeline.constrain) differs from its free twin only in decoding:
-        # its cost shows in the task prompts' decode speed, not in fixed-length tests
-        grammar = row.get("grammar")
-        for attempt in range(1 + remeasure):
-            raw = bench_artifact(Path(row["model"]), row["prompt"], prompts,
-                                 threads=threads, n_ctx=n_ctx, max_tokens=max_tokens, warmup=warmup,
-                                 synthetic=None if grammar else synthetic, score=scoring,
-                                 runtime=row.get("runtime"), latency_prompts=latency_prompts,
-                                 grammar=grammar, batched=bool(row.get("batched")))
-            if not raw.get("load", {}).get("contended") or attempt == remeasure:
-                break
-            log(f"{row['label']}: other processes used {raw['load']['other_cpu_pct']}% of the CPU "
-                "while it ran: measuring it again")
-        quality = score_answers(task, [task.parse(r["response"])[0] for r in raw["results"]],
-                                eval_rows)
+        raw, done, stopped = _answered(row, eval_rows, task, common, scoring, log)
+        raw = _retimed(row, raw, eval_rows, common, remeasure, log)
+        quality = score_answers(task, [task.parse(raw["results"][k]["response"])[0]
+                                       for k in range(len(done))], [eval_rows[i] for i in done])
+        if stopped:
+            quality |= {"eval_set": task.spec.primary_set, "stopped": stopped} if (
+                task.spec.primary_set) else {"stopped": stopped}
         model = Path(row["model"])
         table.append({"label": row["label"], "role": row["role"], "file": model.name,
-                      **({"grammar": True} if grammar else {}),
+                      **({"grammar": True} if row.get("grammar") else {}),
                       "runtime": raw["runtime"], "file_mb": round(artifact_bytes(model) / 1e6, 1),
                       **quality, **summarize_latency(raw)})
-        answers[row["role"]] = [r["response"] for r in raw["results"]]
+        answers[row["role"]] = {i: raw["results"][k]["response"] for k, i in enumerate(done)}
         log(f"{row['label']}: {metric} {quality[metric]:.3f}, "
-            f"decode {table[-1]['decode_tok_s']} tok/s")
+            f"decode {table[-1]['decode_tok_s']} tok/s" + (f"; {stopped['text']}" if stopped else ""))
     if reference is None and not keep_reference:
         ref_file.unlink(missing_ok=True)  # scratch
     order = [r["role"] for r in rows]
@@ -150,5 +145,90 @@ def bench_rows(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_
     with (out_dir / "answers.jsonl").open("w", encoding="utf-8") as fh:
         for i, ev in enumerate(eval_rows):
             fh.write(json.dumps({"id": ev["id"], "reference": ev["reference"],
-                                 **{k: v[i] for k, v in answers.items()}}, ensure_ascii=False) + "\n")
+                                 **{k: v[i] for k, v in answers.items() if i in v}},
+                                ensure_ascii=False) + "\n")
     return result
+
+
+def _run(row: dict[str, Any], prompts: list[str], common: dict[str, Any], *, first: bool,
+         scoring: dict[str, Any] | None = None, timed_only: bool = False) -> dict[str, Any]:
+    """One child process answering `prompts` for the row. The first run of a row warms up,
+    times its first latency_prompts and runs the fixed-length tests; a later one (the next
+    block of a stoppable row) only answers, untimed."""
+    from pipeline.measure.latency import bench_artifact
+
+    grammar = row.get("grammar")
+    # a grammar row differs from its free twin only in decoding: its cost shows in the task
+    # prompts' decode speed, not in fixed-length tests
+    return bench_artifact(Path(row["model"]), row["prompt"], prompts, threads=common["threads"],
+                          n_ctx=common["n_ctx"], max_tokens=common["max_tokens"],
+                          warmup=common["warmup"] if first else 0,
+                          synthetic=common["synthetic"] if first and not grammar else None,
+                          score=scoring, runtime=row.get("runtime"),
+                          latency_prompts=common["latency_prompts"] if first else 0,
+                          untimed=not first, grammar=grammar,
+                          batched=bool(row.get("batched")) and not timed_only)
+
+
+def _answered(row: dict[str, Any], eval_rows: list[dict[str, Any]], task: Task,
+              common: dict[str, Any], scoring: dict[str, Any] | None, log: Callable[[str], None]
+              ) -> tuple[dict[str, Any], list[int], dict[str, Any] | None]:
+    """The row's raw results for the eval prompts it answered (their indices, in eval order)
+    and, if it stopped early, why. Rows without `stop_below` answer every prompt at once."""
+    from pipeline.measure.sequential import looks, order, upper_bound
+
+    prompts = [r["prompt"] for r in eval_rows]
+    bar, metric = row.get("stop_below"), task.spec.primary
+    primary = [i for i, r in enumerate(eval_rows)
+               if task.spec.primary_set is None or r.get("set") == task.spec.primary_set]
+    marks = looks(len(primary))
+    timed = list(range(min(common["latency_prompts"], len(eval_rows))))
+    if bar is None or not marks or not timed or metric not in getattr(task, "mean_metrics", ()):
+        return _run(row, prompts, common, first=True, scoring=scoring), list(range(len(prompts))), None
+    seq = order(primary)
+    done: dict[int, dict[str, Any]] = {}
+
+    def answer(idx: list[int], first: bool) -> dict[str, Any]:
+        todo = list(dict.fromkeys(i for i in idx if i not in done))
+        raw = _run(row, [prompts[i] for i in todo], common, first=first,
+                   scoring=scoring if first else None)
+        done.update(zip(todo, raw["results"], strict=True))
+        return raw
+
+    raw = answer(timed + seq[: marks[0]], first=True)
+    stopped = None
+    for n in marks:
+        answer(seq[:n], first=False)
+        scores = [task.score(task.parse(done[i]["response"])[0], eval_rows[i]["reference"])[metric]
+                  for i in seq[:n]]
+        ub = upper_bound(scores, len(marks))
+        if ub < bar:
+            stopped = {"after": n, "upper_bound": round(ub, 4), "bar": bar, "looks": len(marks),
+                       "text": f"stopped after {n} prompts: upper bound {ub:.3f} < bar {bar:.3f}"}
+            log(f"{row['label']}: {stopped['text']}")
+            break
+    if stopped is None:
+        answer(list(range(len(prompts))), first=False)
+    idx = sorted(done)
+    return {**raw, "results": [done[i] for i in idx]}, idx, stopped
+
+
+def _retimed(row: dict[str, Any], raw: dict[str, Any], eval_rows: list[dict[str, Any]],
+             common: dict[str, Any], remeasure: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """A row timed while other processes used the CPU has its timed prompts and fixed-length
+    tests timed again (up to `remeasure` times; the mark stays if the load persists). Its
+    answers and scores are kept: greedy answers do not depend on load."""
+    timed = [k for k, r in enumerate(raw["results"]) if r.get("timed", True)]
+    for _ in range(remeasure):
+        if not raw.get("load", {}).get("contended"):
+            break
+        log(f"{row['label']}: other processes used {raw['load']['other_cpu_pct']}% of the CPU "
+            "while it ran: timing it again")
+        again = _run(row, [eval_rows[k]["prompt"] for k in timed], common, first=True,
+                     timed_only=True)
+        results = list(raw["results"])
+        for k, new in zip(timed, again["results"], strict=True):
+            results[k] = {**new, "response": results[k]["response"]}
+        raw = {**raw, "results": results, "load_s": again["load_s"], "load": again["load"],
+               "synthetic": again.get("synthetic")}
+    return raw

@@ -13,6 +13,7 @@ Example:
     #             "prompts": ["Hi, this is Ann Lee ..."],
     #             "latency_prompts": 16,   # timed one at a time; the rest batched (optional)
     #             "batched": true,         # ...even where batches round differently (optional)
+    #             "untimed": true,         # none timed: a later block of a row (optional)
     #             "grammar": "...",        # answers under a task grammar (optional)
     #             "synthetic": {"pp": 128, "tg": 64, "repeats": 5},          # optional
     #             "score": {"texts": [{"tokens": [1, 2, 3], "start": 2}],     # optional
@@ -51,7 +52,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     # batched where the runtime can (chat_many), greedy either way — where its batches round
     # differently (GGUF), only for a row that is not shipped and says so ("batched").
     prompts = spec["prompts"]
-    timed = spec.get("latency_prompts") or len(prompts)
+    timed = 0 if spec.get("untimed") else (spec.get("latency_prompts") or len(prompts))
     gens = [rt.chat(chat.messages(p), spec["max_tokens"]) for p in prompts[:timed]]
     many = getattr(rt, "chat_many", None)
     if spec.get("grammar") or not (getattr(rt, "batches_exactly", True) or spec.get("batched")):

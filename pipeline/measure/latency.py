@@ -24,7 +24,7 @@ def bench_artifact(model: Path, prompt: ChatPrompt, prompts: list[str],
                    synthetic: dict[str, int] | None = None,
                    score: dict[str, Any] | None = None, runtime: str | None = None,
                    latency_prompts: int = 0, grammar: str | None = None,
-                   batched: bool = False) -> dict[str, Any]:
+                   batched: bool = False, untimed: bool = False) -> dict[str, Any]:
     """Run pipeline.measure.child in a child process; return its raw per-prompt results.
 
     `runtime` names the adapter (the format table's); without it, it is guessed from the
@@ -34,7 +34,8 @@ def bench_artifact(model: Path, prompt: ChatPrompt, prompts: list[str],
     and KL/top-1 against a reference (see pipeline.measure.child.score).
     `latency_prompts` > 0: only the first that many are timed one at a time, the rest
     answered batched where the runtime can (0: every prompt timed); `batched`: also where its
-    batches round differently from one-at-a-time answers (GGUF) — for rows not shipped.
+    batches round differently from one-at-a-time answers (GGUF) — for rows not shipped;
+    `untimed`: no prompt timed (a later block of answers for a row already timed).
     `grammar`: answers constrained to it (pipeline.constrain; runtimes with `constrain`).
     """
     from pipeline.measure.contention import load_between, snapshot
@@ -44,7 +45,7 @@ def bench_artifact(model: Path, prompt: ChatPrompt, prompts: list[str],
             "threads": threads, "max_tokens": max_tokens, "warmup": warmup,
             "prompt": prompt.model_dump(mode="json"), "prompts": prompts, "synthetic": synthetic,
             "score": score, "latency_prompts": latency_prompts, "grammar": grammar,
-            "batched": batched}
+            "batched": batched, "untimed": untimed}
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec))

@@ -108,17 +108,33 @@ def add_intervals(task: Any, metric: str, rows: list[dict[str, Any]], answers: l
     own, widening the eval where a check is undecided: pipeline.measure.decision.)"""
     primary = next((r["eval_set"] for r in rows if r.get("eval_set")), None)
     keep = [i for i, e in enumerate(eval_rows) if primary is None or e.get("set") == primary]
-    refs = [eval_rows[i]["reference"] for i in keep]
-    preds = {role: [task.parse(answers[i][role])[0] for i in keep]
-             for role in answers[0] if role not in ("id", "reference")} if answers else {}
+    roles = {role for a in answers for role in a} - {"id", "reference"}
     for row in rows:
-        if row["role"] in preds:
-            row["ci"] = list(metric_interval(task, metric, preds[row["role"]], refs))
+        if row["role"] in roles:
+            idx = answered(answers, keep, row["role"])
+            row["ci"] = list(metric_interval(task, metric, *_on(task, answers, eval_rows, idx,
+                                                                 row["role"])))
     for step in steps:
-        if step.get("from_role") in preds and step.get("to_role") in preds:
-            ci = paired_metric_interval(task, metric, preds[step["from_role"]],
-                                        preds[step["to_role"]], refs)
+        a, b = step.get("from_role"), step.get("to_role")
+        if a in roles and b in roles:
+            idx = answered(answers, answered(answers, keep, a), b)
+            (pa, refs), (pb, _) = (_on(task, answers, eval_rows, idx, r) for r in (a, b))
+            ci = paired_metric_interval(task, metric, pa, pb, refs)
             step["ci"], step["distinguishable"] = list(ci), distinguishable(ci)
+            if len(idx) < len(keep):  # a row stopped early: the step on the prompts both answered
+                step["delta"] = round(task.evaluate(pb, refs)[metric] - task.evaluate(pa, refs)[metric], 4)
+                step["prompts"] = len(idx)
+
+
+def answered(answers: list[dict[str, Any]], idx: list[int], role: str) -> list[int]:
+    """The prompts of `idx` the role answered (a row stopped early answered only some)."""
+    return [i for i in idx if role in answers[i]]
+
+
+def _on(task: Any, answers: list[dict[str, Any]], eval_rows: list[dict[str, Any]],
+        idx: list[int], role: str) -> tuple[list[Any], list[Any]]:
+    """(the role's parsed answers, the references) on the prompts `idx`."""
+    return ([task.parse(answers[i][role])[0] for i in idx], [eval_rows[i]["reference"] for i in idx])
 
 
 def add_other_intervals(task: Any, rows: list[dict[str, Any]], answers: list[dict[str, Any]],
@@ -136,10 +152,9 @@ def add_other_intervals(task: Any, rows: list[dict[str, Any]], answers: list[dic
     with_teacher, same = teacher_pairs(answers, task), greedy_matches(answers, reference)
     for row in rows:
         role = row["role"]
-        if exact and exact != primary and exact in row and answers and role in answers[0]:
-            preds = [task.parse(answers[i][role])[0] for i in keep]
+        if exact and exact != primary and exact in row and answers and any(role in a for a in answers):
             row["exact_ci"] = list(metric_interval(
-                task, exact, preds, [eval_rows[i]["reference"] for i in keep]))
+                task, exact, *_on(task, answers, eval_rows, answered(answers, keep, role), role)))
         if row.get("teacher_agreement") is not None and role in with_teacher:
             row["teacher_agreement_ci"] = list(metric_interval(task, primary, *with_teacher[role]))
         if row.get("greedy_agreement") is not None and role in same:

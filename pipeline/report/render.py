@@ -90,8 +90,9 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
     value = row.get(key)
     if value is None:
         return "–"
-    if key == "label" and row.get("contended"):
-        return f"{value} ⚠"  # measured while other processes were busy (see the caption)
+    if key == "label" and (row.get("contended") or row.get("stopped")):
+        # ⚠ measured while other processes were busy; † stopped early (see the caption)
+        return f"{value}{' ⚠' if row.get('contended') else ''}{' †' if row.get('stopped') else ''}"
     if key == "ci":  # [lo, hi] of the primary metric
         return f"{value[0]:.3f}–{value[1]:.3f}"
     return fmt.format(value * 1000 if key == "ttft_mean_s" else value)
@@ -112,7 +113,10 @@ def _paired(step: dict[str, Any]) -> str:
         return ""
     lo, hi = step["ci"]
     return (f" (paired 95% interval {lo:+.3f} to {hi:+.3f}"
-            + ("" if step["distinguishable"] else ": not distinguishable from noise") + ")")
+            + ("" if step["distinguishable"] else ": not distinguishable from noise")
+            # a row stopped early (†): the step is measured on the prompts both rows answered
+            + (f"; on the {step['prompts']} prompts both answered" if step.get("prompts") else "")
+            + ")")
 
 
 def _set_lines(report: dict[str, Any]) -> list[str]:
@@ -299,6 +303,12 @@ def _caption(report: dict[str, Any]) -> str:
         text += (" other CPU %: the share of the machine's CPU that other processes used while "
                  "the row ran; ⚠ marks a row measured under contention (other processes > 15 % or "
                  "VM steal > 5 %, still so after one re-measure): its speed is not the artifact's.")
+    for r in bench["rows"]:
+        if st := r.get("stopped"):
+            text += (f" † {r['label']}: {st['text']} — its quality columns are on those prompts "
+                     f"(a uniform random sample of the eval set; a Hoeffding bound spent over "
+                     f"{st['looks']} planned looks, so the chance of stopping a row that reaches "
+                     "the bar is at most 5 %).")
     if n := bench.get("scored_rows"):
         text += (f" ppl: perplexity of the reference answers of the first {n} eval rows, "
                  "teacher-forced after the student's prompt; KL (mean, nats/token) and top-1 "

@@ -56,6 +56,10 @@ class BenchSettings(Settings):
     grammar: str = ""  # bench: the task grammar the distilled rows' twins decode under
     constrained: bool = False  # bench: the target ships constrained answers
     grammar_skipped: str = ""  # bench: why there are no grammar rows (when asked for)
+    # bench: the base rows stop below the verdict's bar — [goal] min_quality, else the
+    # teacher's metric (bench_teacher) less max_teacher_gap; both None: they answer all
+    stop_goal: float | None = None
+    stop_teacher_gap: float | None = None
 
 
 def _common(config: BuildConfig, target: Target) -> dict[str, Any]:
@@ -69,6 +73,29 @@ def _common(config: BuildConfig, target: Target) -> dict[str, Any]:
                       if b.repeats else None),
         "teacher_prompt": config.task.teacher_prompt,
     }
+
+
+def _stop(config: BuildConfig) -> dict[str, Any]:
+    goal = config.goal
+    if not config.bench.stop_hopeless:
+        return {}
+    return ({"stop_goal": goal.min_quality} if goal.min_quality is not None
+            else {"stop_teacher_gap": goal.max_teacher_gap})
+
+
+def _stop_bar(ctx: StageContext[BenchSettings]) -> float | None:
+    """The bar a base row stops below (the verdict's bar for the small model used directly)."""
+    import json
+
+    s = ctx.settings
+    if s.stop_goal is not None or s.stop_teacher_gap is None:
+        return s.stop_goal
+    folder = ctx.inputs.get("bench_teacher")
+    if folder is None or not (folder / "bench.json").is_file():
+        return None
+    rows = json.loads((folder / "bench.json").read_text())["rows"]
+    teacher = next((r for r in rows if r["role"] == "teacher"), None)
+    return None if teacher is None else round(teacher[s.task.primary] - s.stop_teacher_gap, 4)
 
 
 def _runtime(config: BuildConfig) -> dict[str, Any]:
@@ -100,12 +127,15 @@ def _student_rows(ctx: StageContext[BenchSettings], reference: str | None) -> li
     # (teacher-forced log-probs do not depend on how answers are decoded)
     twins = [(label + (", free decoding" if ship else ""), role + ("_free" if ship else "_grammar"),
               path, p, not ship) for label, role, path, p, _ in rows[3:]] if s.grammar else []
-    # the base rows are not shipped: their untimed answers may be decoded batched
+    # the base rows and a constrained target's free twins are not shipped: their untimed
+    # answers may be decoded batched; the base rows stop once they clearly cannot reach the bar
+    stop = _stop_bar(ctx)
     return [{"label": label + (" + grammar" if under else ""), "role": role, "model": path,
              "prompt": p, "runtime": ctx.runtime.get("adapter"),
              "score": bool(s.score_rows) and p is student_p and i < len(rows),
              "reference": bool(s.score_rows) and role == reference,
-             "batched": role.startswith("base"),
+             "batched": role.startswith("base") or (ship and i >= len(rows)),
+             **({"stop_below": stop} if role.startswith("base") and stop is not None else {}),
              **({"grammar": s.grammar} if under else {})}
             for i, (label, role, path, p, under) in enumerate(rows + twins)]
 
@@ -202,7 +232,7 @@ class BenchStudentStage:
 
 class BenchStage:
     name = "bench"
-    version = "13"  # 13: a date's day beside its month (12: base rows batched; 11: grammar twins)
+    version = "15"  # 15: free twins batched; 14: base rows stop when hopeless, re-time only
     libraries = ("llama-cpp-python", "torch", "transformers", "onnxruntime-genai", "llguidance")
     resumable = False
 
@@ -211,7 +241,7 @@ class BenchStage:
         return BenchSettings(**_common(config, target), **_student(config),
                              artifact=target.artifact(), fp_artifact=target.artifact(fp=True),
                              quant_label=target.quant + fmt.label, fp_label=fmt.fp + fmt.label,
-                             **_grammar(config, target))
+                             **_grammar(config, target), **_stop(config))
 
     def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
         # the format's runtime adapter: a function of the artifact names already in the key

@@ -57,8 +57,9 @@ def _launch(ctx: StageContext[DistillSettings]) -> dict[str, Any]:
     except FileNotFoundError:
         raise UserError(f"distill.launcher: command not found: {cmd[0]}") from None
     job.unlink()
-    if code != 0:
-        raise UserError(f"distill training under '{ctx.runtime['launcher']}' failed (exit {code})")
+    if code != 0:  # a crash in training is ours, not the input's: exit 1, not 2
+        raise RuntimeError(f"distill training under '{ctx.runtime['launcher']}' failed "
+                           f"(exit {code}; its traceback is above)")
     return json.loads((ctx.out_dir / "summary.json").read_text())
 
 

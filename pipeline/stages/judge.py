@@ -45,10 +45,12 @@ class JudgeSettings(Settings):
 
 
 def _answers(ctx: StageContext[JudgeSettings]) -> dict[str, list[str]]:
-    """Every bench row's answers by role, in eval order."""
+    """Every bench row's answers by role, in eval order (rows that stopped early, hopeless,
+    answered only some prompts: they are not judged)."""
     rows = merged_answers([ctx.inputs[step] for step in BENCH_STEPS])
-    return {role: [row[role] for row in rows] for role in (rows[0] if rows else {})
-            if role not in ("id", "reference")}
+    roles = {role for row in rows for role in row} - {"id", "reference"}
+    return {role: [row[role] for row in rows] for role in sorted(roles)
+            if all(role in row for row in rows)}
 
 
 def _generate(backend: Any, requests: list[Request]) -> dict[str, str]:

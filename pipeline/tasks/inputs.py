@@ -127,10 +127,17 @@ def _prompt(record: dict[str, Any], cols: Columns) -> Any:
     if cols.prompt_template is None:
         return record.get(cols.prompt_field)
     names = [n for _, n, _, _ in string.Formatter().parse(cols.prompt_template) if n]
-    missing = [n for n in names if record.get(n) is None]
+    # an empty cell (CSV "", null) is an empty value — a chat without a subject is normal
+    # data; a column the row does not have at all is a wrong name in the template
+    missing = [n for n in names if n not in record]
     if missing:
-        raise ValueError(f"column '{missing[0]}' (used by task.prompt_template) is missing or empty")
-    return cols.prompt_template.format(**{n: record[n] for n in names})
+        raise ValueError(f"column '{missing[0]}' (used by task.prompt_template) is missing: "
+                         f"the row has {', '.join(map(repr, record)) or 'no columns'}")
+    text = cols.prompt_template.format(**{n: "" if record[n] is None else record[n] for n in names})
+    if all(record[n] is None or not str(record[n]).strip() for n in names):
+        raise ValueError(f"every column of task.prompt_template ({', '.join(names)}) is empty: "
+                         "the row has no prompt")
+    return text
 
 
 def _row(record: Any, index: int, task: Task, cols: Columns) -> dict[str, Any]:
