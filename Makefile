@@ -77,9 +77,10 @@ example-calendar: setup
 	$(VENV)/bin/distill-edge build --config examples/calendar/calendar.toml --target $(target)
 
 # One worker per core; a file's tests stay on one worker (--dist loadfile), so the e2e build
-# is made once and the tests that inspect it reuse it.
+# is made once and the tests that inspect it reuse it. The modules' `>>>` examples run too.
 test: setup
-	$(PY) -m pytest -q -n auto --dist loadfile --durations=10 -m "not slow"
+	$(PY) -m pytest -q -n auto --dist loadfile --durations=10 -m "not slow" \
+		--doctest-modules pipeline benchmarks tests
 
 test-fast: setup
 	$(PY) -m pytest -q -n auto --dist loadfile -m "not e2e and not slow"

@@ -30,7 +30,15 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from pipeline.errors import EXIT_ENVIRONMENT, EXIT_USER_ERROR, UserError, write_refused
+from pipeline.errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_NO_SHIP,
+    EXIT_USER_ERROR,
+    NotShipped,
+    StepUnfinished,
+    UserError,
+    write_refused,
+)
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Distill a teacher into a small student and ship it per hardware target.")
@@ -53,6 +61,10 @@ def build(
     eval_data: Annotated[Optional[Path], typer.Option(
         help="eval prompts, same formats; without references the teacher labels them")] = None,
     until: Annotated[Optional[str], typer.Option(help="stop after this step (e.g. teacher)")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="go on past a teacher-first check clearly below the [goal] bar")] = False,
+    allow_teacher_failures: Annotated[Optional[int], typer.Option(
+        min=0, help="teacher requests that may fail for good without stopping the build")] = None,
     seeds: Annotated[Optional[int], typer.Option(
         min=1, max=9, help="train this many students (seeds) and ship the median one "
                            "(default: the config's distill.seeds)")] = None,
@@ -69,9 +81,11 @@ def build(
         overrides["task.eval_data"] = str(eval_data)
     if seeds:
         overrides["distill.seeds"] = seeds
+    if allow_teacher_failures is not None:
+        overrides["teacher.allow_failures"] = allow_teacher_failures
     tgt = load_target(target)
     cfg = load_config(config, overrides)
-    manifest = run_plan(cfg, tgt, build_dir, until=until)
+    manifest = run_plan(cfg, tgt, build_dir, until=until, force=force)
     if until:
         last = manifest["steps"][-1]
         typer.echo(f"stopped after {until}: {last['path']}")
@@ -241,6 +255,11 @@ def main() -> None:
         result = app(standalone_mode=False)
     except UserError as exc:
         _fail(str(exc))
+    except StepUnfinished as exc:  # not the input's fault: one line, exit 1, resumable
+        _fail(str(exc), EXIT_ENVIRONMENT)
+    except NotShipped as exc:  # a decision, not an error: one line, exit 3
+        print(f"distill-edge: {exc}", file=sys.stderr)
+        sys.exit(EXIT_NO_SHIP)
     except typer.Exit as exc:  # --help and friends
         sys.exit(exc.exit_code)
     except typer.Abort:

@@ -70,6 +70,10 @@ class TeacherConfig(ModelSource):
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(4, ge=0, le=20)
     backoff_s: float = Field(1.0, ge=0)
+    # requests that may still fail after the retries without stopping the build (a known
+    # loss, counted in the data card); more failures: the step stays unfinished and the next
+    # build retries only them (`build --allow-teacher-failures N` sets it)
+    allow_failures: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _source(self) -> TeacherConfig:
@@ -96,7 +100,7 @@ class TeacherConfig(ModelSource):
         """How the backend runs (not what it computes): kept out of cache keys."""
         return {"api_key_env": self.api_key_env, "concurrency": self.concurrency,
                 "timeout_s": self.timeout_s, "max_retries": self.max_retries,
-                "backoff_s": self.backoff_s}
+                "backoff_s": self.backoff_s, "allow_failures": self.allow_failures}
 
 
 class StudentConfig(ModelSource):

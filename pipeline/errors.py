@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 
 EXIT_USER_ERROR = 2
+EXIT_NO_SHIP = 3  # the build decided not to ship (or not to go on): pipeline.measure.decision
 EXIT_ENVIRONMENT = 1  # the machine refused a write (full disk, quota, read-only): not the input
 # what a write that the machine refuses raises; anything else stays a bug with its traceback
 WRITE_REFUSED = {errno.ENOSPC: "free space (e.g. `distill-edge cache gc`)",
@@ -37,4 +38,19 @@ class UserError(Exception):
 
     def __init__(self, message: str) -> None:
         # One line only: a multi-line message would read like a traceback.
+        super().__init__(" ".join(message.split()))
+
+
+class NotShipped(Exception):
+    """The build stopped on a decision (e.g. the teacher-first check): one line, exit 3."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+
+class StepUnfinished(Exception):
+    """A step that could not finish for a reason outside the input (a remote teacher failing
+    some requests): one line, exit 1; its partial output stays for the next build to resume."""
+
+    def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))

@@ -11,7 +11,6 @@ Then over groups: dedupe (exact or normalised prompt + answer) and self-consiste
 Example:
     >>> from pipeline.filters import FilterSettings, apply_filters
     >>> from pipeline.tasks.base import TaskSpec
-from pipeline.tasks.inputs import normalized_prompt
     >>> s = FilterSettings(task=TaskSpec(name="t", kind="label", labels=("yes", "no")),
     ...                    checks=["validator"], dedupe="exact")
     >>> rows = [{"id": str(i), "sample": 0, "prompt": f"p{i}", "response": r}

@@ -9,12 +9,13 @@ Distillation is keyed without the target, so `cpu-int8` after `cpu-int4` reuses 
 Example:
     >>> from pipeline.runner import PLAN
     >>> [s.id for s in PLAN][:4]
-    ['prompts', 'teacher', 'eval_set', 'filter']
+    ['prompts', 'teacher_check', 'teacher', 'eval_set']
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -39,7 +40,7 @@ from pipeline.cache import (
     write_json_atomic,
 )
 from pipeline.config import BuildConfig
-from pipeline.errors import UserError
+from pipeline.errors import NotShipped, UserError
 from pipeline.generation.remote_identity import resolve_identity
 from pipeline.measure.seeds import seed_table
 from pipeline.models.weights import path_digest, resolve_model
@@ -66,6 +67,9 @@ class Step:
 PLAN: tuple[Step, ...] = (
     # the user's data files -> train and eval prompts (held out, de-overlapped, validated)
     Step("prompts", "prompts", {"train_data": "@train_data", "eval_data": "@eval_data"}),
+    # with a bar of the user's own: the teacher answers a sample of the labelled eval prompts
+    # first; clearly below the bar, the build stops here (exit 3) unless --force
+    Step("teacher_check", "teacher_check", {"teacher_model": "@teacher_model", "prompts": "prompts"}),
     # the teacher answers the train prompts and the eval prompts that have no reference
     Step("teacher", "teacher", {"teacher_model": "@teacher_model", "prompts": "prompts"}),
     # the eval prompts with references: the data's, else the teacher's answers
@@ -202,11 +206,12 @@ def _run_step(stage: Any, step: Step, settings: Settings, inputs: dict[str, Path
     commit_dir(partial, final)
 
 
-def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None = None
-             ) -> dict[str, Any]:
+def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None = None,
+             force: bool = False) -> dict[str, Any]:
     """Run (or reuse) every step; return the manifest. Publishes build/<target>/.
 
     `until` stops after that step (nothing is published: the build is not complete).
+    `force` goes on past a teacher-first check that is clearly below the bar (NotShipped).
     """
     if until is not None and until not in {s.id for s in PLAN}:
         raise UserError(f"unknown step '{until}': steps are {', '.join(s.id for s in PLAN)}")
@@ -214,11 +219,11 @@ def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None 
     externals = resolve_externals(config, root / "cache")
     with build_lock(root):  # one build per build folder at a time
         if config.distill.seeds > 1 and until is None:
-            config, externals = _train_seeds(config, target, root, externals)
+            config, externals = _train_seeds(config, target, root, externals, force)
         elif config.distill.seeds > 1:
             log("build", f"--until {until}: one student (seed {config.distill.seed}), not "
                          f"{config.distill.seeds}: seeds are compared in a whole build")
-        return _run_plan(config, target, root, until, externals)
+        return _run_plan(config, target, root, until, externals, force)
 
 
 def _with_seed(config: BuildConfig, seed: int) -> BuildConfig:
@@ -226,7 +231,7 @@ def _with_seed(config: BuildConfig, seed: int) -> BuildConfig:
 
 
 def _train_seeds(config: BuildConfig, target: Target, root: Path,
-                 externals: dict[str, tuple[Path | None, str]]
+                 externals: dict[str, tuple[Path | None, str]], force: bool = False
                  ) -> tuple[BuildConfig, dict[str, tuple[Path | None, str]]]:
     """[distill] seeds > 1: the plan up to the fp32 student's bench once per seed (each chain
     cached on its own), then the config of the median seed, whose chain the build goes on
@@ -234,7 +239,8 @@ def _train_seeds(config: BuildConfig, target: Target, root: Path,
     d, runs = config.distill, []
     for seed in range(d.seed, d.seed + d.seeds):
         log("build", f"seed {seed}: student {seed - d.seed + 1} of {d.seeds}")
-        steps = _run_plan(_with_seed(config, seed), target, root, "bench_student", externals)["steps"]
+        steps = _run_plan(_with_seed(config, seed), target, root, "bench_student", externals,
+                          force)["steps"]
         runs.append({"seed": seed, "value": steps[-1]["summary"]["distilled_torch"]})
     table = seed_table(runs, config.task.spec.primary)
     scores = ", ".join(f"{r['seed']}: {r['value']:.3f}" for r in runs)
@@ -249,8 +255,22 @@ def _train_seeds(config: BuildConfig, target: Target, root: Path,
     return _with_seed(config, table["shipped"]), {**externals, "seed_runs": (path, digest)}
 
 
+def _teacher_first(out: Path, config: BuildConfig, force: bool) -> None:
+    """Judge the teacher-first check against the user's bar: say it, and stop the build
+    (exit 3) when the teacher is clearly below it, unless forced."""
+    from pipeline.stages.teacher_check import CHECK_FILE, verdict
+
+    said = verdict(json.loads((out / CHECK_FILE).read_text()), config.goal.min_quality)
+    if not said["text"]:
+        return
+    log("teacher_check", said["text"] + (" (--force: going on)" if force and said["outcome"] == "fail"
+                                         else ""))
+    if said["outcome"] == "fail" and not force:
+        raise NotShipped(f"stopped before the teacher labels the train prompts: {said['text']}")
+
+
 def _run_plan(config: BuildConfig, target: Target, root: Path, until: str | None,
-              externals: dict[str, tuple[Path | None, str]]) -> dict[str, Any]:
+              externals: dict[str, tuple[Path | None, str]], force: bool = False) -> dict[str, Any]:
     cache_root = root / "cache"
     digests: dict[str, str] = {}  # step id -> content digest of its output
     paths: dict[str, Path] = {}
@@ -299,6 +319,8 @@ def _run_plan(config: BuildConfig, target: Target, root: Path, until: str | None
                         "wall_s": round(time.perf_counter() - start, 2),
                         "computed_wall_s": meta.get("wall_s"), "path": str(final),
                         "files": meta.get("files", []), "summary": meta.get("summary")})
+        if step.stage == "teacher_check":
+            _teacher_first(final, config, force)
         if step.id == until:
             return {"target": target.model_dump(), "until": until, "steps": entries}
     manifest = {"target": target.model_dump(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -31,6 +31,8 @@ class FaultHandler(BaseHTTPRequestHandler):
     """Behaviour chosen by the first path segment: /flaky/, /fail500/, /hang/, /close/, /bad400/."""
 
     hits: Counter[str] = Counter()
+    seen: dict[bytes, int] = {}  # /fifth/: each distinct request body, in first-seen order
+    heal = False  # /fifth/: True serves every request
 
     def log_message(self, *args: object) -> None:  # keep test output quiet
         pass
@@ -53,8 +55,9 @@ class FaultHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         mode = self.path.split("/")[1]
-        self.rfile.read(int(self.headers.get("content-length", 0)))
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
         FaultHandler.hits[mode] += 1
+        index = FaultHandler.seen.setdefault(body, len(FaultHandler.seen))
         if mode == "hang":
             time.sleep(2.0)
         if mode == "close":
@@ -65,6 +68,8 @@ class FaultHandler(BaseHTTPRequestHandler):
             status = 503
         if mode == "ratelimit" and FaultHandler.hits[mode] == 1:
             status = 429
+        if mode == "fifth" and not FaultHandler.heal and index % 5 == 0:
+            status = 500  # every fifth distinct request fails, retries included
         payload = json.dumps(BODY if status == 200 else {"error": "injected"}).encode()
         self.send_response(status)
         if status == 429:
@@ -147,6 +152,39 @@ def test_everything_failing_is_one_clean_error(fault_server: str, tmp_path: Path
     assert proc.stderr.strip().splitlines()[-1] == (
         "distill-edge: error: the teacher failed on all 3 requests (HTTP 500): check backend, "
         "base_url and model")
+
+
+def test_failed_teacher_requests_are_retried_on_the_next_build(fault_server: str,
+                                                               tmp_path: Path) -> None:
+    """A fifth of the requests fail for good: the build stops with one line (exit 1), the
+    step is not committed, and the next build asks only those again — ending with the same
+    rows as a build that never failed. A known loss can be accepted instead."""
+    FaultHandler.seen.clear()
+    FaultHandler.heal = False
+    cfg = _config(tmp_path, f"{fault_server}/fifth/v1", 10)
+
+    def build(folder: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return run_cli("build", "--config", str(cfg), "--build-dir", str(tmp_path / folder),
+                       "--until", "teacher", *extra)
+
+    def rows(folder: str, partial: bool = False) -> list[tuple[str, str]]:
+        (path,) = [p for p in (tmp_path / folder / "cache" / "teacher").glob("*/rows.jsonl")
+                   if p.parent.name.endswith(".partial") is partial]
+        return sorted((r["id"], r["response"]) for r in map(json.loads, path.open()))
+
+    first = build("b")
+    assert first.returncode == 1, first.stderr
+    line = first.stderr.strip().splitlines()[-1]
+    assert line.startswith("distill-edge: error: the teacher failed on 2 of 10 requests after "
+                           "retries (HTTP 500): run the build again to retry only those"), line
+    assert len(rows("b", partial=True)) == 8  # not committed: kept for the next build
+    accepted = build("a", "--allow-teacher-failures", "2")  # a known loss: the build goes on
+    assert accepted.returncode == 0 and len(rows("a")) == 8
+    FaultHandler.heal = True
+    second = build("b")
+    assert second.returncode == 0 and "resuming: 8 of 10 answers already done" in second.stderr
+    assert build("c").returncode == 0  # a build on the healed server that never saw a failure
+    assert rows("b") == rows("c") and len(rows("b")) == 10
 
 
 def _free_port() -> int:

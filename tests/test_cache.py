@@ -328,7 +328,7 @@ def test_seeds_train_every_student_then_build_on_with_the_median(
 
     scores, calls = {0: 0.80, 1: 0.90, 2: 0.85}, []
 
-    def plan(config, target, root, until, externals):  # type: ignore[no-untyped-def]
+    def plan(config, target, root, until, externals, force=False):  # type: ignore[no-untyped-def]
         calls.append((config.distill.seed, until, externals["seed_runs"]))
         summary = {"distilled_torch": scores[config.distill.seed]}
         return {"steps": [{"step": "bench_student", "summary": summary}] if until else []}

@@ -41,10 +41,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pipeline.errors import EXIT_NO_SHIP
 from pipeline.measure.uncertainty import interval, metric_interval, needed_prompts, paired_metric_interval
 
 Outcome = Literal["pass", "fail", "undecided"]
-EXIT_SHIP, EXIT_NO_SHIP = 0, 3
+EXIT_SHIP = 0
 # A prompt count is suggested only when an eval that size could be written: beyond this
 # multiple of the prompts measured the value sits too close to the limit for any eval.
 MAX_SUGGESTED_FACTOR = 10

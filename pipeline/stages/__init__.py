@@ -3,7 +3,7 @@
 Example:
     >>> from pipeline.stages import REGISTRY
     >>> list(REGISTRY)[:3]
-    ['prompts', 'teacher', 'eval_set']
+    ['prompts', 'teacher_check', 'teacher']
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from pipeline.stages.prompts import PromptsStage
 from pipeline.stages.report import ReportStage
 from pipeline.stages.student_base import StudentBaseStage
 from pipeline.stages.teacher import TeacherStage
+from pipeline.stages.teacher_check import TeacherCheckStage
 from pipeline.stages.teacher_logits import TeacherLogitsStage
 
 REGISTRY: dict[str, Stage] = {
     stage.name: stage
-    for stage in (PromptsStage(), TeacherStage(), EvalSetStage(), FilterStage(), StudentBaseStage(),
+    for stage in (PromptsStage(), TeacherCheckStage(), TeacherStage(), EvalSetStage(), FilterStage(),
+                  StudentBaseStage(),
                   TeacherLogitsStage(), DistillStage(), ExportGgufStage(), ExportOnnxStage(),
                   ExportOpenVinoStage(),
                   BenchTeacherStage(), BenchStudentStage(), BenchStage(), JudgeStage(), ReportStage(),

@@ -6,7 +6,9 @@ run:   one request per (prompt, sample): system prompt, optional few-shot turns,
        message — the shared prefix first and identical on every row so llama.cpp reuses
        its KV cache. Each finished row is appended, flushed and fsync'd to rows.jsonl at once
        (kill -9 loses no finished row; a torn last line is cut and redone). A request that
-       keeps failing goes to failed.jsonl with its reason and is retried on the next run.
+       keeps failing goes to failed.jsonl with its reason; if any remain (beyond the
+       accepted `allow_failures`), the step is not committed and stops the build with one
+       line (exit 1), and the next build asks only those again.
        A batching backend gets the request list in fixed waves: an unfinished wave is redone
        whole (its finished rows are kept, not written twice), because a batched answer
        depends on its batch — so a resumed run's rows equal an uninterrupted run's.
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import BuildConfig
-from pipeline.errors import UserError
+from pipeline.errors import StepUnfinished, UserError
 from pipeline.generation.backends import (
     LIBRARIES,
     BackendOptions,
@@ -179,6 +181,13 @@ class TeacherStage:
         if todo and len(failed) == len(todo) and not done:
             raise UserError(f"the teacher failed on all {len(todo)} requests "
                             f"({failed[0]['error']}): check backend, base_url and model")
+        if len(failed) > ctx.runtime.get("allow_failures", 0):
+            # not committed: the step stays resumable and the next build asks only these again
+            raise StepUnfinished(
+                f"the teacher failed on {len(failed)} of {len(reqs)} requests after retries "
+                f"({failed[0]['error']}): run the build again to retry only those (the "
+                f"{len(reqs) - len(failed)} finished answers are kept), or accept the loss with "
+                f"`distill-edge build --allow-teacher-failures {len(failed)}`")
         wall = time.perf_counter() - start
         stats = {"rows": len(reqs), "rows_this_run": len(todo) - len(failed), "failed": len(failed),
                  "wall_s": round(wall, 2), **totals,
