@@ -58,7 +58,9 @@ class TeacherConfig(ModelSource):
     threads: int = Field(2, ge=1, le=256)
     seed: int = 0
     # openai backend only (concurrency below: openai and llama_cpp)
-    base_url: str | None = None  # e.g. http://127.0.0.1:8000/v1
+    # e.g. "http://127.0.0.1:8000/v1", or a list of endpoints serving the same model (each
+    # request goes to the least busy; every endpoint's GET /models must agree)
+    base_url: str | list[str] | None = None
     model_name: str | None = None
     api_key_env: str | None = "OPENAI_API_KEY"  # the variable's name; the key never goes in a file
     # the server's /models entry for model_name keys the teacher data; true: a changed entry
@@ -80,6 +82,11 @@ class TeacherConfig(ModelSource):
         if self.backend == "openai":
             if not (self.base_url and self.model_name):
                 raise ValueError("the openai backend needs base_url and model_name")
+            urls = self.base_url if isinstance(self.base_url, list) else [self.base_url]
+            if bad := [u for u in urls if not u.startswith(("http://", "https://"))]:
+                raise ValueError(f"base_url: '{bad[0]}' is not an http(s) URL")
+            if len(set(urls)) < len(urls):
+                raise ValueError("base_url: an endpoint is listed twice")
             if self.model or self.path:
                 raise ValueError("the openai backend takes base_url/model_name, not model/path")
         elif self.pin_identity:
@@ -120,8 +127,15 @@ class TaskConfig(_Strict):
     kind: str
     json_schema: dict[str, Any] | None = None  # json: the schema (from schema_file, or inline)
     schema_file: str | None = None
-    labels: tuple[str, ...] = ()  # label
+    labels: tuple[str, ...] = ()  # label (or a table {label = "what it covers"}: see below)
     aliases: dict[str, str] = {}  # label: other spellings -> label
+    # label: what each label covers, told to the teacher (its default prompt); written as
+    # labels = {billing = "invoices, charges, payment methods", ...}
+    label_descriptions: dict[str, str] = {}
+    # worked examples in the teacher's default prompt: k labelled rows (k per label for a
+    # label task) from examples_data, else the train data, never eval rows (tasks.examples)
+    worked_examples: int = Field(0, ge=0, le=8)
+    examples_data: str | None = None
     primary_metric: str  # default: the kind's first metric
     instructions: str | None = None  # the task in a sentence: default prompts are built from it
     teacher_prompt: ChatPrompt  # default: instructions + the output contract
@@ -174,6 +188,10 @@ class TaskConfig(_Strict):
             if bad := [a for a, lab in self.aliases.items() if lab not in self.labels]:
                 raise ValueError(f"aliases: '{bad[0]}' maps to '{self.aliases[bad[0]]}', "
                                  "which is not in labels")
+            if bad := [lab for lab, text in self.label_descriptions.items()
+                       if lab not in self.labels or not text.strip()]:
+                raise ValueError(f"labels: '{bad[0]}' needs a label of the task and a description "
+                                 '(labels = {billing = "invoices, charges", ...})')
         props = (self.json_schema or {}).get("properties", {})
         if bad := [f for f in self.copy_fields if props.get(f, {}).get("type") != "string"]:
             raise ValueError(f"copy_fields: '{bad[0]}' is not a string field of the json schema")
@@ -211,6 +229,7 @@ def resolve_task(data: dict[str, Any], base: Path) -> dict[str, Any]:
     """The `[task]` keys made whole: a preset's keys under the user's, paths made absolute
     (the user's relative to the config file), the schema read, default prompts built."""
     from pipeline.tasks import KINDS, TASK_PATH_KEYS, preset, presets
+    from pipeline.tasks.examples import worked_examples
     from pipeline.tasks.json_task import check_schema, read_schema
 
     data = dict(data)
@@ -235,6 +254,9 @@ def resolve_task(data: dict[str, Any], base: Path) -> dict[str, Any]:
     if data.get("json_schema") is not None:
         check_schema(data["json_schema"])
     data.setdefault("primary_metric", kind.metrics[0])
+    if isinstance(data.get("labels"), dict):  # {label = "what it covers"}: told to the teacher
+        data["label_descriptions"] = {str(k): str(v) for k, v in data["labels"].items()}
+        data["labels"] = tuple(data["labels"])
     if "teacher_prompt" not in data or "student_prompt" not in data:
         if not data.get("instructions"):
             raise ValueError("give instructions = \"...\" (the task in a sentence) or both "
@@ -242,7 +264,12 @@ def resolve_task(data: dict[str, Any], base: Path) -> dict[str, Any]:
         spec = TaskSpec(name=str(data.get("name", "")), kind=data["kind"],
                         json_schema=data.get("json_schema"), labels=tuple(data.get("labels", ())))
         system = f"{data['instructions'].strip()}\n{kind.contract(spec)}"
-        data.setdefault("teacher_prompt", {"system": system})
+        described = data.get("label_descriptions") or {}
+        # the teacher is told what each label covers and shown worked examples; the student
+        # learns them from the teacher's answers and keeps the short prompt
+        shots = worked_examples(data, data["worked_examples"]) if data.get("worked_examples") else []
+        data.setdefault("teacher_prompt", {"system": system + "".join(
+            f"\n- {lab}: {text.strip()}" for lab, text in described.items()), "few_shot": shots})
         data.setdefault("student_prompt", {"system": system})
     return data
 

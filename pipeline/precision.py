@@ -115,6 +115,16 @@ def cpu_only(requested: str = "auto") -> bool:
     return requested == "cpu" or parse_flag_from_env("ACCELERATE_USE_CPU") or not gpu
 
 
+def planned(setting: bool | str, requested: str = "auto") -> str:
+    """What a training run on this machine computes on: "<device>/<precision>". It is part
+    of the distill key: `bf16 = "auto"` trains in bf16 on an AVX-512-BF16 CPU and in fp32 on
+    an AVX2 one, so a student cached on one is not reused on the other."""
+    import torch
+
+    device = "cpu" if cpu_only(requested) else ("cuda" if torch.cuda.is_available() else "xpu")
+    return f"{device}/{choose_precision(setting, device).name}"
+
+
 def torch_device(requested: str = "auto") -> Any:
     """accelerate's device for this process (CUDA when present; the CPU when asked or alone)."""
     from accelerate import PartialState

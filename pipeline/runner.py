@@ -41,7 +41,7 @@ from pipeline.cache import (
 )
 from pipeline.config import BuildConfig
 from pipeline.errors import NotShipped, UserError
-from pipeline.generation.remote_identity import resolve_identity
+from pipeline.generation.remote_identity import remote_teacher
 from pipeline.measure.seeds import seed_table
 from pipeline.models.weights import path_digest, resolve_model
 from pipeline.stage import Settings, StageContext, log, measured_files
@@ -51,6 +51,7 @@ from pipeline.tasks import make_task
 from pipeline.tasks.inputs import load_rows
 
 EXPORT = "<export>"  # the target format's export stage (pipeline.formats)
+GATE_LIMITS = ("min_quality", "max_quant_loss", "max_kl", "min_greedy_agreement")  # a target's checks
 
 
 @dataclass(frozen=True)
@@ -124,9 +125,9 @@ def resolve_externals(config: BuildConfig, cache_root: Path) -> dict[str, tuple[
     t = config.teacher
     teacher: tuple[Path | None, str]
     if t.backend == "openai":  # no local file: what the server says it serves identifies it
-        digest, note = resolve_identity(t.base_url or "", t.model_name or "", t.api_key_env,
-                                        min(t.timeout_s, 30.0), t.pin_identity, models)
-        if note:
+        digest, notes = remote_teacher(t.base_url, t.model_name or "", t.api_key_env,
+                                       min(t.timeout_s, 30.0), t.pin_identity, models)
+        for note in notes:
             log("teacher", note)
         teacher = (None, digest)
     else:
@@ -215,6 +216,11 @@ def run_plan(config: BuildConfig, target: Target, root: Path, until: str | None 
     """
     if until is not None and until not in {s.id for s in PLAN}:
         raise UserError(f"unknown step '{until}': steps are {', '.join(s.id for s in PLAN)}")
+    if not config.gate.require_goal and all(getattr(target, k) is None for k in GATE_LIMITS):
+        # an empty gate would ship anything: say so before an hour of work, not after
+        raise UserError(f"nothing would judge this build: [gate] require_goal = false and target "
+                        f"'{target.name}' sets none of {', '.join(GATE_LIMITS)}: set one of them "
+                        "or require_goal = true")
     # every input checked before the build folder is touched: bad input leaves nothing behind
     externals = resolve_externals(config, root / "cache")
     with build_lock(root):  # one build per build folder at a time

@@ -40,12 +40,13 @@ class FaultHandler(BaseHTTPRequestHandler):
     served_params = 1000  # what GET /ident/v1/models says the model "m" is
 
     def do_GET(self) -> None:  # noqa: N802
-        if not self.path.startswith("/ident/"):
+        if not self.path.startswith(("/ident/", "/ident2/")):
             self.send_error(404)
             return
+        params = FaultHandler.served_params + self.path.startswith("/ident2/")  # another model
         payload = json.dumps({"object": "list", "data": [
             {"id": "m", "object": "model", "created": time.time(), "owned_by": "me",
-             "meta": {"n_params": FaultHandler.served_params}},
+             "meta": {"n_params": params}},
             {"id": "other", "object": "model", "created": time.time()}]}).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
@@ -60,7 +61,7 @@ class FaultHandler(BaseHTTPRequestHandler):
         index = FaultHandler.seen.setdefault(body, len(FaultHandler.seen))
         if mode == "hang":
             time.sleep(2.0)
-        if mode == "close":
+        if mode == "close" or (mode == "dies" and FaultHandler.hits[mode] > 3):  # dead server
             self.connection.shutdown(socket.SHUT_RDWR)
             return
         status = {"fail500": 500, "bad400": 400, "hang": 200}.get(mode, 200)
@@ -135,6 +136,61 @@ def test_concurrency_returns_every_request(fault_server: str) -> None:
     finally:
         backend.close()
     assert keys == sorted(r.key for r in reqs)
+
+
+def test_a_teacher_behind_two_endpoints_loses_no_row_when_one_dies(fault_server: str) -> None:
+    """Two endpoints: one answers 3 requests and then refuses every connection (a killed
+    server). Every request is answered — by the survivor after the dead one is drained — and
+    `served` says who answered how many."""
+    FaultHandler.hits["dies"] = 0
+    urls = [f"{fault_server}/dies/v1", f"{fault_server}/ok/v1"]
+    backend = OpenAIBackend(BackendOptions(base_url=urls, model_name="m", api_key_env=None,
+                                           concurrency=2, timeout_s=0.5, max_retries=4,
+                                           backoff_s=0.01))
+    reqs = [Request(row_id=str(i), sample=0, messages=({"role": "user", "content": "hi"},),
+                    max_tokens=4, temperature=0.0, seed=0) for i in range(20)]
+    try:
+        results = list(backend.run(reqs))
+    finally:
+        backend.close()
+    assert sorted(r.request.key for r in results if r.error is None) == sorted(r.key for r in reqs)
+    assert backend.served[urls[0]] <= 3 and sum(backend.served.values()) == 20
+
+
+def test_endpoints_must_serve_the_same_model(fault_server: str, tmp_path: Path) -> None:
+    from pipeline.errors import UserError
+    from pipeline.generation.remote_identity import remote_teacher
+
+    same = [f"{fault_server}/ident/v1", f"{fault_server}/ident/v2"]
+    digest, _ = remote_teacher(same, "m", None, 2.0, False, tmp_path)
+    assert digest != remote_teacher(same[0], "m", None, 2.0, False, tmp_path)[0]
+    with pytest.raises(UserError, match=f"teacher.base_url: {fault_server}/ident2/v1 serves "
+                                        "another model as 'm'"):
+        remote_teacher([same[0], f"{fault_server}/ident2/v1"], "m", None, 2.0, False, tmp_path)
+
+
+def test_the_teacher_stage_across_two_endpoints_matches_one_server(fault_server: str,
+                                                                  tmp_path: Path) -> None:
+    """A build whose teacher is behind two endpoints, one of them dying after 3 answers,
+    ends with every row — the same rows as a one-server build — and its stats say which
+    endpoint served how many."""
+    FaultHandler.hits["dies"] = 0
+    urls = [f"{fault_server}/dies/v1", f"{fault_server}/ok/v1"]
+
+    def build(folder: str, base_url: str) -> list[tuple[str, str]]:
+        cfg = _config(tmp_path, "X", 10)
+        cfg.write_text(cfg.read_text().replace('"X"', base_url).replace("max_retries = 1",
+                                                                        "max_retries = 4"))
+        proc = run_cli("build", "--config", str(cfg), "--build-dir", str(tmp_path / folder),
+                       "--until", "teacher")
+        assert proc.returncode == 0, proc.stderr
+        (out,) = (tmp_path / folder / "cache" / "teacher").glob("*[!l]")  # not a .partial
+        stats = json.loads((out / "stats.json").read_text())
+        assert stats.get("served_by", {}).keys() == (set(urls) if base_url.startswith("[") else set())
+        return sorted((r["id"], r["response"]) for r in map(json.loads, (out / "rows.jsonl").open()))
+
+    two = build("two", json.dumps(urls))
+    assert len(two) == 10 and two == build("one", json.dumps(urls[1]))
 
 
 def _config(tmp_path: Path, base_url: str, rows: int) -> Path:

@@ -151,8 +151,28 @@ def test_typed_settings_keep_the_cache_keys() -> None:
         target = load_target(target_name)
         step = next(s for s in PLAN if s.id == step_id)
         settings = REGISTRY[step.stage_for(target)].settings(cfg, target).key_dict()
+        # the machine's training device and precision are keyed too (tested below); they
+        # differ between CI's CPUs, so the pins hold the rest
+        settings.pop("trained_as", None)
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
         assert digest == pinned, (target_name, step_id, settings)
+
+
+def test_the_distill_key_holds_the_training_device_and_precision(tmp_path: Path) -> None:
+    """bf16 = "auto" trains in bf16 on an AVX-512-BF16 CPU and in fp32 on an AVX2 one: the
+    distill key says which, so a student is not reused where it would be trained otherwise."""
+    from pipeline.config import load_config
+    from pipeline.precision import choose_precision, cpu_only
+    from pipeline.stages.distill import DistillStage
+    from pipeline.targets import load_target
+
+    target = load_target("cpu-int4")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[distill]\nbf16 = false\ndevice = "cpu"\n')
+    assert DistillStage().settings(load_config(cfg), target).key_dict()["trained_as"] == "cpu/fp32"
+    auto = DistillStage().settings(load_config(None), target).key_dict()["trained_as"]
+    if cpu_only():  # this machine has no GPU: auto means the CPU's native precision
+        assert auto == f"cpu/{choose_precision('auto', 'cpu').name}"
 
 
 def test_a_typo_in_stage_settings_is_an_error_at_construction() -> None:

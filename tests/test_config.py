@@ -124,3 +124,20 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, args: tuple[str, ...])
 def test_cli_unknown_target_lists_available(tmp_path: Path) -> None:
     proc = run_cli("build", "--target", "cpu-int3", "--build-dir", str(tmp_path))
     assert "cpu-int4" in proc.stderr and "cpu-int8" in proc.stderr
+
+
+def test_label_descriptions_reach_the_teachers_prompt_only(tmp_path: Path) -> None:
+    """labels = {label = "what it covers"}: the labels keep their order and scoring; the
+    teacher's default prompt says what each covers, the student's stays short."""
+    (tmp_path / "t.jsonl").write_text('{"id": "1", "prompt": "p"}\n')
+    head = '[task]\nname = "t"\nkind = "label"\ninstructions = "Route it."\ntrain_data = "t.jsonl"\n'
+    described = load_config(_write(tmp_path, head + 'labels = {billing = "invoices, charges", '
+                                                   'shipping = "parcels, delivery dates"}\n')).task
+    plain = load_config(_write(tmp_path, head + 'labels = ["billing", "shipping"]\n')).task
+    assert described.labels == plain.labels and described.spec == plain.spec
+    assert described.teacher_prompt.system == (plain.teacher_prompt.system
+                                               + "\n- billing: invoices, charges"
+                                               + "\n- shipping: parcels, delivery dates")
+    assert described.student_prompt == plain.student_prompt
+    with pytest.raises(UserError, match="labels: 'billing' needs a label of the task and a description"):
+        load_config(_write(tmp_path, head + 'labels = {billing = " ", shipping = "parcels"}\n'))

@@ -180,9 +180,28 @@ def test_kl_is_primary_and_an_undecided_metric_loss_defers_to_it() -> None:
     assert [c["outcome"] for c in d["checks"]] == ["fail", "undecided"] and not d["ship"]
 
 
-def test_an_unmeasured_kl_fails_and_no_checks_ships_unjudged() -> None:
+def test_an_unmeasured_kl_fails_and_no_checks_is_not_a_pass() -> None:
     ev = _evidence(20, 20)
     unmeasured = [*ROWS[:3], {k: v for k, v in ROWS[3].items() if k != "kl_vs_reference"}]
     d = decide_build(ev, Limits(max_kl=1.0), unmeasured, "distilled_torch")
     assert not d["ship"] and "not measured" in d["sentence"]
-    assert decide_ship([], strict=True)["sentence"].startswith("Shipped unjudged")
+    empty = decide_ship([], strict=False)
+    assert not empty["ship"] and empty["exit_code"] == EXIT_NO_SHIP
+    assert empty["sentence"].startswith("Not shipped: no check judged it")
+
+
+def test_an_empty_gate_is_refused_before_any_work(tmp_path: Any) -> None:
+    """require_goal = false and a target without limits: nothing would judge the build, so it
+    is a one-line error (exit 2) before the build folder is touched."""
+    from pipeline.config import load_config
+    from pipeline.errors import UserError
+    from pipeline.runner import run_plan
+    from pipeline.targets import load_target
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[gate]\nrequire_goal = false\n")
+    bare = load_target("cpu-int4").model_copy(update={k: None for k in (
+        "min_quality", "max_quant_loss", "max_kl", "min_greedy_agreement")})
+    with pytest.raises(UserError, match="nothing would judge this build"):
+        run_plan(load_config(cfg), bare, tmp_path / "build")
+    assert not (tmp_path / "build").exists()

@@ -54,6 +54,7 @@ quant = "{quant}"
 runtime = "{runtime}"
 threads = {threads}
 n_ctx = 1024
+max_kl = 1000.0  # a gate that judges mechanics only: an empty gate is refused
 {extra}
 """
 

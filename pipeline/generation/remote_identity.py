@@ -96,5 +96,29 @@ def resolve_identity(base_url: str, model_name: str, api_key_env: str | None, ti
     return teacher_digest(base_url, model_name, identity), note
 
 
+def remote_teacher(base_url: str | list[str] | None, model_name: str, api_key_env: str | None,
+                   timeout_s: float, pinned: bool, models_dir: Path) -> tuple[str, list[str]]:
+    """(the digest of a remote teacher served at one endpoint or several, lines to tell the
+    user). Several must serve the same model (their GET /models agree), else one line names
+    the odd one."""
+    from pipeline.generation.backends.openai import endpoints
+
+    urls = endpoints(base_url)
+    digests, notes = [], []
+    for url in urls:
+        digest, note = resolve_identity(url, model_name, api_key_env, timeout_s, pinned, models_dir)
+        notes += [note] if note else []
+        digests.append(digest)
+    if len(urls) == 1:
+        return digests[0], notes
+    seen = {url: served_identity(url, model_name, api_key_env, timeout_s) for url in urls}
+    known = [(url, ident) for url, ident in seen.items() if ident is not None]
+    if odd := [url for url, ident in known if ident != known[0][1]]:
+        raise UserError(f"teacher.base_url: {odd[0]} serves another model as '{model_name}' than "
+                        f"{known[0][0]} ({_short(seen[odd[0]] or {})} vs {_short(known[0][1])}): "
+                        "serve the same model on every endpoint")
+    return hashlib.sha256(":".join(digests).encode()).hexdigest(), notes
+
+
 def _short(identity: dict[str, Any]) -> str:
     return json.dumps(identity, sort_keys=True, default=str)[:120]

@@ -242,7 +242,12 @@ def decide_ship(checks: list[dict[str, Any]], strict: bool) -> dict[str, Any]:
     undecided = [c for c in checks if c["outcome"] == "undecided"]
     for c in checks:
         c["passed"] = c["outcome"] != "fail"
-    if failed:
+    if not checks:  # nothing judged the build: not a pass (set a bar or a target limit)
+        outcome, ship = "fail", False
+        sentence = ("Not shipped: no check judged it — neither the target nor [goal] sets a limit "
+                    "(set [goal] min_quality, [gate] require_goal = true or the target's "
+                    "max_quant_loss).")
+    elif failed:
         outcome, ship = "fail", False
         sentence = "Not shipped: " + "; ".join(c["text"] for c in failed) + "."
     elif undecided and strict:
@@ -256,8 +261,7 @@ def decide_ship(checks: list[dict[str, Any]], strict: bool) -> dict[str, Any]:
                     + ". ([gate] strict = true refuses such builds.)")
     else:
         outcome, ship = "pass", True
-        sentence = ("Shipped: every check passed." if checks else
-                    "Shipped unjudged: neither the target nor [goal] sets a check.")
+        sentence = "Shipped: every check passed."
     return {"ship": ship, "outcome": outcome, "exit_code": EXIT_SHIP if ship else EXIT_NO_SHIP,
             "strict": strict, "sentence": sentence, "checks": checks}
 

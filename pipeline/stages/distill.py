@@ -34,6 +34,7 @@ from typing import Any
 
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
+from pipeline.precision import planned
 from pipeline.stage import StageContext
 from pipeline.targets import Target
 from pipeline.training.distill_job import DistillSettings, distill
@@ -77,6 +78,9 @@ class DistillStage:
             # `seeds`: how many students the runner trains, each step keyed on its own seed
             **d.model_dump(exclude={*RUNTIME_ONLY, "seeds"}),
             "eval_rows": d.eval_rows or config.task.max_eval_rows,
+            # the device and precision training will use here: keyed, so a student trained
+            # in bf16 on one CPU is not reused on a CPU that would train it in fp32
+            "trained_as": planned(d.bf16, d.device),
             "max_new_tokens": config.teacher.max_tokens,
             "student_prompt": config.task.student_prompt,
             "teacher_prompt": config.task.teacher_prompt})

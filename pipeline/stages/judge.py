@@ -38,7 +38,7 @@ class JudgeSettings(Settings):
     backend: str = ""
     teacher_prompt: ChatPrompt | None = None  # for the teacher's own answers when not benched
     max_tokens: int = 0
-    base_url: str | None = None  # openai backend
+    base_url: str | list[str] | None = None  # openai backend: one endpoint or several
     model_name: str | None = None
     n_ctx: int | None = None  # local backends
     threads: int | None = None

@@ -83,7 +83,7 @@ class TeacherSettings(Settings):
     temperature: float
     n_samples: int
     seed: int
-    base_url: str | None = None  # openai backend
+    base_url: str | list[str] | None = None  # openai backend: one endpoint or several
     model_name: str | None = None
     n_ctx: int | None = None  # local backends
     threads: int | None = None
@@ -176,6 +176,8 @@ class TeacherStage:
                     bar.set_postfix(tok_s=f"{rate:.1f}")
         finally:
             backend.close()
+        urls = getattr(backend, "urls", [])  # an openai teacher behind several endpoints
+        served = {u: getattr(backend, "served", {}).get(u, 0) for u in urls} if len(urls) > 1 else {}
         with (ctx.out_dir / FAILED_FILE).open("w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in failed)
         if todo and len(failed) == len(todo) and not done:
@@ -192,6 +194,7 @@ class TeacherStage:
         stats = {"rows": len(reqs), "rows_this_run": len(todo) - len(failed), "failed": len(failed),
                  "wall_s": round(wall, 2), **totals,
                  "rows_per_min": round((len(todo) - len(failed)) / wall * 60, 2) if wall > 0 else None,
-                 "decode_tok_s": round(totals["completion_tokens"] / wall, 2) if wall > 0 else None}
+                 "decode_tok_s": round(totals["completion_tokens"] / wall, 2) if wall > 0 else None,
+                 **({"served_by": served} if served else {})}
         (ctx.out_dir / "stats.json").write_text(json.dumps(stats, indent=2))
         return stats

@@ -51,7 +51,7 @@ class TeacherCheckSettings(Settings):
     max_tokens: int = 0
     temperature: float = 0.0
     seed: int = 0
-    base_url: str | None = None  # openai backend
+    base_url: str | list[str] | None = None  # openai backend: one endpoint or several
     model_name: str | None = None
     n_ctx: int | None = None  # local backends
     threads: int | None = None

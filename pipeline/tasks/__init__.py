@@ -31,7 +31,7 @@ DATA_DIR = Path(__file__).with_name("data")
 PRESETS_DIR = Path(__file__).with_name("presets")
 
 # [task] keys that are paths (relative to the config file, or to a preset's TOML)
-TASK_PATH_KEYS = ("schema_file", "train_data", "eval_data")
+TASK_PATH_KEYS = ("schema_file", "train_data", "eval_data", "examples_data")
 KINDS: dict[str, type] = {}
 
 

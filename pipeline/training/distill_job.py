@@ -48,6 +48,7 @@ class DistillSettings(Settings):
     warmup_ratio: float
     weight_decay: float
     bf16: Literal["auto"] | bool
+    trained_as: str = ""  # "<device>/<precision>" this machine trains on (precision.planned)
     threads: int
     seed: int
     max_new_tokens: int  # GKD's student samples

@@ -73,7 +73,7 @@ class BackendOptions:
     n_ctx: int = 2048
     seed: int = 0
     concurrency: int = 1  # rows decoded together (llama_cpp) / requests in flight (openai)
-    base_url: str | None = None  # openai
+    base_url: str | list[str] | None = None  # openai: one endpoint or several
     model_name: str | None = None
     api_key_env: str | None = None  # the variable's name; the key never goes in a file
     timeout_s: float = 120.0

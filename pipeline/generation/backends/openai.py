@@ -1,11 +1,16 @@
 """Teacher backend for any OpenAI-compatible endpoint (vLLM, llama-server, Ollama, hosted APIs).
 
-How users with more than one machine scale the teacher: point `base_url` at a cluster and
-raise `concurrency`. Requests run on a thread pool (at most `concurrency` in flight); each
-has a timeout and is retried with exponential backoff (honouring Retry-After) on 429, 5xx,
-timeouts and connection errors. Other 4xx errors are final at once. A request that keeps
-failing returns a Result with `error` set, so the stage records it instead of dropping it.
-The API key is read from the environment variable the config names, never from the file.
+How users with more than one machine scale the teacher: `base_url` may be a list of
+endpoints serving the same model (vLLM / llama-server on several machines) — each request
+goes to the endpoint with the fewest requests in flight; an endpoint that fails
+`DRAIN_AFTER` attempts in a row is drained for a while (30 × backoff_s) and then tried again,
+so a server that dies mid-run costs retries, not rows; `served` counts the rows each
+answered. Requests run on a thread pool (at most `concurrency` in flight); each has a
+timeout and is retried with exponential backoff (honouring Retry-After) on 429, 5xx,
+timeouts and connection errors — a retry may go to another endpoint. Other 4xx errors are
+final at once. A request that keeps failing returns a Result with `error` set, so the stage
+records it instead of dropping it. The API key is read from the environment variable the
+config names, never from the file.
 
 Example:
     python -c "from pipeline.generation.backends import BackendOptions; \
@@ -18,13 +23,22 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from pipeline.generation.backends import BackendOptions, Request, Result
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+DRAIN_AFTER = 3  # failed attempts in a row that drain an endpoint for 30 × backoff_s
+
+
+def endpoints(base_url: str | list[str] | None) -> list[str]:
+    """The configured endpoint(s) as a list, without trailing slashes."""
+    urls = base_url if isinstance(base_url, list) else [base_url or ""]
+    return [u.rstrip("/") for u in urls]
 
 
 class OpenAIBackend:
@@ -36,18 +50,50 @@ class OpenAIBackend:
         self.s = settings
         key = os.environ.get(settings.api_key_env, "") if settings.api_key_env else ""
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.url = (settings.base_url or "").rstrip("/") + "/chat/completions"
+        self.urls = endpoints(settings.base_url)
         self.client = httpx.Client(headers=headers, timeout=settings.timeout_s)
         self.pool = ThreadPoolExecutor(max_workers=settings.concurrency)
+        self.lock = threading.Lock()
+        self.in_flight = [0] * len(self.urls)
+        self.failing = [0] * len(self.urls)  # failed attempts in a row, per endpoint
+        self.drained_until = [0.0] * len(self.urls)
+        self.served: Counter[str] = Counter()  # rows answered, per endpoint
+
+    def _pick(self) -> int:
+        """The endpoint for the next attempt: not drained, fewest requests in flight."""
+        with self.lock:
+            now = time.monotonic()
+            i = min(range(len(self.urls)), key=lambda k: (self.drained_until[k] > now,
+                                                           self.in_flight[k], self.failing[k]))
+            self.in_flight[i] += 1
+            return i
+
+    def _done(self, i: int, ok: bool) -> None:
+        with self.lock:
+            self.in_flight[i] -= 1
+            self.failing[i] = 0 if ok else self.failing[i] + 1
+            if self.failing[i] >= DRAIN_AFTER:  # tried again after the drain
+                self.drained_until[i] = time.monotonic() + 30 * self.s.backoff_s
+                self.failing[i] = 0
 
     def _once(self, req: Request) -> tuple[Result | None, str, float]:
-        """One HTTP attempt: (result or None, error text, suggested wait before retrying)."""
+        """One HTTP attempt on the least busy endpoint: (result or None, error text,
+        suggested wait before retrying)."""
+        i = self._pick()
+        result, error, wait_s = self._post(req, self.urls[i] + "/chat/completions")
+        self._done(i, result is not None or wait_s < 0)  # a 4xx is the request's fault
+        if result is not None:
+            with self.lock:
+                self.served[self.urls[i]] += 1
+        return result, error, wait_s
+
+    def _post(self, req: Request, url: str) -> tuple[Result | None, str, float]:
         import httpx
 
         body = {"model": self.s.model_name, "messages": list(req.messages),
                 "max_tokens": req.max_tokens, "temperature": req.temperature, "seed": req.seed}
         try:
-            resp = self.client.post(self.url, json=body)
+            resp = self.client.post(url, json=body)
         except httpx.TimeoutException:
             return None, f"timeout after {self.s.timeout_s} s", 0.0
         except httpx.TransportError as exc:  # refused, reset, closed mid-response
