@@ -124,9 +124,9 @@ def bench_rows(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_
         raw = _retimed(row, raw, eval_rows, common, remeasure, log)
         quality = score_answers(task, [task.parse(raw["results"][k]["response"])[0]
                                        for k in range(len(done))], [eval_rows[i] for i in done])
-        if stopped:
-            quality |= {"eval_set": task.spec.primary_set, "stopped": stopped} if (
-                task.spec.primary_set) else {"stopped": stopped}
+        if stopped:  # answered the primary set only: name it as the full rows do
+            quality |= {"stopped": stopped, **({"eval_set": task.spec.primary_set}
+                                               if task.spec.primary_set else {})}
         model = Path(row["model"])
         table.append({"label": row["label"], "role": row["role"], "file": model.name,
                       **({"grammar": True} if row.get("grammar") else {}),
