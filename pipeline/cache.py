@@ -1,13 +1,14 @@
 """Content-addressed cache keys, chained from stage to stage (Olive-style, full hash).
 
-key = sha256(stage name, stage code version, the settings it reads, its inputs' digests
-or upstream keys, the versions of the libraries it uses). Full 64-hex ids: Olive's 8-hex
-ids collided (Olive#1936). Library versions come from package metadata, not imports, so
-computing keys stays fast (a no-op rebuild must take seconds).
+key = sha256(stage name, the digest of the code it runs (pipeline.codehash), the settings
+it reads, its inputs' digests or upstream keys, the versions of the libraries it uses).
+Full 64-hex ids: Olive's 8-hex ids collided (Olive#1936). Library versions come from
+package metadata, not imports, so computing keys stays fast (a no-op rebuild must take
+seconds).
 
 Example:
     >>> from pipeline.cache import stage_key
-    >>> k = stage_key("filter", "1", {"a": 1}, {"rows": "ab"}, ("pydantic",))
+    >>> k = stage_key("filter", "c0de", {"a": 1}, {"rows": "ab"}, ("pydantic",))
     >>> len(k)
     64
 """
@@ -38,12 +39,12 @@ def library_versions(libraries: tuple[str, ...]) -> dict[str, str]:
     return versions
 
 
-def stage_key(name: str, version: str, settings: dict[str, Any], inputs: dict[str, str],
+def stage_key(name: str, code: str, settings: dict[str, Any], inputs: dict[str, str],
               libraries: tuple[str, ...]) -> str:
-    """The full sha256 cache key of one stage run."""
+    """The full sha256 cache key of one stage run (`code`: its code digest)."""
     payload = {
         "stage": name,
-        "version": version,
+        "code": code,
         "settings": settings,
         "inputs": inputs,
         "libraries": library_versions(libraries),

@@ -39,6 +39,7 @@ from pipeline.cache import (
     stage_key,
     write_json_atomic,
 )
+from pipeline.codehash import stage_code
 from pipeline.config import BuildConfig
 from pipeline.errors import NotShipped, UserError
 from pipeline.generation.remote_identity import remote_teacher
@@ -182,7 +183,8 @@ def _minutes(seconds: float) -> str:
 
 
 def _run_step(stage: Any, step: Step, settings: Settings, inputs: dict[str, Path],
-              key: str, final: Path, input_keys: dict[str, str], runtime: dict[str, Any]) -> None:
+              key: str, final: Path, input_keys: dict[str, str], runtime: dict[str, Any],
+              code: str) -> None:
     """Run one stage into `<key>.partial`, write its metadata, then rename it into place."""
     partial = final.with_name(final.name + PARTIAL)
     if partial.exists() and not stage.resumable:
@@ -193,7 +195,7 @@ def _run_step(stage: Any, step: Step, settings: Settings, inputs: dict[str, Path
     start = time.perf_counter()
     try:
         summary = stage.run(ctx)
-        meta = {"stage": stage.name, "step": step.id, "version": stage.version, "key": key,
+        meta = {"stage": stage.name, "step": step.id, "code": code, "key": key,
                 "settings": settings.key_dict(), "inputs": input_keys,
                 "libraries": library_versions(stage.libraries),
                 "wall_s": round(time.perf_counter() - start, 2), "summary": summary,
@@ -283,6 +285,8 @@ def _run_plan(config: BuildConfig, target: Target, root: Path, until: str | None
     entries = []
     plan = list(PLAN)[: [s.id for s in PLAN].index(until) + 1 if until else None]
     history: dict[str, float | None] | None = None  # read at the first step that runs
+    # each stage's code digest, once per build: an edit made while it runs keys nothing here
+    codes = {s.id: stage_code(REGISTRY[s.stage_for(target)]) for s in plan}
     for index, step in enumerate(plan):
         stage = REGISTRY[step.stage_for(target)]
         settings = stage.settings(config, target)
@@ -294,7 +298,7 @@ def _run_plan(config: BuildConfig, target: Target, root: Path, until: str | None
                     inputs[role] = path
             else:
                 inputs[role], input_keys[role] = paths[ref], digests[ref]
-        key = stage_key(stage.name, stage.version, settings.key_dict(), input_keys, stage.libraries)
+        key = stage_key(stage.name, codes[step.id], settings.key_dict(), input_keys, stage.libraries)
         final = cache_root / stage.name / key
         start = time.perf_counter()
         meta = read_meta(final)
@@ -314,13 +318,13 @@ def _run_plan(config: BuildConfig, target: Target, root: Path, until: str | None
             log("build", progress_line(index, [s.id for s in plan], history))
             log(step.id, f"running (key {key[:12]})")
             _run_step(stage, step, settings, inputs, key, final, input_keys,
-                      stage.runtime(config, target))
+                      stage.runtime(config, target), codes[step.id])
         meta = read_meta(final) or {}
         # Downstream keys chain the *content* of this output, not its key: a stage that
         # re-runs but writes identical files (a task-code bump that changes nothing here)
         # does not force hours of retraining downstream.
         digests[step.id], paths[step.id] = output_digest(meta), final
-        entries.append({"step": step.id, "stage": stage.name, "version": stage.version,
+        entries.append({"step": step.id, "stage": stage.name, "code": codes[step.id],
                         "key": key, "output_digest": digests[step.id], "cache_hit": hit,
                         "wall_s": round(time.perf_counter() - start, 2),
                         "computed_wall_s": meta.get("wall_s"), "path": str(final),

@@ -63,7 +63,9 @@ class StageContext(Generic[S]):
 
 @runtime_checkable
 class Stage(Protocol):
-    """A pipeline stage. `version` is bumped whenever its code changes its output.
+    """A pipeline stage. Its cache key holds the digest of its code (pipeline.codehash: its
+    module and every pipeline module it imports); a stage whose output depends on something
+    outside Python files names it in an optional `code_salt: str`.
 
     A stage may also name `measurements: tuple[str, ...]`: output files that record how the
     run went (wall times, tokens/s), not what it produced. They are kept and checked like
@@ -71,7 +73,6 @@ class Stage(Protocol):
     rows or weights does not re-run everything downstream (see `measured_files`)."""
 
     name: str
-    version: str
     libraries: tuple[str, ...]  # distributions whose versions enter the cache key
     resumable: bool  # keep a crashed run's partial out_dir and let run() resume it
 

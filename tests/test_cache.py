@@ -9,13 +9,13 @@ import pytest
 
 from pipeline.cache import library_versions, stage_key
 
-BASE = {"name": "distill", "version": "1", "settings": {"epochs": 3, "lr": 2e-4},
+BASE = {"name": "distill", "code": "c0de", "settings": {"epochs": 3, "lr": 2e-4},
         "inputs": {"base": "a" * 64, "data": "b" * 64}, "libraries": ("torch",)}
 
 
 def _key(**changes: object) -> str:
     args = {**BASE, **changes}
-    return stage_key(args["name"], args["version"], args["settings"], args["inputs"],
+    return stage_key(args["name"], args["code"], args["settings"], args["inputs"],
                      args["libraries"])
 
 
@@ -43,7 +43,7 @@ def test_key_changes_with_each_input() -> None:
     base = _key()
     changed = [
         _key(name="teacher"),
-        _key(version="2"),
+        _key(code="c0de2"),
         _key(settings={"epochs": 4, "lr": 2e-4}),
         _key(inputs={"base": "a" * 64, "data": "c" * 64}),
         _key(inputs={"base": "a" * 64}),

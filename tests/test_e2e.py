@@ -130,6 +130,9 @@ def test_first_build_publishes_everything(built: dict) -> None:
     assert by_role["base_fp"]["kl_vs_reference"] > 10 * by_role["distilled_fp"]["kl_vs_reference"]
     manifest = json.loads((out / "manifest.json").read_text())
     export = next(s for s in manifest["steps"] if s["step"] == "export")
+    from pipeline.codehash import stage_code
+    from pipeline.stages import REGISTRY
+    assert export["code"] == stage_code(REGISTRY["export"])  # keyed by the code it ran
     gguf = next(f for f in export["files"] if f["path"] == "model.Q4_K_M.gguf")
     assert len(gguf["sha256"]) == 64 and gguf["bytes"] == (out / "model.Q4_K_M.gguf").stat().st_size
     # calibrated on the task's kept rows: every matmul of the 2-layer student (7 per block,

@@ -182,7 +182,6 @@ class BenchTeacherStage:
     one run serves every target and every retrained student."""
 
     name = "bench_teacher"
-    version = "5"  # 5: the untimed answers batched (4: latency on the first latency_prompts)
     libraries = ("llama-cpp-python",)
     resumable = False
 
@@ -210,7 +209,6 @@ class BenchStudentStage:
     its log-probs stay in its output (float16) for the targets' bench steps."""
 
     name = "bench_student"
-    version = "4"  # 4: the torch row's untimed answers batched (generate, left-padded)
     libraries = ("torch", "transformers")
     resumable = False
 
@@ -232,7 +230,6 @@ class BenchStudentStage:
 
 class BenchStage:
     name = "bench"
-    version = "15"  # 15: free twins batched; 14: base rows stop when hopeless, re-time only
     libraries = ("llama-cpp-python", "torch", "transformers", "onnxruntime-genai", "llguidance")
     resumable = False
 

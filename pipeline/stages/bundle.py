@@ -171,7 +171,6 @@ SCHEMA_FILE = "schema.json"  # a json task's answer schema as the grammar has it
 
 class BundleStage:
     name = "bundle"
-    version = "5"  # 5: a constrained json target's schema.json, named in its Modelfile
     libraries = ()
     resumable = False
 

@@ -66,7 +66,6 @@ def _launch(ctx: StageContext[DistillSettings]) -> dict[str, Any]:
 
 class DistillStage:
     name = "distill"
-    version = "7"  # 7: reply-only logits (trainer.reply_ce): same loss, ~20 % less compute
     libraries = ("torch", "transformers", "safetensors", "tokenizers", "peft", "accelerate")
     resumable = True  # checkpoints in the partial folder survive a kill -9
     # tokens/s and elapsed seconds beside the losses; the weights are the output

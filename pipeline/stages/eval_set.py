@@ -51,7 +51,6 @@ def teacher_answers(rows: list[dict[str, Any]], task: Any) -> dict[str, Any]:
 
 class EvalSetStage:
     name = "eval_set"
-    version = "1"
     libraries = ("jsonschema",)
     resumable = False
 

@@ -114,7 +114,6 @@ class ExportGgufSettings(Settings):
 
 class ExportGgufStage:
     name = "export"
-    version = "2"
     libraries = ("llama-cpp-python",)
     resumable = False
 

@@ -45,7 +45,6 @@ class ExportOnnxSettings(Settings):
 
 class ExportOnnxStage:
     name = "export_onnx"
-    version = "1"
     libraries = ("onnxruntime-genai", "onnxruntime", "onnx", "transformers")
     resumable = False
 

@@ -88,7 +88,6 @@ def check_fp32(model: Any, hf_dir: Path, folder: Path) -> float:
 
 class ExportOpenVinoStage:
     name = "export_openvino"
-    version = "1"
     libraries = ("openvino", "openvino-genai", "openvino-tokenizers", "nncf", "transformers")
     resumable = False
 

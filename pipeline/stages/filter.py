@@ -58,7 +58,6 @@ def data_card(summary: dict[str, Any], dropped: list[dict[str, Any]],
 
 class FilterStage:
     name = "filter"
-    version = "3"
     libraries: tuple[str, ...] = ("jsonschema", "scikit-learn", "sacrebleu")
     resumable = False
     # they quote the teacher's wall time and speed; kept.jsonl is what training reads

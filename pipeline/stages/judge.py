@@ -60,7 +60,6 @@ def _generate(backend: Any, requests: list[Request]) -> dict[str, str]:
 
 class JudgeStage:
     name = "judge"
-    version = "1"
     libraries = LIBRARIES
     resumable = False
 

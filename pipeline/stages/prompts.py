@@ -47,7 +47,6 @@ def split_holdout(rows: list[dict[str, Any]], n: int) -> tuple[list[dict[str, An
 
 class PromptsStage:
     name = "prompts"
-    version = "2"  # 2: overlap uses the filter's prompt normalisation (underscores are word characters)
     libraries = ("pyarrow", "datasets", "jsonschema")
     resumable = False
 

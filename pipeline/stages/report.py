@@ -198,7 +198,6 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
 
 class ReportStage:
     name = "report"
-    version = "17"  # 17: one decision (pipeline.measure.decision) instead of the gate
     libraries = REPORT_LIBRARIES + ("matplotlib",)
     resumable = False
 

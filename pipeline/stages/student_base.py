@@ -25,7 +25,6 @@ class StudentBaseSettings(Settings):
 
 class StudentBaseStage:
     name = "student_base"
-    version = "1"
     libraries = ("torch", "transformers", "gguf", "safetensors", "tokenizers")
     resumable = False
 

@@ -125,7 +125,6 @@ def _record(res: Result, row: dict[str, Any]) -> dict[str, Any]:
 
 class TeacherStage:
     name = "teacher"
-    version = "5"  # 5: a run with failed requests is not committed (4: waves, exact resume)
     libraries = LIBRARIES
     resumable = True
     measurements = ("stats.json",)  # wall time, rows/min, tok/s

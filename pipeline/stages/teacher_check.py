@@ -72,7 +72,6 @@ def verdict(check: dict[str, Any], bar: float | None) -> dict[str, Any]:
 
 class TeacherCheckStage:
     name = "teacher_check"
-    version = "1"
     libraries = LIBRARIES
     resumable = False
 

@@ -133,7 +133,6 @@ def hf_scorer(folder: Path) -> Any:
 
 class TeacherLogitsStage:
     name = "teacher_logits"
-    version = "3"
     libraries = ("torch", "transformers", "tokenizers", "safetensors", "llama_cpp_python")
     resumable = True  # finished shards survive a kill -9
 
