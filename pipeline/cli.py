@@ -159,7 +159,7 @@ def run(
     max_tokens: Annotated[Optional[int], typer.Option(min=1, help="default: the bundle's")] = None,
 ) -> None:
     """Answer PROMPT with a bundle, as its own run.py would (greedy, trained prompt format)."""
-    from pipeline.run_bundle import BundleError, answer
+    from pipeline.runkit.run import BundleError, answer
 
     try:
         typer.echo(answer(bundle, prompt, max_tokens))
@@ -175,7 +175,7 @@ def serve(
 ) -> None:
     """Serve BUNDLE as an OpenAI-compatible chat endpoint (llama-cpp-python's server); clients
     send just the task text, the bundle's trained prompt format is applied for them."""
-    from pipeline.run_bundle import BundleError
+    from pipeline.runkit.run import BundleError
     from pipeline.serve import serve as run_server
 
     try:

@@ -51,10 +51,13 @@ def module_path(name: str, root: Path = PACKAGE) -> Path | None:
 
 
 class _Imports(ast.NodeVisitor):
-    """Every module name a tree imports or names as a string, outside TYPE_CHECKING."""
+    """Every module name a tree imports or names as a string, outside TYPE_CHECKING;
+    `package`: the module's package, for relative imports (pipeline.runkit ships in bundles
+    without the `pipeline` package around it, so it imports its siblings relatively)."""
 
-    def __init__(self) -> None:
+    def __init__(self, package: str) -> None:
         self.names: set[str] = set()
+        self.package = package
 
     def visit_If(self, node: ast.If) -> None:
         test = node.test
@@ -69,11 +72,12 @@ class _Imports(ast.NodeVisitor):
         self.names |= {alias.name for alias in node.names}
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        if node.level or not node.module:
-            raise ValueError("relative imports are not used in pipeline (the code digest "
-                             "resolves absolute names only)")
-        self.names.add(node.module)  # `from pkg import sub` imports pkg.sub when it is one
-        self.names |= {f"{node.module}.{alias.name}" for alias in node.names}
+        base = node.module or ""
+        if node.level:  # `from .x import y` in package p.q: p.q.x
+            parts = self.package.split(".")[: len(self.package.split(".")) - node.level + 1]
+            base = ".".join([*parts, *([node.module] if node.module else [])])
+        self.names.add(base)  # `from pkg import sub` imports pkg.sub when it is one
+        self.names |= {f"{base}.{alias.name}" for alias in node.names}
 
     def visit_Constant(self, node: ast.Constant) -> None:
         if isinstance(node.value, str) and (match := MODULE_STRING.fullmatch(node.value)):
@@ -91,15 +95,19 @@ def _without_docstrings(tree: ast.Module) -> ast.Module:
 
 
 @cache
-def _parsed(path: Path) -> tuple[str, frozenset[str]]:
+def _parsed(path: Path, package: str) -> tuple[str, frozenset[str]]:
     """(sha256 of the module's docstring-free syntax tree, the pipeline modules it names).
     Cached per process: a build digests the code it started with."""
     tree = ast.parse(path.read_bytes(), filename=str(path))
-    visitor = _Imports()
+    visitor = _Imports(package)
     visitor.visit(tree)
     dump = ast.dump(_without_docstrings(tree), include_attributes=False)
     names = frozenset(n for n in visitor.names if n == "pipeline" or n.startswith("pipeline."))
     return hashlib.sha256(dump.encode()).hexdigest(), names
+
+
+def _package(name: str, path: Path) -> str:
+    return name if path.name == "__init__.py" else name.rpartition(".")[0]
 
 
 def closure(module: str, root: Path = PACKAGE) -> dict[str, Path]:
@@ -114,7 +122,7 @@ def closure(module: str, root: Path = PACKAGE) -> dict[str, Path]:
         if path is None:
             continue
         found[name] = path
-        todo.extend(_parsed(path)[1])
+        todo.extend(_parsed(path, _package(name, path))[1])
     return dict(sorted(found.items()))
 
 
@@ -123,7 +131,7 @@ def code_digest(module: str, salt: str = "", root: Path = PACKAGE) -> str:
     module can run has changed."""
     digest = hashlib.sha256(salt.encode())
     for name, path in closure(module, root).items():
-        digest.update(f"{name}\0{_parsed(path)[0]}\n".encode())
+        digest.update(f"{name}\0{_parsed(path, _package(name, path))[0]}\n".encode())
     return digest.hexdigest()
 
 

@@ -152,7 +152,7 @@ class TaskConfig(_Strict):
     primary_set: str | None = None  # default: the first set in the eval file
     copy_fields: tuple[str, ...] = ()  # json: fields whose value must occur in the prompt
     # json, constrained targets: "format": "date" fields decoded as a date whose year, month
-    # and day the prompt names (run_bundle.date_pattern); a decoding rule, so not in `spec`
+    # and day the prompt names (runkit.dates.date_pattern); a decoding rule, so not in `spec`
     date_fields: tuple[str, ...] = ()
     holdout: int = Field(40, ge=1)  # train prompts held out as eval when there is no eval_data
     max_train_rows: int = Field(0, ge=0)  # 0: all rows

@@ -8,14 +8,14 @@ error, writes `\\d` as a literal and lets `"` through in patterned strings (chec
   bounded (`bounded`): nothing to loop on until `max_tokens`; a schema llguidance cannot
   express, or expresses with a warning (a loosened keyword), is refused in one line instead
   of silently loosened. The task's `copy_fields` (string fields copied from the message) are
-  named in the grammar (run_bundle.COPY_KEY): each answer's grammar limits them to spans of
-  its own message (run_bundle.for_message). Its `date_fields` (format "date") are named
-  too (run_bundle.DATE_KEY): each answer's date is built from the year, month and day its
-  message names (run_bundle.date_pattern).
+  named in the grammar (runkit.grammar.COPY_KEY): each answer's grammar limits them to spans of
+  its own message (runkit.grammar.for_message). Its `date_fields` (format "date") are named
+  too (runkit.dates.DATE_KEY): each answer's date is built from the year, month and day its
+  message names (runkit.dates.date_pattern).
 - label tasks: one of the labels, exactly.
 - text tasks: no grammar (refused).
 
-The mask that enforces it is `pipeline.run_bundle.GrammarMask` (a bundle's run.py and the
+The mask that enforces it is `pipeline.runkit.grammar.GrammarMask` (a bundle's run.py and the
 bench decode with the same one). Once it allows only the end-of-sequence token, the answer
 is complete: greedy decoding stops there, so a constrained answer always parses unless it
 hits `max_tokens`.
@@ -33,7 +33,8 @@ import json
 from typing import Any
 
 from pipeline.errors import UserError
-from pipeline.run_bundle import COPY_KEY, DATE_KEY, grammar_problems
+from pipeline.runkit.dates import DATE_KEY
+from pipeline.runkit.grammar import COPY_KEY, grammar_problems
 from pipeline.tasks.base import TaskSpec
 
 

@@ -4,7 +4,7 @@ bench, bundle and the bundle's `run.py` — like gguf-py's tensor tables, knowle
 Each entry names its export stage (registered in `pipeline.stages`), its unquantized
 reference artifact (the parity row), the quantization types it offers, how its artifacts
 are named, the runtime adapter that measures it (`pipeline.measure.runtimes.RUNTIMES`), how
-a bundle holds it and which runner in `pipeline/run_bundle.py` answers with it.
+a bundle holds it and which runner in `pipeline/runkit/run.py` answers with it.
 
 To add a format: one entry here, one export stage, one runtime adapter (README:
 "Architecture"); `tests/test_architecture.py` registers a fake format this way.
@@ -65,7 +65,7 @@ class Format:
     quants: Mapping[str, str]  # offered types -> what they are
     artifact_name: str  # file or folder name, from "{quant}"
     adapter: str  # the runtime adapter that benchmarks it (pipeline.measure.runtimes)
-    bundle_runner: str  # the runner in run_bundle.RUNNERS
+    bundle_runner: str  # the runner in runkit.run.RUNNERS
     # "file": the artifact is copied as is; "folder": its files become the bundle's top level
     bundle_layout: Literal["file", "folder"] = "file"
     label: str = ""  # appended to quant names in report rows (" ONNX")

@@ -3,9 +3,9 @@
 The student only works in the prompt format it was trained with, so a client should send just
 the task text. The bundle's system prompt, few-shot turns and user template are applied by a
 chat format registered with llama-cpp-python (`distill-edge-bundle`): it wraps the client's
-last user message exactly as `run.py` does (pipeline.run_bundle.messages) and renders it
+last user message exactly as `run.py` does (pipeline.runkit.run.messages) and renders it
 with the GGUF's own chat template. A constrained bundle's grammar (generation.json `grammar`)
-masks each answer as in `run.py` (run_bundle.GrammarMask, its copy fields bounded by that
+masks each answer as in `run.py` (runkit.grammar.GrammarMask, its copy fields bounded by that
 request's text). Everything else — HTTP, streaming, /v1/models — is llama_cpp.server's.
 Loopback only by default.
 
@@ -21,8 +21,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.run_bundle import BundleError, GrammarMask, last_user, llama_vocab, load_settings, read_grammar
-from pipeline.run_bundle import messages as bundle_messages
+from pipeline.runkit.grammar import GrammarMask, llama_vocab
+from pipeline.runkit.run import BundleError, last_user, load_settings, read_grammar
+from pipeline.runkit.run import messages as bundle_messages
 
 CHAT_FORMAT = "distill-edge-bundle"
 

@@ -110,7 +110,7 @@ def test_every_format_names_real_parts() -> None:
     registry and its bundle runner is in the bundle's run.py."""
     from pipeline.formats import FORMATS
     from pipeline.measure.runtimes import RUNTIMES
-    from pipeline.run_bundle import RUNNERS
+    from pipeline.runkit.run import RUNNERS
     from pipeline.stages import REGISTRY
 
     for fmt in FORMATS.values():

@@ -6,7 +6,7 @@ import ast
 import sys
 from pathlib import Path
 
-from pipeline import run_bundle
+from pipeline.runkit import run as run_bundle
 from pipeline.stages.bundle import modelfile
 
 GEN = {"system": "Extract the order.", "user_template": "{prompt}", "n_ctx": 1024,
@@ -29,14 +29,19 @@ def test_modelfile_leaves_an_unknown_template_to_the_gguf() -> None:
 
 
 def test_run_py_imports_only_the_standard_library_and_runtimes() -> None:
-    tree = ast.parse(Path(run_bundle.__file__).read_text())
-    modules = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-               for alias in node.names}
-    modules |= {node.module.split(".")[0] for node in ast.walk(tree)
-                if isinstance(node, ast.ImportFrom) and node.module}
+    """runkit ships in the bundle without distill-edge: its modules import the standard
+    library, the runtimes, llguidance and each other (relatively), nothing else."""
+    modules: set[str] = set()
+    for path in Path(run_bundle.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        modules |= {alias.name.split(".")[0] for node in ast.walk(tree)
+                    if isinstance(node, ast.Import) for alias in node.names}
+        modules |= {node.module.split(".")[0] for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.module and not node.level}
     third_party = modules - set(sys.stdlib_module_names) - {"__future__"}
-    # llguidance: only for a constrained target's grammar
-    assert third_party == {"llama_cpp", "onnxruntime_genai", "openvino_genai", "numpy", "llguidance"}
+    # llguidance: only for a constrained target's grammar; runkit: the launcher's import
+    assert third_party == {"llama_cpp", "onnxruntime_genai", "openvino_genai", "numpy", "llguidance",
+                           "runkit"}
 
 
 def test_messages_follow_the_trained_format() -> None:

@@ -77,7 +77,7 @@ def test_copy_fields_are_decoded_as_spans_of_each_message(tiny_f16: Path) -> Non
     """A json task's copy fields: the grammar names them, each answer's grammar makes them a
     choice of its own message's word spans (as written), so even the random tiny model
     copies; other fields, and label grammars, are untouched."""
-    from pipeline.run_bundle import COPY_KEY, for_message, message_spans
+    from pipeline.runkit.grammar import COPY_KEY, for_message, message_spans
 
     spans = message_spans("Hi, Jean-Baptiste O'Brien: 3 USB-C hubs to St. John's.", 3)
     assert {"Jean-Baptiste O'Brien", "USB-C hubs", "St. John's", "3"} <= set(spans)
@@ -121,7 +121,7 @@ def test_a_date_is_read_from_the_parts_its_message_names(message: str, pattern: 
     """A date field's pattern per message: the year, month and day it names (digits, month
     names and misspellings, ordinals, numbers in words; a day beside its month when one is);
     what it does not name stays free."""
-    from pipeline.run_bundle import date_pattern
+    from pipeline.runkit.dates import date_pattern
 
     assert date_pattern(message) == pattern
 
@@ -132,7 +132,7 @@ def test_date_fields_are_decoded_from_each_message(tiny_f16: Path) -> None:
     refused in the task config."""
     import re
 
-    from pipeline.run_bundle import DATE_KEY, date_pattern
+    from pipeline.runkit.dates import DATE_KEY, date_pattern
 
     schema = {"type": "object", "properties": {"when": {"type": "string", "format": "date"}},
               "required": ["when"], "additionalProperties": False}
@@ -155,7 +155,7 @@ def test_a_constrained_bundle_answers_under_its_grammar(tiny_f16: Path, tmp_path
 
     from llama_cpp import Llama
 
-    from pipeline import run_bundle
+    from pipeline.runkit import run as run_bundle
     from pipeline.serve import CHAT_FORMAT, register_format
 
     labels = ("billing", "shipping", "other")

@@ -251,7 +251,7 @@ def test_bundle_answers_alone_from_a_fresh_process(built: dict, target: str,
     _ensure(built, target)
     bundle = shutil.copytree(built["build"] / target / "bundle", tmp_path / "moved")
     names = {p.name for p in bundle.iterdir()}
-    assert {"run.py", "generation.json", "README.md", "tokenizer.json"} <= names
+    assert {"run.py", "runkit", "generation.json", "README.md", "tokenizer.json"} <= names
     expected = {"t-int4": {"model.Q4_K_M.gguf", "Modelfile"},
                 "t-onnx": {"genai_config.json", "model.onnx"},
                 "t-openvino": {"openvino_model.xml", "openvino_tokenizer.xml"}}[target]

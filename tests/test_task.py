@@ -60,7 +60,7 @@ def test_hand_written_eval_is_big_valid_and_never_trained_on() -> None:
 def test_train_references_can_be_copied_from_their_messages() -> None:
     """Every generated train answer is in its message: the name, item and city as written
     (a title, an assistant or a code beside them is not part of them), the date readable."""
-    from pipeline.run_bundle import date_pattern
+    from pipeline.runkit.dates import date_pattern
 
     rows = generate("train", 600, 5)
     assert invented_spans([r["reference"] for r in rows], [r["prompt"] for r in rows],

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import UserError
-from pipeline.run_bundle import last_user
+from pipeline.runkit.run import last_user
 
 
 def open_gguf(path: Path | str, n_ctx: int, threads: int, seed: int = 0) -> Any:
@@ -71,7 +71,7 @@ class ChatRunner:
             return None
         from llama_cpp import LogitsProcessorList
 
-        from pipeline.run_bundle import GrammarMask, llama_vocab
+        from pipeline.runkit.grammar import GrammarMask, llama_vocab
 
         if self._lltokenizer is None:
             self._lltokenizer = llama_vocab(self.llm)

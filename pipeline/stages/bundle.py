@@ -8,8 +8,9 @@ run:   write `bundle/` with
            onnxruntime-genai loads it),
          tokenizer files and chat template, generation.json (system prompt and user template
            the student was trained with, greedy decoding, max_tokens, context, threads),
-         run.py (the runnable snippet: `pipeline/run_bundle.py`, copied verbatim — it needs
-           only the bundle and its runtime), README.md (model card: lineage, data card summary,
+         run.py and runkit/ (the runnable snippet: `pipeline/runkit/launcher.py` and the
+           `pipeline/runkit` package, copied verbatim — they need only the bundle and its
+           runtime), README.md (model card: lineage, data card summary,
            quality and speed numbers, quality gate, how to run it), and for GGUF an Ollama
            Modelfile.
 The runner publishes it as build/<target>/bundle/.
@@ -22,17 +23,16 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
-from pipeline import run_bundle
 from pipeline.cache import link_or_copy
 from pipeline.config import BuildConfig
 from pipeline.constrain import shipped_grammar
 from pipeline.measure.quant_mix import mix_line
+from pipeline.runkit import run as runkit_run
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
 
@@ -146,7 +146,7 @@ class BundleSettings(Settings):
     target: str
     format: str
     quant: str
-    runner: str  # run_bundle.RUNNERS key
+    runner: str  # runkit.run.RUNNERS key
     layout: str  # "file" or "folder"
     providers: int  # execution providers the format offers (> 1: name the chosen one)
     modelfile: bool  # an Ollama Modelfile beside the artifact
@@ -161,8 +161,20 @@ class BundleSettings(Settings):
     task: str
     teacher: str
     student: str
-    runner_sha256: str
     grammar: str = ""  # the task grammar run.py decodes under (a constrained target)
+
+
+# what answers in the bundle: the runkit package, and its launcher written as run.py (named
+# as a module, so the stage's code digest covers the launcher too: pipeline.codehash)
+LAUNCHER = "pipeline.runkit.launcher"
+
+
+def _copy_runkit(bundle: Path) -> None:
+    """run.py (the launcher) and runkit/ (its modules, without caches or the launcher)."""
+    kit = Path(runkit_run.__file__).parent
+    shutil.copyfile(kit / f"{LAUNCHER.rpartition('.')[2]}.py", bundle / "run.py")
+    shutil.copytree(kit, bundle / kit.name, ignore=shutil.ignore_patterns(
+        "__pycache__", "launcher.py"))
 
 
 GRAMMAR_FILE = "grammar.json"  # llguidance's grammar: run.py masks every token it disallows
@@ -189,8 +201,6 @@ class BundleStage:
             n_ctx=target.n_ctx, benchmarked_on=target.benchmarked_on,
             max_tokens=config.bench.max_tokens, task=config.task.name,
             teacher=who(config.teacher), student=who(config.student),
-            # run.py is part of the output: a change to it re-bundles
-            runner_sha256=hashlib.sha256(Path(run_bundle.__file__).read_bytes()).hexdigest(),
             grammar=shipped_grammar(config.task.spec, config.task.date_fields,
                                     target.constrained)[0])
 
@@ -222,8 +232,8 @@ class BundleStage:
             if schema is not None:
                 (bundle / SCHEMA_FILE).write_text(json.dumps(schema, indent=2) + "\n")
                 gen["schema"] = SCHEMA_FILE
-        (bundle / run_bundle.SETTINGS_FILE).write_text(json.dumps(gen, indent=2) + "\n")
-        shutil.copyfile(run_bundle.__file__, bundle / "run.py")
+        (bundle / runkit_run.SETTINGS_FILE).write_text(json.dumps(gen, indent=2) + "\n")
+        _copy_runkit(bundle)
         (bundle / "README.md").write_text(model_card(s, report, gen))
         if s.modelfile:
             (bundle / "Modelfile").write_text(modelfile(model, gen, fmt.get("chat_template") or ""))

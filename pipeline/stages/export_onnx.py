@@ -58,7 +58,7 @@ class ExportOnnxStage:
         return {}
 
     def run(self, ctx: StageContext[ExportOnnxSettings]) -> dict[str, Any]:
-        from pipeline.run_bundle import open_onnx
+        from pipeline.runkit.run import open_onnx
 
         s, hf_dir = ctx.settings, ctx.inputs["model"]
         scratch = ctx.out_dir / "_builder_cache"  # the builder's temp files, removed below

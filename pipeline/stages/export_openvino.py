@@ -105,7 +105,7 @@ class ExportOpenVinoStage:
     def run(self, ctx: StageContext[ExportOpenVinoSettings]) -> dict[str, Any]:
         from pipeline.measure.quant_mix import openvino_mix
         from pipeline.models.openvino_ir import export_folder, load_model
-        from pipeline.run_bundle import open_openvino
+        from pipeline.runkit.run import open_openvino
 
         s, hf_dir = ctx.settings, ctx.inputs["model"]
         fmt = FORMATS["openvino"]  # this stage's format: artifact names from the table

@@ -30,7 +30,7 @@ class OnnxGenaiRuntime:
         import onnxruntime_genai as og
 
         from pipeline.models.hf import load_tokenizer
-        from pipeline.run_bundle import open_onnx
+        from pipeline.runkit.run import open_onnx
 
         self.og = og
         self.model = open_onnx(Path(model), threads)  # a CUDA export runs on CPU without a GPU

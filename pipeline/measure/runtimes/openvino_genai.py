@@ -5,7 +5,7 @@ Answers come from openvino-genai's `LLMPipeline` (the runtime a bundle's run.py 
 fed the same token ids as every other runtime (the folder's HF chat template) and timed
 per token by a streamer; teacher-forced log-probs come from the IR itself, compiled by
 OpenVINO and run once over the whole sequence (the pipeline returns no logits). Inference
-precision is pinned to f32 (`run_bundle.OPENVINO_CONFIG`): OpenVINO's CPU plugin would pick
+precision is pinned to f32 (`runkit.run.openvino_config`): OpenVINO's CPU plugin would pick
 bf16 on CPUs with AVX-512-BF16/AMX only, and the numbers would then depend on the machine.
 
 Example:
@@ -32,7 +32,7 @@ def compile_ir(folder: Path, threads: int) -> Any:
     import openvino as ov
 
     from pipeline.models.openvino_ir import MODEL_XML
-    from pipeline.run_bundle import openvino_config
+    from pipeline.runkit.run import openvino_config
 
     return ov.Core().compile_model(str(folder / MODEL_XML), "CPU", openvino_config(threads))
 
@@ -55,7 +55,7 @@ class OpenVinoGenaiRuntime:
         import openvino_genai as og
 
         from pipeline.models.hf import load_tokenizer
-        from pipeline.run_bundle import open_openvino
+        from pipeline.runkit.run import open_openvino
 
         self.ov, self.og, self.folder, self.threads = ov, og, Path(model), threads
         self._compiled: Any = None  # the IR for teacher-forced log-probs, compiled once

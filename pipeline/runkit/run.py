@@ -1,0 +1,234 @@
+"""Answer a prompt with a distill-edge bundle, using nothing but the bundle folder.
+
+This package (`runkit`: run.py, the grammar engine, the date rules) ships in every bundle
+beside a two-line `run.py` (`launcher.py`), and `distill-edge run` calls it: so it imports
+only the standard library, its own modules (relatively) and the artifact's runtime
+(llama-cpp-python for GGUF, onnxruntime-genai for ONNX, openvino-genai for OpenVINO), never
+distill-edge itself. `generation.json` in the bundle says which file to load, the system
+prompt and user template the student was trained with, and the generation defaults (greedy,
+max_tokens, context, threads) it was benchmarked with.
+
+Example:
+    python build/cpu-int4/bundle/run.py "Ann Lee wants 2 lamps delivered to Oslo on 2025-03-04"
+    distill-edge run build/cpu-int4/bundle "Ann Lee wants 2 lamps delivered to Oslo on 2025-03-04"
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .grammar import GrammarMask, grammar_problems, llama_vocab
+
+SETTINGS_FILE = "generation.json"
+
+
+class BundleError(ValueError):
+    """The folder is not a usable bundle (named in the message)."""
+
+
+def load_settings(bundle: Path) -> dict[str, Any]:
+    """The bundle's generation.json; a missing or unreadable one is a BundleError."""
+    path = bundle / SETTINGS_FILE
+    if not path.is_file():
+        raise BundleError(f"{bundle} is not a distill-edge bundle: no {SETTINGS_FILE} "
+                          "(give a build/<target>/bundle folder)")
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path} is not valid JSON: {exc}") from None
+    missing = {"format", "model", "system", "user_template", "max_tokens"} - set(settings)
+    if missing:
+        raise BundleError(f"{path} lacks {', '.join(sorted(missing))}: rebuild the bundle")
+    return settings
+
+
+def last_user(messages: list[dict[str, Any]]) -> str:
+    """The last user turn's text: the task text a client sends, or the wrapped turn being
+    answered (what a grammar's copy fields are copied from)."""
+    return str(next((m.get("content") or "" for m in reversed(messages)
+                     if m.get("role") == "user"), ""))
+
+
+def messages(settings: dict[str, Any], prompt: str) -> list[dict[str, str]]:
+    """The exact messages the student was trained with, around the user's prompt."""
+    out = [{"role": "system", "content": settings["system"]}]
+    for shot in settings.get("few_shot", []):  # worked examples, if the student has any
+        out += [{"role": "user", "content": settings["user_template"].format(prompt=shot["user"])},
+                {"role": "assistant", "content": shot["assistant"]}]
+    return out + [{"role": "user", "content": settings["user_template"].format(prompt=prompt)}]
+
+
+def answer_gguf(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens: int) -> str:
+    """Greedy chat completion with llama-cpp-python (the GGUF's own chat template)."""
+    from llama_cpp import Llama
+
+    threads = int(settings.get("threads", 2))
+    try:
+        llm = Llama(model_path=str(bundle / settings["model"]), n_ctx=int(settings.get("n_ctx", 1024)),
+                    n_threads=threads, n_threads_batch=threads, verbose=False)
+    except (ValueError, RuntimeError) as exc:
+        raise BundleError(f"cannot load {bundle / settings['model']}: {exc}") from None
+    chat = messages(settings, prompt)
+    out = llm.create_chat_completion(chat, max_tokens=max_tokens, temperature=0.0, top_k=1,
+                                     repeat_penalty=1.0,
+                                     logits_processor=grammar_mask(bundle, settings, llm,
+                                                                   last_user(chat)))
+    return str(out["choices"][0]["message"]["content"] or "").strip()
+
+
+def read_grammar(bundle: Path, settings: dict[str, Any]) -> str | None:
+    """The grammar generation.json names (a constrained target), checked by llguidance; None
+    without one; an unreadable or invalid file is one BundleError."""
+    if not settings.get("grammar"):
+        return None
+    path = bundle / settings["grammar"]
+    try:
+        grammar = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BundleError(f"cannot read the grammar {path}: {exc}") from None
+    is_error, problems = grammar_problems(grammar)
+    if is_error:
+        raise BundleError(f"{path} is not a valid grammar: {' '.join(problems)[:200]}")
+    return grammar
+
+
+def grammar_mask(bundle: Path, settings: dict[str, Any], llm: Any, message: str) -> Any:
+    """With a `grammar` in generation.json (a constrained target): a logits processor that
+    masks every token the task's grammar (llguidance) does not allow next, so an answer that
+    ends always parses; `message` (the user turn) bounds its copy fields (for_message)."""
+    grammar = read_grammar(bundle, settings)
+    if grammar is None:
+        return None
+    from llama_cpp import LogitsProcessorList
+
+    return LogitsProcessorList([GrammarMask(llama_vocab(llm), grammar, message)])
+
+
+def _one_line(exc: BaseException) -> str:
+    """A runtime's error as one line: ORT's carry newlines and a C++ signature before the
+    cause, which follows its last "FAIL : "."""
+    return " ".join(str(exc).split()).rsplit("FAIL : ", 1)[-1][:300]
+
+
+def open_onnx(bundle: Path, threads: int) -> Any:
+    """The model on its configured provider, or on CPU when that provider (CUDA) is absent;
+    `threads` intra-op threads (ORT would otherwise take every core it sees)."""
+    import onnxruntime_genai as og
+
+    try:  # a damaged genai_config.json fails here, in the runtime's own JSON parser
+        config = og.Config(str(bundle))
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": {
+            "intra_op_num_threads": threads, "inter_op_num_threads": 1,
+            "log_severity_level": 4}}}}))  # errors come back as one line, not ORT's log too
+        return og.Model(config)
+    except Exception as exc:  # onnxruntime-genai raises plain RuntimeError/OrtException
+        if "cuda" not in str(exc).lower():
+            raise BundleError(f"cannot load {bundle}: {_one_line(exc)}") from None
+    print(f"no CUDA here: running {bundle.name} on the CPU provider", file=sys.stderr)
+    config.clear_providers()
+    return og.Model(config)
+
+
+def _onnx_text_side(bundle: Path, model: Any, settings: dict[str, Any],
+                    prompt: str) -> tuple[Any, list[int], set[int]]:
+    """The folder's tokenizer, the prompt's ids through its chat template, and the eos ids;
+    a damaged tokenizer, template or genai_config.json is a BundleError."""
+    import onnxruntime_genai as og
+
+    try:
+        tok = og.Tokenizer(model)
+        text = tok.apply_chat_template(json.dumps(messages(settings, prompt)),
+                                       add_generation_prompt=True)
+        config = json.loads((bundle / "genai_config.json").read_text(encoding="utf-8"))
+        eos = config["model"]["eos_token_id"]
+        return tok, list(tok.encode(text)), set(eos) if isinstance(eos, list) else {int(eos)}
+    except Exception as exc:  # the runtime's RuntimeError, or the JSON's own errors
+        raise BundleError(f"cannot read the tokenizer files in {bundle}: {_one_line(exc)}") from None
+
+
+def answer_onnx(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens: int) -> str:
+    """Greedy generation with onnxruntime-genai (the folder's own tokenizer and chat template)."""
+    import numpy as np
+    import onnxruntime_genai as og
+
+    model = open_onnx(bundle, int(settings.get("threads", 2)))
+    tok, ids, eos = _onnx_text_side(bundle, model, settings, prompt)
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(ids) + max_tokens, do_sample=False)
+    gen = og.Generator(model, params)
+    gen.append_tokens(np.asarray([ids], dtype=np.int32))
+    out: list[int] = []
+    while not gen.is_done() and len(out) < max_tokens:
+        gen.generate_next_token()
+        token = int(gen.get_next_tokens()[0])
+        if token in eos:
+            break
+        out.append(token)
+    return str(tok.decode(np.asarray(out, dtype=np.int32))).strip()
+
+
+def openvino_config(threads: int, precision: str = "f32") -> dict[str, Any]:
+    """OpenVINO CPU properties: `threads` threads, and f32 inference by default — the CPU
+    plugin would otherwise run bf16 on CPUs with AVX-512-BF16/AMX only, so answers would differ
+    by machine from what the bench measured ("inference_precision" in generation.json)."""
+    return {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": precision}
+
+
+def open_openvino(folder: Path, threads: int, precision: str = "f32") -> Any:
+    """openvino-genai's LLMPipeline on the folder (CPU); a damaged folder is a BundleError."""
+    import openvino_genai as ov_genai
+
+    try:
+        return ov_genai.LLMPipeline(str(folder), "CPU", **openvino_config(threads, precision))
+    except Exception as exc:  # openvino raises plain RuntimeError with a C++ trace
+        raise BundleError(f"cannot load {folder}: {_one_line(exc)}") from None
+
+
+def answer_openvino(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens: int) -> str:
+    """Greedy generation with openvino-genai (the folder's converted tokenizer and its chat
+    template, applied here to the trained messages)."""
+    import openvino_genai as ov_genai
+
+    pipe = open_openvino(bundle, int(settings.get("threads", 2)),
+                         str(settings.get("inference_precision", "f32")))
+    try:
+        text = pipe.get_tokenizer().apply_chat_template(
+            ov_genai.ChatHistory(messages(settings, prompt)), add_generation_prompt=True)
+        config = ov_genai.GenerationConfig(max_new_tokens=max_tokens, do_sample=False,
+                                           apply_chat_template=False)
+        return str(pipe.generate(text, config)).strip()
+    except Exception as exc:
+        raise BundleError(f"cannot answer with {bundle}: {_one_line(exc)}") from None
+
+
+def answer(bundle: Path | str, prompt: str, max_tokens: int | None = None) -> str:
+    """The bundle's answer to one prompt, with the generation defaults it ships."""
+    bundle = Path(bundle)
+    settings = load_settings(bundle)
+    if not (bundle / settings["model"]).exists():
+        raise BundleError(f"{bundle / settings['model']} is missing: the bundle is incomplete")
+    limit = int(max_tokens or settings["max_tokens"])
+    runner = RUNNERS.get(settings.get("runner", settings["format"]))
+    if runner is None:
+        raise BundleError(f"{bundle / SETTINGS_FILE}: unknown format {settings['format']!r}")
+    return runner(bundle, settings, prompt, limit)
+
+
+# One runner per bundle layout, named by pipeline.formats' `bundle_runner`.
+RUNNERS = {"gguf": answer_gguf, "onnx": answer_onnx, "openvino": answer_openvino}
+
+
+def main(bundle: Path) -> None:
+    """`python run.py "your prompt"`: the answer on stdout; a bad bundle or call, one line
+    on stderr and exit 2."""
+    if len(sys.argv) != 2:
+        print(f"usage: python {sys.argv[0]} \"your prompt\"", file=sys.stderr)
+        sys.exit(2)
+    try:
+        print(answer(bundle, sys.argv[1]))
+    except BundleError as exc:
+        print(f"run.py: error: {exc}", file=sys.stderr)
+        sys.exit(2)
