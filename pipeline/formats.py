@@ -99,7 +99,7 @@ register_format(Format(
     name="onnx", runtime="onnxruntime", export_stage="export_onnx", fp="fp32",
     quants=ONNX_PRECISIONS, artifact_name="onnx-{quant}", adapter="onnxruntime",
     bundle_runner="onnx", bundle_layout="folder", label=" ONNX",
-    execution_providers=("cpu", "cuda"),
+    execution_providers=("cpu", "cuda"), constrained_decoding=True,
     notes=("onnxruntime-genai loads this folder as is (`og.Model(\".\")`).",)))
 register_format(Format(
     name="openvino", runtime="openvino", export_stage="export_openvino", fp="fp32",

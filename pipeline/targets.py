@@ -107,7 +107,7 @@ class Target(BaseModel):
     def _can_constrain(self) -> Target:
         if self.constrained and not self.fmt.constrained_decoding:
             raise ValueError(f"constrained = true: the {self.format} runtime cannot constrain "
-                             "decoding yet (gguf can); set constrained = false")
+                             "decoding yet (gguf and onnx can); set constrained = false")
         return self
 
     @model_validator(mode="after")

@@ -257,3 +257,32 @@ def test_a_constrained_target_ships_free_decoding_for_a_task_without_a_grammar()
     labels = TaskSpec(name="t", kind="label", labels=("a", "b"))
     assert shipped_grammar(labels, (), True)[0] == grammar_for(labels)
     assert shipped_grammar(labels, (), False) == ("", "")
+
+
+def test_an_onnx_artifact_decodes_under_the_grammar(tiny_onnx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """onnxruntime-genai takes the task grammar too (its logits masked per token, as the
+    bundle's run.py does): the random tiny model copies spans and writes parsing answers in
+    the bench, and a constrained ONNX bundle answers with a label."""
+    import shutil
+
+    from pipeline.runkit import run as runkit_run
+    from pipeline.runkit.grammar import message_spans
+
+    folder = tiny_onnx("int4")[0] / "onnx-int4"
+    schema = {"type": "object", "properties": {"who": {"type": "string"}, "n": {
+        "type": "integer", "minimum": 0, "maximum": 9}}, "required": ["who", "n"],
+        "additionalProperties": False}
+    grammar = grammar_for(TaskSpec(name="t", kind="json", json_schema=schema, copy_fields=("who",)))
+    prompts = ["Ann Lee wants 2 lamps", "Ngozi Eze - 2 fans - Enugu"]
+    held = bench_artifact(folder, SYS, prompts, threads=1, n_ctx=256, max_tokens=40, warmup=0,
+                          runtime="onnxruntime", grammar=grammar)
+    for prompt, result in zip(prompts, held["results"], strict=True):
+        answer = json.loads(result["response"])
+        assert answer["who"] in message_spans(prompt) and 0 <= answer["n"] <= 9
+    bundle = shutil.copytree(folder, tmp_path / "bundle")
+    labels = ("billing", "shipping", "other")
+    (bundle / "grammar.json").write_text(grammar_for(TaskSpec(name="t", kind="label", labels=labels)))
+    gen = {"format": "onnx", "model": ".", "system": "Route it.", "user_template": "{prompt}",
+           "max_tokens": 16, "threads": 1, "grammar": "grammar.json"}
+    (bundle / "generation.json").write_text(json.dumps(gen))
+    assert runkit_run.answer(bundle, "my parcel is late") in labels

@@ -20,14 +20,20 @@ def test_every_target_file_validates() -> None:
         assert target.quant in (GGUF_FTYPES if target.format == "gguf" else ONNX_PRECISIONS)
 
 
+def test_a_runtime_that_cannot_constrain_refuses_constrained(tmp_path: Path) -> None:
+    text = (TARGETS_DIR / "cpu-int8-openvino.toml").read_text().replace("cpu-int8-openvino", "mine")
+    (tmp_path / "mine.toml").write_text(text.replace("threads = 2", "threads = 2\nconstrained = true"))
+    with pytest.raises(UserError, match="the openvino runtime cannot constrain decoding yet "
+                                        ".gguf and onnx can.; set constrained = false"):
+        load_target("mine", tmp_path)
+
+
 @pytest.mark.parametrize(("edit", "message"), [
     (('quant = "int4"', 'quant = "Q4_K_M"'), "quant: 'Q4_K_M' is not a onnx quantization"),
     (('runtime = "onnxruntime"', 'runtime = "llama.cpp"'),
      "runtime: 'llama.cpp' is not a onnx runtime; use one of onnxruntime"),
     (('threads = 2', 'threads = 2\ncalibration = "imatrix"'),
      "calibration: 'imatrix' is not a onnx calibration; use one of none"),
-    (('threads = 2', 'threads = 2\nconstrained = true'),
-     "the onnx runtime cannot constrain decoding yet .gguf can.; set constrained = false"),
     (('threads = 2', 'threads = 2\nint4_ratio = 0.8'),
      "int4_ratio = 0.8: only an openvino int4 profile mixes int4 and int8"),
 ])

@@ -31,6 +31,18 @@ def llama_vocab(llm: Any) -> Any:
         return lltokenizer_from_vocab(llm._model.vocab)
 
 
+def hf_vocab(tokenizer_json: Any, n_vocab: int, eos: list[int]) -> Any:
+    """llguidance's view of an HF `tokenizer.json` (an onnxruntime-genai folder's), read by
+    llguidance's own tokenizers binding: no transformers in a bundle. `n_vocab`: the model's
+    logit width; `eos`: the ids that end an answer."""
+    from pathlib import Path
+
+    from llguidance import LLTokenizer
+
+    return LLTokenizer(Path(tokenizer_json).read_text(encoding="utf-8"), n_vocab=n_vocab,
+                       eos_token=eos)
+
+
 # A json grammar may name fields whose value is copied from the message (the task's
 # copy_fields): distill-edge's own key beside llguidance's, which llguidance ignores.
 COPY_KEY = "copy_spans"

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .grammar import GrammarMask, grammar_problems, llama_vocab
+from .grammar import GrammarMask, grammar_problems, hf_vocab, llama_vocab
 
 SETTINGS_FILE = "generation.json"
 
@@ -149,21 +149,51 @@ def _onnx_text_side(bundle: Path, model: Any, settings: dict[str, Any],
         raise BundleError(f"cannot read the tokenizer files in {bundle}: {_one_line(exc)}") from None
 
 
+def onnx_grammar_mask(bundle: Path, settings: dict[str, Any], eos: set[int],
+                      message: str) -> GrammarMask | None:
+    """With a `grammar` in generation.json: the mask for one answer of an onnxruntime-genai
+    folder (its tokenizer.json read by llguidance), else None."""
+    grammar = read_grammar(bundle, settings)
+    if grammar is None:
+        return None
+    config = json.loads((bundle / "genai_config.json").read_text(encoding="utf-8"))
+    vocab = hf_vocab(bundle / "tokenizer.json", int(config["model"]["vocab_size"]), sorted(eos))
+    return GrammarMask(vocab, grammar, message)
+
+
+def onnx_next(gen: Any, mask: GrammarMask | None, seq: list[int]) -> int:
+    """One greedy step of an onnxruntime-genai generator; under `mask` every token the
+    grammar does not allow next is set to -inf first (the logits read and written back in
+    their own dtype). `seq`: the tokens so far, prompt included; the new one is appended."""
+    if mask is not None:
+        import numpy as np
+
+        logits = np.array(gen.get_logits())  # (1, 1, vocab), a copy
+        mask(seq, logits.reshape(-1))  # masks in place
+        gen.set_logits(logits)
+    gen.generate_next_token()
+    token = int(gen.get_next_tokens()[0])
+    seq.append(token)
+    return token
+
+
 def answer_onnx(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens: int) -> str:
-    """Greedy generation with onnxruntime-genai (the folder's own tokenizer and chat template)."""
+    """Greedy generation with onnxruntime-genai (the folder's own tokenizer and chat
+    template), under the bundle's grammar when it has one."""
     import numpy as np
     import onnxruntime_genai as og
 
     model = open_onnx(bundle, int(settings.get("threads", 2)))
     tok, ids, eos = _onnx_text_side(bundle, model, settings, prompt)
+    mask = onnx_grammar_mask(bundle, settings, eos, last_user(messages(settings, prompt)))
     params = og.GeneratorParams(model)
     params.set_search_options(max_length=len(ids) + max_tokens, do_sample=False)
     gen = og.Generator(model, params)
     gen.append_tokens(np.asarray([ids], dtype=np.int32))
     out: list[int] = []
+    seq = list(ids)
     while not gen.is_done() and len(out) < max_tokens:
-        gen.generate_next_token()
-        token = int(gen.get_next_tokens()[0])
+        token = onnx_next(gen, mask, seq)
         if token in eos:
             break
         out.append(token)

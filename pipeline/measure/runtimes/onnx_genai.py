@@ -40,6 +40,17 @@ class OnnxGenaiRuntime:
         self.context = int(genai["model"]["context_length"])
         eos = self.tok.eos_token_id
         self.eos = {eos} if isinstance(eos, int) else set(eos or [])
+        self.folder = Path(model)
+        self.grammar: str | None = None
+        self.vocab: Any = None  # llguidance's view of the tokenizer, under a grammar
+
+    def constrain(self, grammar: str) -> None:
+        """Answer under this grammar from now on (pipeline.constrain), masked per token as
+        the bundle's run.py does (runkit.run.onnx_next)."""
+        from pipeline.runkit.grammar import hf_vocab
+
+        self.grammar = grammar
+        self.vocab = hf_vocab(self.folder / "tokenizer.json", self.n_vocab, sorted(self.eos))
 
     def _generator(self, max_length: int, min_length: int = 0) -> Any:
         params = self.og.GeneratorParams(self.model)
@@ -48,15 +59,20 @@ class OnnxGenaiRuntime:
         return self.og.Generator(self.model, params)
 
     def chat(self, messages: list[dict[str, str]], max_tokens: int) -> Generation:
+        from pipeline.runkit.grammar import GrammarMask
+        from pipeline.runkit.run import last_user, onnx_next
+
         prompt = chat_prompt(self.tok, messages)
         start = time.perf_counter()
+        mask = (GrammarMask(self.vocab, self.grammar, last_user(messages))
+                if self.grammar is not None else None)
         gen = self._generator(len(prompt) + max_tokens)
         gen.append_tokens(np.asarray([prompt], dtype=np.int32))
 
         def stream() -> Iterator[int]:
+            seq = list(prompt)
             while not gen.is_done():
-                gen.generate_next_token()
-                yield int(gen.get_next_tokens()[0])
+                yield onnx_next(gen, mask, seq)
 
         return timed_generation(self.tok, prompt, stream(), self.eos, max_tokens, start)
 
