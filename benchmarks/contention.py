@@ -22,6 +22,7 @@ from typing import Any
 
 from pipeline.config import load_config
 from pipeline.measure.bench import bench_rows
+from pipeline.measure.roles import Role
 from pipeline.models.weights import resolve_catalog_model
 from pipeline.tasks import make_task
 from pipeline.tasks.inputs import read_rows
@@ -33,7 +34,7 @@ FIELDS = ("decode_tok_s", "ttft_mean_s", "tg_tok_s", "tg_tok_s_p90", "other_cpu_
 def measure(model: Path, eval_rows: list[dict[str, Any]], remeasure: int, out: Path) -> dict[str, Any]:
     """The default task's student row for `model`, as the bench step measures it."""
     config = load_config(None)
-    row = {"label": "SmolLM2-135M Q4_1", "role": "base", "model": model, "runtime": "llama_cpp",
+    row = {"label": "SmolLM2-135M Q4_1", "role": Role.BASE, "model": model, "runtime": "llama_cpp",
            "prompt": config.task.student_prompt}
     out.mkdir(parents=True, exist_ok=True)
     result = bench_rows([row], eval_rows, out, make_task(config.task.spec), threads=2, n_ctx=1024,

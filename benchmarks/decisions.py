@@ -16,13 +16,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pipeline.measure.roles import Role
+
 HEADER = ("| target | decision | exit | shipped | bpw | size MB | KL vs fp32 | {metric} (95% interval) "
           "| checks |")
 
 
 def _row(report: dict[str, Any]) -> str:
     decision, metric = report["decision"], report["task"]["metric"]
-    shipped = next(r for r in report["bench"]["rows"] if r["role"] == "distilled")
+    shipped = next(r for r in report["bench"]["rows"] if r["role"] == Role.DISTILLED)
     mix = report.get("quant_mix") or {}
     ci = shipped.get("ci") or [float("nan")] * 2
     kl = shipped.get("kl_vs_reference")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cache import read_jsonl
+from pipeline.measure.roles import Role
 
 UNTIL = "bench_student"  # the fp32 reference's log-probs, which KL is measured against
 
@@ -88,10 +89,11 @@ def decide_each(cfg: Any, target: Any, rows: list[dict[str, Any]], answers: list
         if row["role"] == "F16":
             continue
         ev = Evidence(task=make_task(cfg.task.spec), metric=cfg.task.primary_metric,
-                      answers=[{"distilled": a[row["role"]], "distilled_fp": a["F16"]} for a in answers],
+                      answers=[{Role.DISTILLED: a[row["role"]], Role.DISTILLED_FP: a["F16"]}
+                               for a in answers],
                       refs=[e["reference"] for e in evals], tiers=tiers_of(evals, primary))
-        decision = decide_build(ev, limits, [{**f16, "role": "distilled_fp"},
-                                             {**row, "role": "distilled"}], "distilled_fp")
+        decision = decide_build(ev, limits, [{**f16, "role": Role.DISTILLED_FP},
+                                             {**row, "role": Role.DISTILLED}], Role.DISTILLED_FP)
         mix = gguf_mix(files[row["role"]], row["role"])
         table.append({**row, "bits_per_weight": mix["bits_per_weight"], "decision": decision})
     return sorted(table, key=lambda r: r["bits_per_weight"])

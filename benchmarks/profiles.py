@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cache import read_jsonl
+from pipeline.measure.roles import Role
 
 METRIC = ("{metric}", "{metric}", "{:.3f}")  # the task's primary metric, filled in by markdown()
 COLUMNS = (("profile", "profile", "{}"), ("artifact", "label", "{}"), ("size MB", "file_mb", "{:.1f}"),
@@ -88,7 +89,7 @@ def with_parity(rows: list[dict[str, Any]], answers: list[dict[str, Any]],
     from pipeline.tasks import make_task
     from pipeline.tasks.inputs import read_rows
 
-    reference = next(r for r in rows if r["role"] == "distilled_torch")
+    reference = next(r for r in rows if r["role"] == Role.DISTILLED_TORCH)
     targets = {b["target"].name: b["target"] for b in builds}
     config = builds[0]["config"]
     evals = read_rows(builds[0]["paths"]["eval_set"] / "eval.jsonl")
@@ -99,19 +100,19 @@ def with_parity(rows: list[dict[str, Any]], answers: list[dict[str, Any]],
         target = targets.get(row["role"])
         if target is None:
             continue
-        same = [a[row["role"]] == a["distilled_torch"] for a in answers]
+        same = [a[row["role"]] == a[Role.DISTILLED_TORCH] for a in answers]
         row = {**row, "greedy_agreement": round(sum(same) / len(same), 4), "profile": target.name,
                "benchmarked_on": target.benchmarked_on}
         ev = Evidence(task=make_task(config.task.spec), metric=config.task.primary_metric,
-                      answers=[{"distilled": a[row["role"]], "distilled_torch": a["distilled_torch"]}
+                      answers=[{Role.DISTILLED: a[row["role"]], Role.DISTILLED_TORCH: a[Role.DISTILLED_TORCH]}
                                for a in answers],
                       refs=[e["reference"] for e in evals], tiers=tiers_of(evals, primary))
         goal = config.goal.min_quality if config.gate.require_goal else None
         limits = Limits(goal=goal, min_quality=target.min_quality,
                         max_quant_loss=target.max_quant_loss,
                         max_kl=target.max_kl, min_greedy_agreement=target.min_greedy_agreement)
-        decision = decide_build(ev, limits, [reference, {**row, "role": "distilled"}],
-                                "distilled_torch")
+        decision = decide_build(ev, limits, [reference, {**row, "role": Role.DISTILLED}],
+                                Role.DISTILLED_TORCH)
         row["gate"] = decision["outcome"].upper() + "".join(
             f"; {c['check']} {c['outcome']}" for c in decision["checks"] if c["outcome"] != "pass")
         out.append(row)

@@ -43,6 +43,7 @@ from pipeline.codehash import stage_code
 from pipeline.config import BuildConfig
 from pipeline.errors import NotShipped, UserError
 from pipeline.generation.remote_identity import remote_teacher
+from pipeline.measure.roles import Role
 from pipeline.measure.seeds import seed_table
 from pipeline.models.weights import path_digest, resolve_model
 from pipeline.stage import Settings, StageContext, log, measured_files
@@ -249,7 +250,7 @@ def _train_seeds(config: BuildConfig, target: Target, root: Path,
         log("build", f"seed {seed}: student {seed - d.seed + 1} of {d.seeds}")
         steps = _run_plan(_with_seed(config, seed), target, root, "bench_student", externals,
                           force)["steps"]
-        runs.append({"seed": seed, "value": steps[-1]["summary"]["distilled_torch"]})
+        runs.append({"seed": seed, "value": steps[-1]["summary"][Role.DISTILLED_TORCH]})
     table = seed_table(runs, config.task.spec.primary)
     scores = ", ".join(f"{r['seed']}: {r['value']:.3f}" for r in runs)
     log("build", f"seeds {scores}: going on with seed {table['shipped']}, the median")

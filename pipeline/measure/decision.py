@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pipeline.errors import EXIT_NO_SHIP
+from pipeline.measure.roles import Role
 from pipeline.measure.uncertainty import interval, metric_interval, needed_prompts, paired_metric_interval
 
 Outcome = Literal["pass", "fail", "undecided"]
@@ -159,20 +160,20 @@ def quality_checks(ev: Evidence, limits: Limits, shipped: dict[str, Any],
     for name, bar in (("goal", limits.goal), ("min_quality", limits.min_quality)):
         if bar is None:
             continue
-        c = _widened(name, bar, True, _metric_on(ev, "distilled"), ev.tiers)
+        c = _widened(name, bar, True, _metric_on(ev, Role.DISTILLED), ev.tiers)
         c["text"] = (f"{shipped['label']} {m} {_interval_text(c)} vs "
                      + ("the [goal] quality bar" if name == "goal" else "the target's minimum")
                      + f" {bar}")
         checks.append(c)
     if limits.goal is None and limits.max_teacher_gap is not None:
-        if teacher is None or not ev.has("teacher"):
+        if teacher is None or not ev.has(Role.TEACHER):
             checks.append({"check": "vs_teacher", "limit": -limits.max_teacher_gap, "value": None,
                            "ci": None, "outcome": "undecided", "prompts": 0, "on": "",
                            "tried": [], "text": "no [goal] min_quality and no teacher row to "
                            "compare with: set [goal] min_quality"})
         else:
             c = _widened("vs_teacher", -limits.max_teacher_gap, True,
-                         _paired_on(ev, "teacher", "distilled"), ev.tiers)
+                         _paired_on(ev, Role.TEACHER, Role.DISTILLED), ev.tiers)
             c["text"] = (f"{shipped['label']} − teacher, {m}: {_interval_text(c)} vs at most "
                          f"{limits.max_teacher_gap} below the teacher (no [goal] min_quality: "
                          "the bar is relative to the teacher)")
@@ -201,10 +202,10 @@ def quantization_checks(ev: Evidence, limits: Limits, shipped: dict[str, Any],
         return checks
     ref, label = reference["role"], reference["label"]
     secondary = (  # (check, limit, higher is better, measure, what the value is)
-        ("max_quant_loss", limits.max_quant_loss, False, _paired_on(ev, "distilled", ref),
+        ("max_quant_loss", limits.max_quant_loss, False, _paired_on(ev, Role.DISTILLED, ref),
          f"vs {label}: {ev.metric} loss", "maximum {}; negative = a gain"),
         ("min_greedy_agreement", limits.min_greedy_agreement, True,
-         _agreement_on(ev, "distilled", ref), f"answers identical to {label}'s:", "minimum {}"))
+         _agreement_on(ev, Role.DISTILLED, ref), f"answers identical to {label}'s:", "minimum {}"))
     for name, limit, higher, measure, what, bound in secondary:
         if limit is None:
             continue
@@ -271,11 +272,11 @@ def decide_build(ev: Evidence, limits: Limits, rows: list[dict[str, Any]],
     """Every check of the build, then the decision. `reference_role` is the row the
     quantization checks hold the shipped row to (decoded the same way)."""
     by_role = {r["role"]: r for r in rows}
-    shipped = by_role.get("distilled")
-    if shipped is None or not ev.has("distilled"):
+    shipped = by_role.get(Role.DISTILLED)
+    if shipped is None or not ev.has(Role.DISTILLED):
         return {"ship": False, "outcome": "fail", "exit_code": EXIT_NO_SHIP, "strict": limits.strict,
                 "sentence": "Not shipped: the shipped artifact was not benchmarked.", "checks": []}
-    checks = quality_checks(ev, limits, shipped, by_role.get("teacher"))
+    checks = quality_checks(ev, limits, shipped, by_role.get(Role.TEACHER))
     checks += quantization_checks(ev, limits, shipped, by_role.get(reference_role))
     decision = decide_ship(checks, limits.strict)
     decision["reference"] = reference_role

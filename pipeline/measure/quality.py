@@ -22,6 +22,7 @@ import re
 import unicodedata
 from typing import Any
 
+from pipeline.measure.roles import STUDENT_ROLES, Role
 from pipeline.tasks.base import Task
 
 
@@ -50,11 +51,11 @@ def teacher_pairs(answers: list[dict[str, Any]], task: Task) -> dict[str, tuple[
     teacher's answer is valid — what agreement with the teacher is computed on."""
     pairs: dict[str, tuple[list[Any], list[Any]]] = {}
     for row in answers:
-        teacher, _ = task.parse(row.get("teacher", ""))
+        teacher, _ = task.parse(row.get(Role.TEACHER, ""))
         if teacher is None:
             continue  # no valid teacher answer to agree with
         for role, text in row.items():
-            if role in ("id", "reference", "teacher"):
+            if role in ("id", "reference", Role.TEACHER):
                 continue
             preds, refs = pairs.setdefault(role, ([], []))
             preds.append(task.parse(text)[0])
@@ -69,9 +70,6 @@ def teacher_agreement(answers: list[dict[str, Any]], task: Task) -> dict[str, fl
             for role, (p, r) in teacher_pairs(answers, task).items()}
 
 
-# student prompt + vocabulary (the grammar rows: the same artifacts under the task grammar)
-STUDENT_ROLES = ("base_fp", "base", "distilled_fp", "distilled", "distilled_fp_grammar",
-                 "distilled_grammar", "distilled_fp_free", "distilled_free")
 
 
 def greedy_agreement(answers: list[dict[str, Any]], reference: str) -> dict[str, float]:
@@ -89,5 +87,5 @@ def greedy_matches(answers: list[dict[str, Any]], reference: str) -> dict[str, l
             continue
         for role in STUDENT_ROLES:
             if role in row:
-                totals.setdefault(role, []).append(float(row[role] == row[reference]))
+                totals.setdefault(str(role), []).append(float(row[role] == row[reference]))
     return totals

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.measure.roles import Role
+
 LEVEL = 0.95
 RESAMPLES = 2000  # per-prompt means: cheap
 RESAMPLES_SLOW = 200  # metrics recomputed on each resample (macro-F1: ~5 ms a call)
@@ -138,7 +140,7 @@ def _on(task: Any, answers: list[dict[str, Any]], eval_rows: list[dict[str, Any]
 
 
 def add_other_intervals(task: Any, rows: list[dict[str, Any]], answers: list[dict[str, Any]],
-                        eval_rows: list[dict[str, Any]], reference: str = "distilled_torch") -> None:
+                        eval_rows: list[dict[str, Any]], reference: str = Role.DISTILLED_TORCH) -> None:
     """95 % bootstrap intervals for the figures beside the primary metric, each over the
     prompts its value is computed on (pipeline.measure.quality): exact match (`exact_ci`,
     primary eval set), agreement with the teacher (`teacher_agreement_ci`: the primary metric

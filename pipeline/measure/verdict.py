@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.measure.roles import BASE_ROLES, Role
+
 SECONDS_PER_DAY = 86_400
 
 
@@ -41,11 +43,11 @@ def attribution(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]
     hidden by one).
     """
     by_role = {r["role"]: r for r in rows}
-    base = by_role.get("base_fp") or by_role.get("base")
-    pairs = [("quantize base", by_role.get("base_fp"), by_role.get("base")),
-             ("distill", base, by_role.get("distilled_fp")),
-             ("export", by_role.get("distilled_torch"), by_role.get("distilled_fp")),
-             ("quantize", by_role.get("distilled_fp"), by_role.get("distilled"))]
+    base = by_role.get(Role.BASE_FP) or by_role.get(Role.BASE)
+    pairs = [("quantize base", by_role.get(Role.BASE_FP), by_role.get(Role.BASE)),
+             ("distill", base, by_role.get(Role.DISTILLED_FP)),
+             ("export", by_role.get(Role.DISTILLED_TORCH), by_role.get(Role.DISTILLED_FP)),
+             ("quantize", by_role.get(Role.DISTILLED_FP), by_role.get(Role.DISTILLED))]
     return [{"step": step, "from": a["label"], "to": b["label"], "from_role": a["role"],
              "to_role": b["role"], "delta": round(b[metric] - a[metric], 4)}
             for step, a, b in pairs if a is not None and b is not None]
@@ -58,9 +60,9 @@ def decide(rows: list[dict[str, Any]], min_quality: float | None, requests_per_d
     by_role = {r["role"]: r for r in rows}
     for r in rows:
         r.setdefault("seconds_per_request", seconds_per_request(r))
-    base = max((by_role[k] for k in ("base_fp", "base", "base_fewshot") if k in by_role),
+    base = max((by_role[k] for k in BASE_ROLES if k in by_role),
                key=lambda r: r[metric], default=None)
-    teacher, student = by_role.get("teacher"), by_role.get("distilled")
+    teacher, student = by_role.get(Role.TEACHER), by_role.get(Role.DISTILLED)
     numbers: dict[str, Any] = {"quality_bar": min_quality, "requests_per_day": requests_per_day,
                                "latency_budget_s": latency_budget_s or None}
     if base is not None and min_quality is not None and base[metric] >= min_quality:

@@ -15,6 +15,7 @@ import platform
 from typing import Any
 
 from pipeline.measure.quant_mix import mix_line
+from pipeline.measure.roles import Role
 from pipeline.measure.seeds import seed_line
 
 HEAD = [("artifact", "label", "{}"), ("size MB", "file_mb", "{:.1f}")]
@@ -341,7 +342,7 @@ def render_html(report: dict[str, Any]) -> str:
                    + "</tr>" for r in rows)
     figures = [("Quality vs size", plots.quality_vs_size(rows, metric)),
                ("Decode speed", plots.decode_speed(rows))]
-    shipped = next((r for r in rows if r["role"] == "distilled"), None)
+    shipped = next((r for r in rows if r["role"] == Role.DISTILLED), None)
     if shipped and (confusion := (shipped.get("details") or {}).get("confusion")):
         figures.append((f"Confusion matrix: {shipped['label']}", plots.confusion(confusion)))
     if curve := report.get("training_curve"):

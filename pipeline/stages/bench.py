@@ -26,6 +26,7 @@ from typing import Any
 from pipeline.config import BuildConfig
 from pipeline.formats import FORMATS
 from pipeline.measure.bench import REFERENCE_FILE, REMEASURE
+from pipeline.measure.roles import BASE_ROLES, Role, twin
 from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
@@ -94,7 +95,7 @@ def _stop_bar(ctx: StageContext[BenchSettings]) -> float | None:
     if folder is None or not (folder / "bench.json").is_file():
         return None
     rows = json.loads((folder / "bench.json").read_text())["rows"]
-    teacher = next((r for r in rows if r["role"] == "teacher"), None)
+    teacher = next((r for r in rows if r["role"] == Role.TEACHER), None)
     return None if teacher is None else round(teacher[s.task.primary] - s.stop_teacher_gap, 4)
 
 
@@ -117,15 +118,15 @@ def _student_rows(ctx: StageContext[BenchSettings], reference: str | None) -> li
     fp, quant = s.fp_label, s.quant_label
     ship = s.constrained  # the target's own distilled rows decode under the grammar
     rows = [
-        (f"base {fp}", "base_fp", base / s.fp_artifact, student_p, False),
-        (f"base {quant}", "base", base / s.artifact, student_p, False),
-        (f"base {quant} + few-shot prompt", "base_fewshot", base / s.artifact, teacher_p, False),
-        (f"distilled {fp}", "distilled_fp", student / s.fp_artifact, student_p, ship),
-        (f"distilled {quant}", "distilled", student / s.artifact, student_p, ship),
+        (f"base {fp}", Role.BASE_FP, base / s.fp_artifact, student_p, False),
+        (f"base {quant}", Role.BASE, base / s.artifact, student_p, False),
+        (f"base {quant} + few-shot prompt", Role.BASE_FEWSHOT, base / s.artifact, teacher_p, False),
+        (f"distilled {fp}", Role.DISTILLED_FP, student / s.fp_artifact, student_p, ship),
+        (f"distilled {quant}", Role.DISTILLED, student / s.artifact, student_p, ship),
     ]
     # each distilled artifact decoded the other way too; these twins are not scored
     # (teacher-forced log-probs do not depend on how answers are decoded)
-    twins = [(label + (", free decoding" if ship else ""), role + ("_free" if ship else "_grammar"),
+    twins = [(label + (", free decoding" if ship else ""), twin(role, under_grammar=not ship),
               path, p, not ship) for label, role, path, p, _ in rows[3:]] if s.grammar else []
     # the base rows and a constrained target's free twins are not shipped: their untimed
     # answers may be decoded batched; the base rows stop once they clearly cannot reach the bar
@@ -134,8 +135,8 @@ def _student_rows(ctx: StageContext[BenchSettings], reference: str | None) -> li
              "prompt": p, "runtime": ctx.runtime.get("adapter"),
              "score": bool(s.score_rows) and p is student_p and i < len(rows),
              "reference": bool(s.score_rows) and role == reference,
-             "batched": role.startswith("base") or (ship and i >= len(rows)),
-             **({"stop_below": stop} if role.startswith("base") and stop is not None else {}),
+             "batched": role in BASE_ROLES or (ship and i >= len(rows)),
+             **({"stop_below": stop} if role in BASE_ROLES and stop is not None else {}),
              **({"grammar": s.grammar} if under else {})}
             for i, (label, role, path, p, under) in enumerate(rows + twins)]
 
@@ -197,7 +198,7 @@ class BenchTeacherStage:
         s = ctx.settings
         # not shipped, and served batched at scale (as the teacher stage runs it): its
         # untimed answers are decoded together
-        rows = [{"label": "teacher", "role": "teacher", "model": ctx.inputs["teacher_model"],
+        rows = [{"label": "teacher", "role": Role.TEACHER, "model": ctx.inputs["teacher_model"],
                  "runtime": FORMATS["gguf"].adapter, "prompt": s.teacher_prompt,
                  "batched": True}]
         return run_rows(ctx, rows if s.include_teacher else [])
@@ -221,7 +222,7 @@ class BenchStudentStage:
 
     def run(self, ctx: StageContext[BenchSettings]) -> dict[str, Any]:
         s = ctx.settings
-        row = {"label": "distilled fp32 (torch)", "role": "distilled_torch",
+        row = {"label": "distilled fp32 (torch)", "role": Role.DISTILLED_TORCH,
                "model": ctx.inputs["student"], "runtime": "torch", "prompt": s.student_prompt,
                "score": bool(s.score_rows),
                "reference": bool(s.score_rows)}
@@ -251,4 +252,4 @@ class BenchStage:
         ref = ctx.inputs["student_bench"] / REFERENCE_FILE
         if ref.is_file():
             return run_rows(ctx, _student_rows(ctx, None), reference=ref)
-        return run_rows(ctx, _student_rows(ctx, "distilled_fp"))
+        return run_rows(ctx, _student_rows(ctx, Role.DISTILLED_FP))

@@ -32,6 +32,7 @@ from pipeline.cache import link_or_copy
 from pipeline.config import BuildConfig
 from pipeline.constrain import shipped_grammar
 from pipeline.measure.quant_mix import mix_line
+from pipeline.measure.roles import Role
 from pipeline.runkit import run as runkit_run
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
@@ -110,7 +111,7 @@ def model_card(s: BundleSettings, report: dict[str, Any], gen: dict[str, Any]) -
         "| same answer as fp32 |",
         "|---|---|---|---|---|---|",
         *[_row_line(r, metric) for r in rows
-          if r["role"] in ("teacher", "base", "distilled_torch", "distilled")],
+          if r["role"] in (Role.TEACHER, Role.BASE, Role.DISTILLED_TORCH, Role.DISTILLED)],
         "", f"Verdict: {report['verdict']['text']}", "",
         f"Decision: {decision['sentence']}"
         + "".join(f"\n- {c['outcome']}: {c['text']}" for c in decision["checks"]),

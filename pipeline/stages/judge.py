@@ -26,6 +26,7 @@ from pipeline.config import BuildConfig
 from pipeline.generation.backends import LIBRARIES, BackendOptions, Request, make_backend
 from pipeline.measure.bench import BENCH_STEPS, merged_answers
 from pipeline.measure.judge import judge_messages, pairs, parse_verdict, tally
+from pipeline.measure.roles import Role
 from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
@@ -84,7 +85,7 @@ class JudgeStage:
         backend = make_backend(s.backend, BackendOptions.pick({**s.key_dict(), **ctx.runtime}),
                                ctx.inputs.get("teacher_model"))
         try:
-            teacher = answers.pop("teacher", None)
+            teacher = answers.pop(Role.TEACHER, None)
             if teacher is None and s.teacher_prompt is not None:
                 ctx.log(f"the teacher has no bench row: answering {len(eval_rows)} prompts first")
                 own = _generate(backend, [

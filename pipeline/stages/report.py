@@ -18,16 +18,13 @@ from typing import Any
 from pipeline.cache import file_sha256, library_versions, read_jsonl, read_meta
 from pipeline.config import BuildConfig
 from pipeline.measure.bench import BENCH_STEPS, merged_answers
+from pipeline.measure.roles import ORDER, Role
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
 from pipeline.tasks import make_task
 from pipeline.tasks.base import TaskSpec
 from pipeline.tasks.inputs import EVAL_FILE, TRAIN_FILE, read_rows
 
-# The rows of the table, in order: teacher, the small model used directly, the student.
-ROLE_ORDER = ("teacher", "base_fp", "base", "base_fewshot", "distilled_torch", "distilled_fp",
-              "distilled", "distilled_fp_grammar", "distilled_grammar", "distilled_fp_free",
-              "distilled_free")
 REPORT_LIBRARIES = ("torch", "transformers", "llama-cpp-python", "gguf", "tokenizers",
                     "onnxruntime", "onnxruntime-genai")
 
@@ -111,7 +108,7 @@ def _bar(s: ReportSettings, rows: list[dict[str, Any]]) -> float | None:
     metric less the allowed gap (None without either)."""
     if s.min_quality is not None:
         return s.min_quality
-    teacher = next((r for r in rows if r["role"] == "teacher"), None)
+    teacher = next((r for r in rows if r["role"] == Role.TEACHER), None)
     gap = s.max_teacher_gap if s.max_teacher_gap is not None else 0.0
     return None if teacher is None else round(teacher[s.task.primary] - gap, 4)
 
@@ -130,8 +127,8 @@ def _decision(s: ReportSettings, task: Any, rows: list[dict[str, Any]],
                     max_kl=s.gate_max_kl, min_greedy_agreement=s.gate_min_greedy_agreement,
                     strict=s.strict)
     roles = {r["role"] for r in rows}
-    reference = ("distilled_fp" if s.constrained or "distilled_torch" not in roles
-                 else "distilled_torch")
+    reference = (Role.DISTILLED_FP if s.constrained or Role.DISTILLED_TORCH not in roles
+                 else Role.DISTILLED_TORCH)
     return decide_build(evidence, limits, rows, reference)
 
 
@@ -147,10 +144,10 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
     bench = json.loads((ctx.inputs["bench"] / "bench.json").read_text())
     bench["rows"] = sorted((r for step in BENCH_STEPS
                             for r in json.loads((ctx.inputs[step] / "bench.json").read_text())["rows"]),
-                           key=lambda r: ROLE_ORDER.index(r["role"]))
+                           key=lambda r: ORDER.index(r["role"]))
     answers = merged_answers([ctx.inputs[step] for step in BENCH_STEPS])
     agreement = teacher_agreement(answers, task)
-    same = greedy_agreement(answers, "distilled_torch")
+    same = greedy_agreement(answers, Role.DISTILLED_TORCH)
     for row in bench["rows"]:
         row["teacher_agreement"] = agreement.get(row["role"])
         if row["role"] in same:

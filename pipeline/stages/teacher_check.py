@@ -25,6 +25,7 @@ from typing import Any
 from pipeline.config import BuildConfig
 from pipeline.generation.backends import LIBRARIES, BackendOptions, Request, make_backend
 from pipeline.measure.decision import judge
+from pipeline.measure.roles import Role
 from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
@@ -117,7 +118,7 @@ class TeacherCheckStage:
                   "value": round(task.evaluate(preds, refs)[metric], 4),
                   "ci": list(metric_interval(task, metric, preds, refs))}
         with (ctx.out_dir / "answers.jsonl").open("w", encoding="utf-8") as fh:
-            fh.writelines(json.dumps({"id": r["id"], "teacher": texts.get(r["id"], "")},
+            fh.writelines(json.dumps({"id": r["id"], Role.TEACHER: texts.get(r["id"], "")},
                                      ensure_ascii=False) + "\n" for r in sample)
         (ctx.out_dir / CHECK_FILE).write_text(json.dumps(result, indent=2) + "\n")
         return result
