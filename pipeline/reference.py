@@ -116,7 +116,8 @@ def reference() -> str:
     for name, field in BuildConfig.model_fields.items():
         model = field.annotation
         assert isinstance(model, type) and issubclass(model, BaseModel), name
-        doc = inspect.getdoc(model) or ""
+        doc = model.__dict__.get("__doc__") or ""  # its own, not pydantic's inherited one
+        doc = inspect.cleandoc(doc)
         out += [f"## [{name}]", "", *([doc.split("\n\n")[0], ""] if doc else []),
                 *_table(name, model), ""]
     out += ["## Target files (`targets/*.toml`)", "", *_table("", Target), ""]
