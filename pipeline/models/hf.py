@@ -2,8 +2,8 @@
 
 Loading stays real and offline: `from_pretrained` on a local folder (HF_HUB_OFFLINE=1),
 with `trust_remote_code=False` and safetensors only (no pickles). A GGUF is dequantized
-to fp32 by transformers; its tokenizer needs fixes under transformers 4.57 (measured in
-shared/MODELS.md): the eos token comes out as <|im_start|>, a BOS is prepended that the
+to fp32 by transformers; its tokenizer needs fixes (seen under transformers 4.57): the eos
+token comes out as <|im_start|>, a BOS is prepended that the
 chat template does not want, and a copy of the GGUF is saved as tokenizer.model.
 
 Example:

