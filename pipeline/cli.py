@@ -39,6 +39,7 @@ from pipeline.errors import (
     UserError,
     write_refused,
 )
+from pipeline.outputs import REPORT, OutputError, read_report
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Distill a teacher into a small student and ship it per hardware target.")
@@ -94,28 +95,26 @@ def build(
     out = build_dir / tgt.name
     typer.echo(f"built {out} ({hits}/{len(manifest['steps'])} stages from cache): "
                f"{out / 'report.md'}")
-    report = json.loads((out / "report.json").read_text())
-    typer.echo(report["verdict"]["text"])
-    decision = report["decision"]  # the one decision: verdict, bundle and exit code read it
-    if decision["outcome"] == "undecided" and decision["ship"]:
-        print(f"distill-edge: {decision['sentence']}", file=sys.stderr)
-    if not decision["ship"]:  # the report is written; the build still fails, naming the check
-        print(f"distill-edge: {decision['sentence']}", file=sys.stderr)
-        raise typer.Exit(decision["exit_code"])
+    report = read_report(out)
+    typer.echo(report.verdict.text)
+    decision = report.decision  # the one decision: verdict, bundle and exit code read it
+    if decision.outcome == "undecided" and decision.ship:
+        print(f"distill-edge: {decision.sentence}", file=sys.stderr)
+    if not decision.ship:  # the report is written; the build still fails, naming the check
+        print(f"distill-edge: {decision.sentence}", file=sys.stderr)
+        raise typer.Exit(decision.exit_code)
 
 
 def _load_report(build_dir: Path) -> dict[str, Any]:
-    path = build_dir / "report.json"
-    if not path.is_file():
-        raise UserError(f"no report.json in {build_dir}: give a build/<target> folder")
+    """A build folder's report.json as written; missing, damaged or from another version:
+    one line saying what to do."""
+    if not (build_dir / REPORT).is_file():
+        raise UserError(f"no {REPORT} in {build_dir}: give a build/<target> folder")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UserError(f"{path} is not valid JSON: rebuild the target to write it again") from None
-    if not isinstance(data, dict) or not isinstance(data.get("bench"), dict):
-        raise UserError(f"{path} is not a distill-edge report (no bench section): rebuild the "
-                        "target to write it again")
-    return data
+        report: dict[str, Any] = read_report(build_dir).model_dump(by_alias=True)
+    except OutputError as exc:
+        raise UserError(f"{exc}; or rebuild the target to write it again") from None
+    return report
 
 
 @contextmanager
@@ -124,7 +123,7 @@ def _complete_report(*build_dirs: Path) -> Iterator[None]:
     try:
         yield
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        names = " or ".join(str(d / "report.json") for d in build_dirs)
+        names = " or ".join(str(d / REPORT) for d in build_dirs)
         raise UserError(f"{names} is not a complete distill-edge report ({type(exc).__name__}: "
                         f"{exc}): rebuild the target to write it again") from None
 

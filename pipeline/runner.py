@@ -46,6 +46,7 @@ from pipeline.generation.remote_identity import remote_teacher
 from pipeline.measure.roles import Role
 from pipeline.measure.seeds import seed_table
 from pipeline.models.weights import path_digest, resolve_model
+from pipeline.outputs import REPORT
 from pipeline.stage import Settings, StageContext, log, measured_files
 from pipeline.stages import REGISTRY
 from pipeline.targets import Target
@@ -106,7 +107,7 @@ PLAN: tuple[Step, ...] = (
                               "export": "export", "bench_teacher": "bench_teacher",
                               "bench_student": "bench_student", "bench": "bench",
                               "judge": "judge", "prompts": "prompts", "eval": "eval_set"},
-         publish=("report.md", "report.json", "report.html")),
+         publish=("report.md", REPORT, "report.html")),
     Step("bundle", "bundle", {"export": "export", "distill": "distill", "report": "report"},
          publish=("bundle",)),
 )

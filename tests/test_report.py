@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from pipeline.config import load_config
@@ -33,7 +34,13 @@ def fixture_report(shipped_acc: float = 0.9) -> dict[str, Any]:
                              "outcome": judge((loss - 0.005, loss + 0.005), 0.02,
                                               higher_is_better=False),
                              "text": f"distilled Q4_K_M vs distilled F16: loss {loss}"}], strict=False)
-    return {"target": "cpu-int4", "bench": {"eval_rows": 60, "threads": 2, "rows": rows},
+    from pipeline.outputs import REPORT_SCHEMA
+    from pipeline.tasks import KINDS
+
+    task = {"name": "extraction", "kind": "json", "metric": "field_accuracy",
+            "columns": [list(c) for c in KINDS["json"].columns]}
+    return {"schema": REPORT_SCHEMA, "target": "cpu-int4", "task": task,
+            "bench": {"eval_rows": 60, "threads": 2, "rows": rows},
             "verdict": with_decision(decide(rows, 0.9, 100_000, 0, "field_accuracy"), decision),
             "attribution": attribution(rows, "field_accuracy"),
             "decision": decision,
@@ -90,3 +97,22 @@ def test_the_caption_says_which_prompts_the_latency_columns_average() -> None:
     for row in report["bench"]["rows"]:
         row["latency_prompts"] = 16
     assert "on the first 16 eval prompts answered one at a time" in render_markdown(report)
+
+
+def test_a_report_from_another_version_is_refused_in_one_line(tmp_path: Path) -> None:
+    """report.json carries its schema number: one written by an older distill-edge (no
+    `schema`, or another number) gets one line saying to re-run the report step, not a
+    KeyError deep in rendering; a current one renders."""
+    import json
+
+    from tests.conftest import run_cli
+
+    old = {k: v for k, v in fixture_report().items() if k != "schema"}
+    (tmp_path / "report.json").write_text(json.dumps(old))
+    proc = run_cli("report", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith(
+        "this one reads 1): re-run the report step (`distill-edge build` with the same target "
+        "re-runs it from cache); or rebuild the target to write it again")
+    (tmp_path / "report.json").write_text(json.dumps(fixture_report()))
+    assert run_cli("report", str(tmp_path)).returncode == 0

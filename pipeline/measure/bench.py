@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cache import artifact_bytes
+from pipeline.outputs import BENCH
 from pipeline.prompts import ChatPrompt
 from pipeline.tasks.base import Task
 
@@ -141,7 +142,7 @@ def bench_rows(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_
     table.sort(key=lambda r: order.index(r["role"]))
     result = {"eval_rows": len(eval_rows), "metric": metric, "threads": threads, "synthetic": synthetic,
               "scored_rows": len(texts), "rows": table}
-    (out_dir / "bench.json").write_text(json.dumps(result, indent=2))
+    (out_dir / BENCH).write_text(json.dumps(result, indent=2))
     with (out_dir / "answers.jsonl").open("w", encoding="utf-8") as fh:
         for i, ev in enumerate(eval_rows):
             fh.write(json.dumps({"id": ev["id"], "reference": ev["reference"],

@@ -27,6 +27,7 @@ from pipeline.config import BuildConfig
 from pipeline.formats import FORMATS
 from pipeline.measure.bench import REFERENCE_FILE, REMEASURE
 from pipeline.measure.roles import BASE_ROLES, Role, twin
+from pipeline.outputs import BENCH, read_bench
 from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
@@ -86,15 +87,13 @@ def _stop(config: BuildConfig) -> dict[str, Any]:
 
 def _stop_bar(ctx: StageContext[BenchSettings]) -> float | None:
     """The bar a base row stops below (the verdict's bar for the small model used directly)."""
-    import json
-
     s = ctx.settings
     if s.stop_goal is not None or s.stop_teacher_gap is None:
         return s.stop_goal
     folder = ctx.inputs.get("bench_teacher")
-    if folder is None or not (folder / "bench.json").is_file():
+    if folder is None or not (folder / BENCH).is_file():
         return None
-    rows = json.loads((folder / "bench.json").read_text())["rows"]
+    rows = read_bench(folder)["rows"]
     teacher = next((r for r in rows if r["role"] == Role.TEACHER), None)
     return None if teacher is None else round(teacher[s.task.primary] - s.stop_teacher_gap, 4)
 

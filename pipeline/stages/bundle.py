@@ -33,6 +33,7 @@ from pipeline.config import BuildConfig
 from pipeline.constrain import shipped_grammar
 from pipeline.measure.quant_mix import mix_line
 from pipeline.measure.roles import Role
+from pipeline.outputs import read_report
 from pipeline.runkit import run as runkit_run
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
@@ -90,7 +91,7 @@ def model_card(s: BundleSettings, report: dict[str, Any], gen: dict[str, Any]) -
     rows = report["bench"]["rows"]
     data, training = report.get("data") or {}, report.get("training") or {}
     decision = report["decision"]
-    metric = (report.get("task") or {}).get("metric", "field_accuracy")  # older reports: extraction
+    metric = report["task"]["metric"]
     mix = report.get("quant_mix")
     lines = [
         f"# {s.task} student — target `{s.target}` ({s.format} {s.quant})", "",
@@ -210,10 +211,11 @@ class BundleStage:
 
     def run(self, ctx: StageContext[BundleSettings]) -> dict[str, Any]:
         s, export = ctx.settings, ctx.inputs["export"]
-        report = json.loads((ctx.inputs["report"] / "report.json").read_text())
-        if not report["decision"]["ship"]:  # nothing deployable from a refused artifact
-            ctx.log(f"no bundle: {report['decision']['sentence']}")
+        doc = read_report(ctx.inputs["report"])
+        if not doc.decision.ship:  # nothing deployable from a refused artifact
+            ctx.log(f"no bundle: {doc.decision.sentence}")
             return {"files": [], "skipped": "not shipped (see the report's decision)"}
+        report = doc.model_dump(by_alias=True)
         bundle = ctx.out_dir / "bundle"
         bundle.mkdir()
         model = _copy_artifact(export, s.artifact, s.layout, bundle)

@@ -34,6 +34,7 @@ from typing import Any
 
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
+from pipeline.outputs import DISTILL_SUMMARY, TRAIN_LOG, read_json
 from pipeline.precision import planned
 from pipeline.stage import StageContext
 from pipeline.targets import Target
@@ -61,7 +62,7 @@ def _launch(ctx: StageContext[DistillSettings]) -> dict[str, Any]:
     if code != 0:  # a crash in training is ours, not the input's: exit 1, not 2
         raise RuntimeError(f"distill training under '{ctx.runtime['launcher']}' failed "
                            f"(exit {code}; its traceback is above)")
-    return json.loads((ctx.out_dir / "summary.json").read_text())
+    return read_json(ctx.out_dir, DISTILL_SUMMARY)
 
 
 class DistillStage:
@@ -69,7 +70,7 @@ class DistillStage:
     libraries = ("torch", "transformers", "safetensors", "tokenizers", "peft", "accelerate")
     resumable = True  # checkpoints in the partial folder survive a kill -9
     # tokens/s and elapsed seconds beside the losses; the weights are the output
-    measurements = ("summary.json", "train_log.jsonl")
+    measurements = (DISTILL_SUMMARY, TRAIN_LOG)
 
     def settings(self, config: BuildConfig, target: Target) -> DistillSettings:
         d = config.distill

@@ -23,6 +23,7 @@ from typing import Any
 
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
+from pipeline.outputs import TEACHER_ROWS
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
 from pipeline.tasks import make_task
@@ -64,7 +65,7 @@ class EvalSetStage:
         task = make_task(ctx.settings.task)
         rows = read_rows(ctx.inputs["prompts"] / EVAL_FILE)
         unlabelled = [r for r in rows if r["reference"] is None]
-        by_teacher = (teacher_answers(read_rows(ctx.inputs["teacher"] / "rows.jsonl"), task)
+        by_teacher = (teacher_answers(read_rows(ctx.inputs["teacher"] / TEACHER_ROWS), task)
                       if unlabelled else {})
         out, dropped = [], 0
         for row in rows:

@@ -29,6 +29,7 @@ from typing import Any
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
 from pipeline.formats import FORMATS, GGUF_FTYPES
+from pipeline.outputs import KEPT
 from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
@@ -92,7 +93,7 @@ def _imatrix(ctx: StageContext[ExportGgufSettings], f16: Path) -> dict[str, Any]
 
     s, hf_dir = ctx.settings, ctx.inputs["model"]
     texts = calibration_texts(load_tokenizer(hf_dir), s.prompt,
-                              ctx.inputs["calibration"] / "kept.jsonl", s.calibration_rows)
+                              ctx.inputs["calibration"] / KEPT, s.calibration_rows)
     stats = imatrix.for_gguf(imatrix.collect(hf_dir, texts, threads=os.cpu_count() or 1), f16)
     (ctx.out_dir / "imatrix.json").write_text(json.dumps(
         {"rows": len(texts), "tokens": sum(map(len, texts)),

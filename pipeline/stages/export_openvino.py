@@ -32,6 +32,7 @@ from pipeline.cache import artifact_bytes
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
 from pipeline.formats import FORMATS
+from pipeline.outputs import KEPT
 from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
@@ -62,7 +63,7 @@ def _texts(ctx: StageContext[ExportOpenVinoSettings]) -> list[list[int]] | None:
 
     s = ctx.settings
     texts = calibration_texts(load_tokenizer(ctx.inputs["model"]), s.prompt,
-                              ctx.inputs["calibration"] / "kept.jsonl", s.calibration_rows)
+                              ctx.inputs["calibration"] / KEPT, s.calibration_rows)
     ctx.log(f"int4 calibration (AWQ + scale estimation): {len(texts)} task rows")
     return texts
 

@@ -22,6 +22,7 @@ from typing import Any
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
 from pipeline.filters import FilterSettings, apply_filters, load_schema
+from pipeline.outputs import DROPS, KEPT, TEACHER_FAILED, TEACHER_ROWS, TEACHER_STATS, read_json
 from pipeline.stage import StageContext
 from pipeline.targets import Target
 from pipeline.tasks import make_task
@@ -79,10 +80,10 @@ class FilterStage:
         teacher_dir = ctx.inputs["teacher"]
         # train rows only: the teacher's answers to unlabelled eval prompts label the eval
         # split (eval_set) and are never trained on
-        rows = [r for r in _read_jsonl(teacher_dir / "rows.jsonl") + _read_jsonl(
-            teacher_dir / "failed.jsonl") if r.get("split", "train") == "train"]
+        rows = [r for r in _read_jsonl(teacher_dir / TEACHER_ROWS) + _read_jsonl(
+            teacher_dir / TEACHER_FAILED) if r.get("split", "train") == "train"]
         kept, dropped = apply_filters(rows, ctx.settings)
-        with (ctx.out_dir / "kept.jsonl").open("w", encoding="utf-8") as fh:
+        with (ctx.out_dir / KEPT).open("w", encoding="utf-8") as fh:
             fh.writelines(json.dumps({"id": r["id"], "prompt": r["prompt"], "response": r["answer"]},
                                      ensure_ascii=False) + "\n" for r in kept)
         # diagnostics only: the kept answers' quality where the train data has references
@@ -99,8 +100,8 @@ class FilterStage:
                    "drops_by_reason": dict(sorted(reasons.items())),
                    "kept_teacher_metric": metric,
                    "kept_teacher_quality": round(quality[metric], 4) if metric in quality else None}
-        (ctx.out_dir / "drops.json").write_text(json.dumps(summary, indent=2))
-        teacher = json.loads((teacher_dir / "stats.json").read_text())
+        (ctx.out_dir / DROPS).write_text(json.dumps(summary, indent=2))
+        teacher = read_json(teacher_dir, TEACHER_STATS)
         card, markdown = data_card(summary, dropped, teacher)
         (ctx.out_dir / "data_card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False))
         (ctx.out_dir / "data_card.md").write_text(markdown)

@@ -27,6 +27,7 @@ from pipeline.generation.backends import LIBRARIES, BackendOptions, Request, mak
 from pipeline.measure.bench import BENCH_STEPS, merged_answers
 from pipeline.measure.judge import judge_messages, pairs, parse_verdict, tally
 from pipeline.measure.roles import Role
+from pipeline.outputs import JUDGE
 from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
@@ -78,7 +79,7 @@ class JudgeStage:
     def run(self, ctx: StageContext[JudgeSettings]) -> dict[str, Any]:
         s = ctx.settings
         if not s.enabled:
-            (ctx.out_dir / "judge.json").write_text(json.dumps({"enabled": False}) + "\n")
+            (ctx.out_dir / JUDGE).write_text(json.dumps({"enabled": False}) + "\n")
             return {"enabled": False}
         eval_rows = read_rows(ctx.inputs["eval"] / EVAL_FILE)[: s.rows]
         answers = {role: texts[: len(eval_rows)] for role, texts in _answers(ctx).items()}
@@ -115,7 +116,7 @@ class JudgeStage:
                   "pairs": len(keys), "calls": len(requests),
                   "unreadable": sum(v is None for pair in verdicts.values() for v in pair),
                   "roles": tally(plan, verdicts)}
-        (ctx.out_dir / "judge.json").write_text(json.dumps(result, indent=2) + "\n")
+        (ctx.out_dir / JUDGE).write_text(json.dumps(result, indent=2) + "\n")
         return {k: v for k, v in result.items() if k != "roles"}
 
 

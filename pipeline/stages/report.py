@@ -19,6 +19,7 @@ from pipeline.cache import file_sha256, library_versions, read_jsonl, read_meta
 from pipeline.config import BuildConfig
 from pipeline.measure.bench import BENCH_STEPS, merged_answers
 from pipeline.measure.roles import ORDER, Role
+from pipeline.outputs import DROPS, JUDGE, TEACHER_STATS, TRAIN_LOG, read_bench, read_json, write_report
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
 from pipeline.tasks import make_task
@@ -66,7 +67,7 @@ def _curve(log_path: Any, max_points: int = 300) -> list[dict[str, Any]]:
 
 def _judge(folder: Any, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The judge step's outcome (None when it was off); each judged row gets its W/T/L cell."""
-    path = folder / "judge.json" if folder is not None else None
+    path = folder / JUDGE if folder is not None else None
     if path is None or not path.is_file():
         return None
     judge = json.loads(path.read_text())
@@ -141,9 +142,8 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
 
     s = ctx.settings
     task, metric = make_task(s.task), s.task.primary
-    bench = json.loads((ctx.inputs["bench"] / "bench.json").read_text())
-    bench["rows"] = sorted((r for step in BENCH_STEPS
-                            for r in json.loads((ctx.inputs[step] / "bench.json").read_text())["rows"]),
+    bench = read_bench(ctx.inputs["bench"])
+    bench["rows"] = sorted((r for step in BENCH_STEPS for r in read_bench(ctx.inputs[step])["rows"]),
                            key=lambda r: ORDER.index(r["role"]))
     answers = merged_answers([ctx.inputs[step] for step in BENCH_STEPS])
     agreement = teacher_agreement(answers, task)
@@ -176,10 +176,10 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
         "judge": judge,
         "quant_mix": _quant_mix(ctx),
         "decision": decision,
-        "data": json.loads((ctx.inputs["filter"] / "drops.json").read_text()),
-        "teacher": json.loads((ctx.inputs["teacher"] / "stats.json").read_text()),
+        "data": read_json(ctx.inputs["filter"], DROPS),
+        "teacher": read_json(ctx.inputs["teacher"], TEACHER_STATS),
         "training": distill_meta.get("summary"),
-        "training_curve": _curve(ctx.inputs["distill"] / "train_log.jsonl"),
+        "training_curve": _curve(ctx.inputs["distill"] / TRAIN_LOG),
         "seeds": {"teacher": (read_meta(ctx.inputs["teacher"]) or {}).get("settings", {}).get("seed"),
                   "distill": distill_meta.get("settings", {}).get("seed"),
                   # [distill] seeds > 1: every seed's fp32 student score, the shipped one
@@ -221,7 +221,7 @@ class ReportStage:
         from pipeline.report.render import render_html, render_markdown
 
         report = build_report(ctx)
-        (ctx.out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_report(ctx.out_dir, report)
         (ctx.out_dir / "report.md").write_text(render_markdown(report))
         (ctx.out_dir / "report.html").write_text(render_html(report))
         ctx.log(report["verdict"]["text"])

@@ -39,13 +39,13 @@ from pipeline.generation.backends import (
     TeacherBackend,
     make_backend,
 )
+from pipeline.outputs import TEACHER_FAILED, TEACHER_ROWS, TEACHER_STATS
 from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
 from pipeline.tasks.inputs import EVAL_FILE, TRAIN_FILE, read_rows
 
-ROWS_FILE = "rows.jsonl"
-FAILED_FILE = "failed.jsonl"
+ROWS_FILE, FAILED_FILE = TEACHER_ROWS, TEACHER_FAILED
 
 
 def _done_rows(path: Path) -> dict[str, dict[str, Any]]:
@@ -127,7 +127,7 @@ class TeacherStage:
     name = "teacher"
     libraries = LIBRARIES
     resumable = True
-    measurements = ("stats.json",)  # wall time, rows/min, tok/s
+    measurements = (TEACHER_STATS,)  # wall time, rows/min, tok/s
 
     def settings(self, config: BuildConfig, target: Target) -> TeacherSettings:
         t = config.teacher
@@ -195,5 +195,5 @@ class TeacherStage:
                  "rows_per_min": round((len(todo) - len(failed)) / wall * 60, 2) if wall > 0 else None,
                  "decode_tok_s": round(totals["completion_tokens"] / wall, 2) if wall > 0 else None,
                  **({"served_by": served} if served else {})}
-        (ctx.out_dir / "stats.json").write_text(json.dumps(stats, indent=2))
+        (ctx.out_dir / TEACHER_STATS).write_text(json.dumps(stats, indent=2))
         return stats

@@ -30,6 +30,7 @@ from typing import Any
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
 from pipeline.generation.llm_batch import common_prefix
+from pipeline.outputs import KEPT, TRAINING_MODE
 from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
@@ -37,7 +38,7 @@ from pipeline.training.kd import ModeDecision, choose_mode
 from pipeline.training.sft_data import held_out_rows, kept_rows, teacher_prefix, teacher_view
 from pipeline.training.topk_cache import write_shards
 
-DECISION = "decision.json"
+DECISION = TRAINING_MODE
 
 
 class GgufVocab:
@@ -164,7 +165,7 @@ class TeacherLogitsStage:
                ) -> dict[str, Any]:
         s, teacher = ctx.settings, ctx.inputs["teacher_model"]
         student, teacher_p = s.student_prompt, s.teacher_prompt
-        train_rows, train_prompts, _ = kept_rows(tok, student, ctx.inputs["data"] / "kept.jsonl",
+        train_rows, train_prompts, _ = kept_rows(tok, student, ctx.inputs["data"] / KEPT,
                                                  s.max_seq_len)
         held_rows, held_prompts = held_out_rows(tok, student, ctx.inputs["eval"] / "eval.jsonl",
                                                   s.eval_rows)

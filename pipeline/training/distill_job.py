@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.errors import UserError
+from pipeline.outputs import DISTILL_SUMMARY, KEPT, TRAINING_MODE, read_json
 from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, log
 from pipeline.training.sft_data import held_out_rows, kept_rows, teacher_prefix
@@ -103,9 +104,9 @@ def distill(s: DistillSettings, inputs: dict[str, Path], out_dir: Path,
     torch.set_num_threads(s.threads)
     tok, model = load_tokenizer(inputs["base"]), load_causal_lm(inputs["base"])
     prompt = s.student_prompt
-    examples, prompts, skipped = kept_rows(tok, prompt, inputs["data"] / "kept.jsonl", s.max_seq_len)
+    examples, prompts, skipped = kept_rows(tok, prompt, inputs["data"] / KEPT, s.max_seq_len)
     log("distill", f"{len(examples)} examples ({skipped} over max_seq_len skipped)")
-    decision = json.loads((inputs["teacher_logits"] / "decision.json").read_text())
+    decision = read_json(inputs["teacher_logits"], TRAINING_MODE)
     log("distill", f"mode {decision['mode']}: {decision['reason']}")
     held_out, held_prompts = held_out_rows(tok, prompt, inputs["eval"] / "eval.jsonl", s.eval_rows)
     kd = _kd(s, inputs, decision, tok, {"train": prompts, "eval": held_prompts})
@@ -123,7 +124,7 @@ def distill(s: DistillSettings, inputs: dict[str, Path], out_dir: Path,
     summary = {"mode": decision["mode"], "examples": len(examples), "skipped_too_long": skipped,
                **({"lora_rank": s.lora_rank} if s.lora_rank else {}), **summary}
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out_dir / DISTILL_SUMMARY).write_text(json.dumps(summary, indent=2))
     return summary
 
 

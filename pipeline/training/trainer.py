@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from pipeline.outputs import TRAIN_LOG
 from pipeline.precision import Precision, choose_precision, cpu_only
 from pipeline.stage import Settings
 from pipeline.stage import log as stage_log
@@ -266,7 +267,7 @@ def train(model: Any, examples: list[Example], s: TrainSettings, pad_id: int, ou
     state = resumed or {"step": 0, "losses": [], "evals": [], "tokens": 0, "order": None,
                         "wall_s": 0.0}
     wrapped, prepared_opt = acc.prepare(model, opt)
-    log = _Log(out_dir / "train_log.jsonl", acc.is_main_process,
+    log = _Log(out_dir / TRAIN_LOG, acc.is_main_process,
                state["step"] if resumed else None)
     every = s.eval_every or total  # each held-out pass costs ~1/3 of an epoch's compute
     lengths = [len(ids) for ids, _ in examples] if s.group_by_length else None

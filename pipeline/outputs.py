@@ -1,0 +1,148 @@
+"""The files a stage writes for the steps after it: their names and readers, in one place.
+
+A stage writes these names and a later step (or the CLI) reads them through this module,
+never by a literal file name, so a rename happens once and a missing file or field fails
+here with the file named. The JSON documents that cross a boundary are pydantic models:
+the fields readers rely on are declared and checked; the rest is carried as written.
+
+`report.json` carries `schema` (REPORT_SCHEMA): a report written by an older distill-edge
+is refused in one line ("re-run the report step") instead of read through old-format
+fallbacks.
+
+Example:
+    >>> from pipeline.outputs import BenchOutput
+    >>> BenchOutput.model_validate({"rows": [{"role": "distilled", "label": "Q4_K_M"}]}).rows[0].role
+    <Role.DISTILLED: 'distilled'>
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.measure.roles import Role
+
+# teacher step
+TEACHER_ROWS = "rows.jsonl"  # one answered request per line (train and unlabelled eval prompts)
+TEACHER_FAILED = "failed.jsonl"  # requests that failed after the retries
+TEACHER_STATS = "stats.json"  # rows, wall time, tokens/s, endpoints
+# filter step
+KEPT = "kept.jsonl"  # the training rows
+DROPS = "drops.json"  # drop counts by reason (the data card's numbers)
+# teacher_logits step
+TRAINING_MODE = "decision.json"  # sequence or logits KD, and why
+# distill step
+DISTILL_SUMMARY = "summary.json"
+TRAIN_LOG = "train_log.jsonl"
+# bench steps (bench_teacher, bench_student, bench)
+BENCH = "bench.json"
+# judge step
+JUDGE = "judge.json"
+# report step
+REPORT = "report.json"
+REPORT_SCHEMA = 1  # bumped when a reader's field changes meaning or goes
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class BenchRow(_Doc):
+    role: Role
+    label: str
+
+
+class BenchOutput(_Doc):
+    rows: list[BenchRow]
+
+
+class ShipDecision(_Doc):
+    """The build's one decision (pipeline.measure.decision), as the report holds it."""
+
+    ship: bool
+    outcome: str
+    exit_code: int
+    sentence: str
+
+
+class Verdict(_Doc):
+    text: str
+    case: str
+
+
+class TaskInfo(_Doc):
+    name: str
+    kind: str
+    metric: str
+
+
+class Report(_Doc):
+    report_schema: int = Field(alias="schema")
+    target: str
+    task: TaskInfo
+    decision: ShipDecision
+    verdict: Verdict
+    bench: BenchOutput
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class OutputError(ValueError):
+    """A stage output (or a report) that is missing or does not hold what readers need."""
+
+
+def read_doc(path: Path, model: type[M]) -> M:
+    """A JSON document checked against its model; anything else is one OutputError."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OutputError(f"{path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise OutputError(f"{path} is not valid JSON ({exc})") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise OutputError(f"{path}: {where}: {first['msg']}") from None
+
+
+def read_json(folder: Path, name: str) -> dict[str, Any]:
+    """A stage's JSON output by its name here (a document without a model of its own)."""
+    data: dict[str, Any] = read_doc(folder / name, _Doc).model_dump()
+    return data
+
+
+def read_bench(folder: Path) -> dict[str, Any]:
+    """A bench step's bench.json, its rows checked (role, label), as written."""
+    read_doc(folder / BENCH, BenchOutput)
+    data: dict[str, Any] = json.loads((folder / BENCH).read_text(encoding="utf-8"))
+    return data
+
+
+def write_report(folder: Path, report: dict[str, Any]) -> None:
+    """report.json, with its schema number, checked against what its readers need."""
+    doc = {"schema": REPORT_SCHEMA, **report}
+    Report.model_validate(doc)  # the writer keeps the readers' contract
+    (folder / REPORT).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def read_report(folder: Path) -> Report:
+    """A build's report.json; one written by an older distill-edge is an OutputError that
+    says to re-run the report step."""
+    path = folder / REPORT
+    if path.is_file():
+        try:
+            schema = json.loads(path.read_text(encoding="utf-8")).get("schema")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            schema = REPORT_SCHEMA  # read_doc names what is wrong with it
+        if schema != REPORT_SCHEMA:
+            raise OutputError(f"{path} was written by another distill-edge version (report "
+                              f"schema {schema}, this one reads {REPORT_SCHEMA}): re-run the "
+                              "report step (`distill-edge build` with the same target re-runs "
+                              "it from cache)")
+    return read_doc(path, Report)
