@@ -87,3 +87,15 @@ def test_a_code_salt_enters_the_digest() -> None:
 
     Salted.__module__ = "pipeline.stages.filter"
     assert stage_code(Salted()) != stage_code(REGISTRY["filter"])
+
+
+def test_the_bundle_is_keyed_by_everything_it_ships() -> None:
+    """The bundle copies runkit/ (whose modules import each other relatively) and the
+    launcher written as run.py (named only as a string): all of it is in its digest, so an
+    edit to any shipped file re-bundles; the bench reaches each runtime adapter by name."""
+    bundle = closure("pipeline.stages.bundle")
+    assert {"pipeline.runkit.run", "pipeline.runkit.grammar", "pipeline.runkit.dates",
+            "pipeline.runkit.launcher"} <= set(bundle)
+    bench = closure("pipeline.stages.bench")
+    assert {"pipeline.measure.runtimes.gguf", "pipeline.measure.runtimes.onnx_genai",
+            "pipeline.measure.child"} <= set(bench)
