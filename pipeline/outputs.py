@@ -50,6 +50,50 @@ class _Doc(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
 
+class TeacherStats(_Doc):
+    """The teacher step's stats.json (a measurement: left out of its output digest)."""
+
+    rows: int
+    failed: int
+    prompt_tokens: int
+    prefill_tokens: int
+    completion_tokens: int
+    rows_per_min: float | None
+    decode_tok_s: float | None
+
+
+class Drops(_Doc):
+    """The filter step's drops.json: what the data card counts."""
+
+    rows_in: int
+    kept: int
+    dropped: int
+    drops_by_reason: dict[str, int]
+    kept_teacher_metric: str
+    kept_teacher_quality: float | None  # vs the train data's references, where it has them
+
+
+class TrainingMode(_Doc):
+    """The teacher_logits step's decision.json: which KD the distill step runs, and why."""
+
+    mode: str  # "sequence" | "logits"
+    reason: str
+
+
+class TrainingSummary(_Doc):
+    """The distill step's summary.json."""
+
+    mode: str
+    examples: int
+    steps: int
+    first_loss: float | None
+    final_loss: float | None
+    train_tokens_per_s: float | None
+    precision: str
+    precision_reason: str
+    device: str
+
+
 class BenchRow(_Doc):
     role: Role
     label: str
@@ -86,6 +130,9 @@ class Report(_Doc):
     decision: ShipDecision
     verdict: Verdict
     bench: BenchOutput
+    data: Drops
+    teacher: TeacherStats
+    training: TrainingSummary | None = None
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -111,9 +158,9 @@ def read_doc(path: Path, model: type[M]) -> M:
         raise OutputError(f"{path}: {where}: {first['msg']}") from None
 
 
-def read_json(folder: Path, name: str) -> dict[str, Any]:
-    """A stage's JSON output by its name here (a document without a model of its own)."""
-    data: dict[str, Any] = read_doc(folder / name, _Doc).model_dump()
+def read_json(folder: Path, name: str, model: type[BaseModel] = _Doc) -> dict[str, Any]:
+    """A stage's JSON output by its name here, checked against its model, as written."""
+    data: dict[str, Any] = read_doc(folder / name, model).model_dump()
     return data
 
 

@@ -45,7 +45,9 @@ def fixture_report(shipped_acc: float = 0.9) -> dict[str, Any]:
             "attribution": attribution(rows, "field_accuracy"),
             "decision": decision,
             "data": {"rows_in": 200, "kept": 190, "dropped": 10, "drops_by_reason": {"extra_keys": 10},
-                     "kept_teacher_field_accuracy": 0.97},
+                     "kept_teacher_metric": "field_accuracy", "kept_teacher_quality": 0.97},
+            "teacher": {"rows": 200, "failed": 0, "prompt_tokens": 90000, "prefill_tokens": 20000,
+                        "completion_tokens": 8000, "rows_per_min": 30.5, "decode_tok_s": 20.1},
             "training_curve": [{"step": i, "loss": 1.0 / i} for i in range(1, 20)],
             "stage_wall_s": {"teacher": 385.0}, "environment": {"cpu": "test cpu"}, "libraries": {}}
 

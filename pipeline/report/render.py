@@ -188,18 +188,18 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
         drops = ", ".join(f"{k}: {v}" for k, v in data["drops_by_reason"].items()) or "none"
         out.append(("Teacher data", [
             f"Teacher rows {data['rows_in']}, kept {data['kept']}, dropped {data['dropped']} ({drops}).",
-            f"Kept rows' {str(data.get('kept_teacher_metric', 'quality')).replace('_', ' ')} vs "
+            f"Kept rows' {data['kept_teacher_metric'].replace('_', ' ')} vs "
             "the train data's references, where it has them (diagnostic only, never trained "
-            f"on): {data.get('kept_teacher_quality', data.get('kept_teacher_field_accuracy'))}."]))
+            f"on): {data['kept_teacher_quality']}."]))
     if t := report.get("teacher"):
         out.append(("Teacher stage", [
-            f"{t['rows']} rows at {t.get('rows_per_min')} rows/min; prompt tokens "
+            f"{t['rows']} rows at {t['rows_per_min']} rows/min; prompt tokens "
             f"{t['prompt_tokens']}, of which prefilled {t['prefill_tokens']} (the rest reused "
             f"from the KV cache); {t['completion_tokens']} tokens generated at "
-            f"{t.get('decode_tok_s')} tok/s overall."]))
+            f"{t['decode_tok_s']} tok/s overall."]))
     if train := report.get("training"):
         out.append(("Training", [
-            f"{train.get('mode', 'sequence')}-level KD"
+            f"{train['mode']}-level KD"
             + (f", LoRA rank {train['lora_rank']} (merged)" if train.get("lora_rank") else "")
             + f": {train['examples']} examples, {train['steps']} steps, loss {train['first_loss']} → "
             f"{train['final_loss']}, {train['train_tokens_per_s']} tokens/s."
@@ -207,8 +207,7 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
                f"{train['final_eval_loss']}." if "final_eval_loss" in train else "")
             + (f" Held-out KL to the teacher {train['first_eval_kl']} → {train['final_eval_kl']}."
                if "final_eval_kl" in train else "")
-            + (f" Trained on {train.get('device', 'cpu')} in {train['precision']} "
-               f"({train['precision_reason']})." if "precision" in train else "")]))
+            + f" Trained on {train['device']} in {train['precision']} ({train['precision_reason']})."]))
     if seeds := (report.get("seeds") or {}).get("distill_runs"):
         out.append(("Seeds", [seed_line(seeds)]))
     walls = report.get("stage_wall_s", {})

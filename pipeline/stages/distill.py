@@ -34,7 +34,7 @@ from typing import Any
 
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
-from pipeline.outputs import DISTILL_SUMMARY, TRAIN_LOG, read_json
+from pipeline.outputs import DISTILL_SUMMARY, TRAIN_LOG, TrainingSummary, read_json
 from pipeline.precision import planned
 from pipeline.stage import StageContext
 from pipeline.targets import Target
@@ -62,7 +62,7 @@ def _launch(ctx: StageContext[DistillSettings]) -> dict[str, Any]:
     if code != 0:  # a crash in training is ours, not the input's: exit 1, not 2
         raise RuntimeError(f"distill training under '{ctx.runtime['launcher']}' failed "
                            f"(exit {code}; its traceback is above)")
-    return read_json(ctx.out_dir, DISTILL_SUMMARY)
+    return read_json(ctx.out_dir, DISTILL_SUMMARY, TrainingSummary)
 
 
 class DistillStage:

@@ -22,7 +22,15 @@ from typing import Any
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
 from pipeline.filters import FilterSettings, apply_filters, load_schema
-from pipeline.outputs import DROPS, KEPT, TEACHER_FAILED, TEACHER_ROWS, TEACHER_STATS, read_json
+from pipeline.outputs import (
+    DROPS,
+    KEPT,
+    TEACHER_FAILED,
+    TEACHER_ROWS,
+    TEACHER_STATS,
+    TeacherStats,
+    read_json,
+)
 from pipeline.stage import StageContext
 from pipeline.targets import Target
 from pipeline.tasks import make_task
@@ -101,7 +109,7 @@ class FilterStage:
                    "kept_teacher_metric": metric,
                    "kept_teacher_quality": round(quality[metric], 4) if metric in quality else None}
         (ctx.out_dir / DROPS).write_text(json.dumps(summary, indent=2))
-        teacher = read_json(teacher_dir, TEACHER_STATS)
+        teacher = read_json(teacher_dir, TEACHER_STATS, TeacherStats)
         card, markdown = data_card(summary, dropped, teacher)
         (ctx.out_dir / "data_card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False))
         (ctx.out_dir / "data_card.md").write_text(markdown)

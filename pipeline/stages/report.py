@@ -19,7 +19,17 @@ from pipeline.cache import file_sha256, library_versions, read_jsonl, read_meta
 from pipeline.config import BuildConfig
 from pipeline.measure.bench import BENCH_STEPS, merged_answers
 from pipeline.measure.roles import ORDER, Role
-from pipeline.outputs import DROPS, JUDGE, TEACHER_STATS, TRAIN_LOG, read_bench, read_json, write_report
+from pipeline.outputs import (
+    DROPS,
+    JUDGE,
+    TEACHER_STATS,
+    TRAIN_LOG,
+    Drops,
+    TeacherStats,
+    read_bench,
+    read_json,
+    write_report,
+)
 from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
 from pipeline.tasks import make_task
@@ -176,8 +186,8 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
         "judge": judge,
         "quant_mix": _quant_mix(ctx),
         "decision": decision,
-        "data": read_json(ctx.inputs["filter"], DROPS),
-        "teacher": read_json(ctx.inputs["teacher"], TEACHER_STATS),
+        "data": read_json(ctx.inputs["filter"], DROPS, Drops),
+        "teacher": read_json(ctx.inputs["teacher"], TEACHER_STATS, TeacherStats),
         "training": distill_meta.get("summary"),
         "training_curve": _curve(ctx.inputs["distill"] / TRAIN_LOG),
         "seeds": {"teacher": (read_meta(ctx.inputs["teacher"]) or {}).get("settings", {}).get("seed"),

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.errors import UserError
-from pipeline.outputs import DISTILL_SUMMARY, KEPT, TRAINING_MODE, read_json
+from pipeline.outputs import DISTILL_SUMMARY, KEPT, TRAINING_MODE, TrainingMode, read_json
 from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, log
 from pipeline.training.sft_data import held_out_rows, kept_rows, teacher_prefix
@@ -106,7 +106,7 @@ def distill(s: DistillSettings, inputs: dict[str, Path], out_dir: Path,
     prompt = s.student_prompt
     examples, prompts, skipped = kept_rows(tok, prompt, inputs["data"] / KEPT, s.max_seq_len)
     log("distill", f"{len(examples)} examples ({skipped} over max_seq_len skipped)")
-    decision = read_json(inputs["teacher_logits"], TRAINING_MODE)
+    decision = read_json(inputs["teacher_logits"], TRAINING_MODE, TrainingMode)
     log("distill", f"mode {decision['mode']}: {decision['reason']}")
     held_out, held_prompts = held_out_rows(tok, prompt, inputs["eval"] / "eval.jsonl", s.eval_rows)
     kd = _kd(s, inputs, decision, tok, {"train": prompts, "eval": held_prompts})
