@@ -183,7 +183,9 @@ def test_teacher_answers_unlabelled_eval_prompts_but_filter_never_trains_on_them
     _jsonl(teacher / "rows.jsonl", [
         {"id": "t1", "split": "train", "sample": 0, "prompt": "a", "response": "billing"},
         {"id": "e1", "split": "eval", "sample": 0, "prompt": "b", "response": "shipping"}])
-    (teacher / "stats.json").write_text("{}")
+    (teacher / "stats.json").write_text(json.dumps(  # what the teacher step writes
+        {"rows": 2, "failed": 0, "prompt_tokens": 2, "prefill_tokens": 2, "completion_tokens": 2,
+         "rows_per_min": None, "decode_tok_s": None}))
     summary = _run("filter", FilterSettings(task=TASK.spec, checks=["validator"]),
                    {"teacher": teacher}, tmp_path / "filter")
     assert summary["rows_in"] == 1
