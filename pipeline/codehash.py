@@ -73,9 +73,9 @@ class _Imports(ast.NodeVisitor):
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         base = node.module or ""
-        if node.level:  # `from .x import y` in package p.q: p.q.x
-            parts = self.package.split(".")[: len(self.package.split(".")) - node.level + 1]
-            base = ".".join([*parts, *([node.module] if node.module else [])])
+        if node.level:  # `from .x import y` in package p.q: p.q.x (`..x`: p.x)
+            parent = self.package.rsplit(".", node.level - 1)[0]
+            base = f"{parent}.{node.module}" if node.module else parent
         self.names.add(base)  # `from pkg import sub` imports pkg.sub when it is one
         self.names |= {f"{base}.{alias.name}" for alias in node.names}
 
@@ -95,19 +95,15 @@ def _without_docstrings(tree: ast.Module) -> ast.Module:
 
 
 @cache
-def _parsed(path: Path, package: str) -> tuple[str, frozenset[str]]:
-    """(sha256 of the module's docstring-free syntax tree, the pipeline modules it names).
+def _parsed(name: str, path: Path) -> tuple[str, frozenset[str]]:
+    """(sha256 of module `name`'s docstring-free syntax tree, the pipeline modules it names).
     Cached per process: a build digests the code it started with."""
     tree = ast.parse(path.read_bytes(), filename=str(path))
-    visitor = _Imports(package)
+    visitor = _Imports(name if path.name == "__init__.py" else name.rpartition(".")[0])
     visitor.visit(tree)
     dump = ast.dump(_without_docstrings(tree), include_attributes=False)
     names = frozenset(n for n in visitor.names if n == "pipeline" or n.startswith("pipeline."))
     return hashlib.sha256(dump.encode()).hexdigest(), names
-
-
-def _package(name: str, path: Path) -> str:
-    return name if path.name == "__init__.py" else name.rpartition(".")[0]
 
 
 def closure(module: str, root: Path = PACKAGE) -> dict[str, Path]:
@@ -122,7 +118,7 @@ def closure(module: str, root: Path = PACKAGE) -> dict[str, Path]:
         if path is None:
             continue
         found[name] = path
-        todo.extend(_parsed(path, _package(name, path))[1])
+        todo.extend(_parsed(name, path)[1])
     return dict(sorted(found.items()))
 
 
@@ -131,7 +127,7 @@ def code_digest(module: str, salt: str = "", root: Path = PACKAGE) -> str:
     module can run has changed."""
     digest = hashlib.sha256(salt.encode())
     for name, path in closure(module, root).items():
-        digest.update(f"{name}\0{_parsed(path, _package(name, path))[0]}\n".encode())
+        digest.update(f"{name}\0{_parsed(name, path)[0]}\n".encode())
     return digest.hexdigest()
 
 

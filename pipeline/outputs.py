@@ -142,14 +142,16 @@ class OutputError(ValueError):
     """A stage output (or a report) that is missing or does not hold what readers need."""
 
 
-def read_doc(path: Path, model: type[M]) -> M:
-    """A JSON document checked against its model; anything else is one OutputError."""
+def _load(path: Path) -> Any:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise OutputError(f"{path} is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise OutputError(f"{path} is not valid JSON ({exc})") from None
+
+
+def _checked(path: Path, data: Any, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -158,17 +160,21 @@ def read_doc(path: Path, model: type[M]) -> M:
         raise OutputError(f"{path}: {where}: {first['msg']}") from None
 
 
+def read_doc(path: Path, model: type[M]) -> M:
+    """A JSON document checked against its model; anything else is one OutputError."""
+    return _checked(path, _load(path), model)
+
+
 def read_json(folder: Path, name: str, model: type[BaseModel] = _Doc) -> dict[str, Any]:
     """A stage's JSON output by its name here, checked against its model, as written."""
-    data: dict[str, Any] = read_doc(folder / name, model).model_dump()
+    data: dict[str, Any] = _load(folder / name)
+    _checked(folder / name, data, model)
     return data
 
 
 def read_bench(folder: Path) -> dict[str, Any]:
     """A bench step's bench.json, its rows checked (role, label), as written."""
-    read_doc(folder / BENCH, BenchOutput)
-    data: dict[str, Any] = json.loads((folder / BENCH).read_text(encoding="utf-8"))
-    return data
+    return read_json(folder, BENCH, BenchOutput)
 
 
 def write_report(folder: Path, report: dict[str, Any]) -> None:
@@ -182,14 +188,11 @@ def read_report(folder: Path) -> Report:
     """A build's report.json; one written by an older distill-edge is an OutputError that
     says to re-run the report step."""
     path = folder / REPORT
-    if path.is_file():
-        try:
-            schema = json.loads(path.read_text(encoding="utf-8")).get("schema")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-            schema = REPORT_SCHEMA  # read_doc names what is wrong with it
-        if schema != REPORT_SCHEMA:
-            raise OutputError(f"{path} was written by another distill-edge version (report "
-                              f"schema {schema}, this one reads {REPORT_SCHEMA}): re-run the "
-                              "report step (`distill-edge build` with the same target re-runs "
-                              "it from cache)")
-    return read_doc(path, Report)
+    data = _load(path)
+    schema = data.get("schema") if isinstance(data, dict) else REPORT_SCHEMA  # else: _checked says
+    if schema != REPORT_SCHEMA:
+        raise OutputError(f"{path} was written by another distill-edge version (report "
+                          f"schema {schema}, this one reads {REPORT_SCHEMA}): re-run the "
+                          "report step (`distill-edge build` with the same target re-runs "
+                          "it from cache)")
+    return _checked(path, data, Report)

@@ -41,6 +41,7 @@ of the last table at its top level.
 def _comments(cls: type) -> dict[str, str]:
     """field -> the comment written on its line, or in the comment lines just above it."""
     source = inspect.getsource(cls)
+    lines = source.splitlines()
     found: dict[str, str] = {}
     above: list[str] = []
     tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
@@ -48,7 +49,7 @@ def _comments(cls: type) -> dict[str, str]:
         if tok.type == tokenize.COMMENT:
             text = tok.string.lstrip("#").strip()
             trailing = i > 0 and tokens[i - 1].start[0] == tok.start[0]
-            line = source.splitlines()[tok.start[0] - 1].strip()
+            line = lines[tok.start[0] - 1].strip()
             name = line.split(":", 1)[0].strip()
             if trailing and name.isidentifier():
                 found[name] = " ".join([*above, text]).strip()

@@ -70,8 +70,6 @@ def teacher_agreement(answers: list[dict[str, Any]], task: Task) -> dict[str, fl
             for role, (p, r) in teacher_pairs(answers, task).items()}
 
 
-
-
 def greedy_agreement(answers: list[dict[str, Any]], reference: str) -> dict[str, float]:
     """Share of prompts on which each artifact's greedy answer is exactly the reference
     artifact's (the fp32 student): an export or quantization that changes any token of an

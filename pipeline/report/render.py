@@ -67,18 +67,13 @@ def environment() -> dict[str, Any]:
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (OpenMP default)")}
 
 
-def _task(report: dict[str, Any]) -> dict[str, Any]:
-    task: dict[str, Any] = report["task"]  # a report without one is refused when read (outputs)
-    return task
-
-
 def columns(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     """The table's columns for this report's task."""
-    return [*HEAD, *(tuple(c) for c in _task(report)["columns"]), *COLUMNS]  # type: ignore[misc]
+    return [*HEAD, *(tuple(c) for c in report["task"]["columns"]), *COLUMNS]  # type: ignore[misc]
 
 
 def _metric(report: dict[str, Any]) -> str:
-    return str(_task(report)["metric"]).replace("_", " ")
+    return str(report["task"]["metric"]).replace("_", " ")
 
 
 def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
@@ -119,7 +114,7 @@ def _set_lines(report: dict[str, Any]) -> list[str]:
     rows = [r for r in report["bench"]["rows"] if r.get("sets")]
     if not rows:
         return []
-    keys = [k for _, k, _ in _task(report)["columns"] if k != "judge"]
+    keys = [k for _, k, _ in report["task"]["columns"] if k != "judge"]
     primary = rows[0].get("eval_set")
     lines = [f"The table above, the verdict and the gate use the '{primary}' set."]
     for row in rows:
@@ -161,7 +156,7 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
     """(heading, paragraphs) shared by the Markdown and HTML renderings."""
     out: list[tuple[str, list[str]]] = []
     verdict = report.get("verdict") or {}
-    task = _task(report)
+    task = report["task"]
     lines = [verdict.get("text", "no verdict")]
     if task.get("references") in ("teacher", "mixed"):
         lines.append("The eval prompts had no references: their references are the teacher's "
@@ -271,7 +266,7 @@ def _timed_on(rows: list[dict[str, Any]]) -> str:
 
 def _caption(report: dict[str, Any]) -> str:
     bench = report["bench"]
-    task = _task(report)
+    task = report["task"]
     text = (f"Task: {task['name']} ({task['kind']}); primary metric: {_metric(report)}"
             + (" (against the teacher's answers)" if task.get("references") in ("teacher", "mixed")
                else "") + ". "
@@ -329,7 +324,7 @@ def render_html(report: dict[str, Any]) -> str:
     from pipeline.report import plots
 
     rows, esc, cols = report["bench"]["rows"], html.escape, columns(report)
-    metric = _task(report)["metric"]
+    metric = report["task"]["metric"]
     head = "".join(f"<th>{esc(h)}</th>" for h, _, _ in cols)
     body = "".join("<tr>" + "".join(f"<td>{esc(_cell(r, k, f))}</td>" for _, k, f in cols)
                    + "</tr>" for r in rows)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cache import link_or_copy
+from pipeline.codehash import module_path
 from pipeline.config import BuildConfig
 from pipeline.constrain import shipped_grammar
 from pipeline.measure.quant_mix import mix_line
@@ -173,10 +174,11 @@ LAUNCHER = "pipeline.runkit.launcher"
 
 def _copy_runkit(bundle: Path) -> None:
     """run.py (the launcher) and runkit/ (its modules, without caches or the launcher)."""
-    kit = Path(runkit_run.__file__).parent
-    shutil.copyfile(kit / f"{LAUNCHER.rpartition('.')[2]}.py", bundle / "run.py")
-    shutil.copytree(kit, bundle / kit.name, ignore=shutil.ignore_patterns(
-        "__pycache__", "launcher.py"))
+    launcher = module_path(LAUNCHER)
+    assert launcher is not None, LAUNCHER
+    shutil.copyfile(launcher, bundle / "run.py")
+    shutil.copytree(launcher.parent, bundle / launcher.parent.name,
+                    ignore=shutil.ignore_patterns("__pycache__", launcher.name))
 
 
 GRAMMAR_FILE = "grammar.json"  # llguidance's grammar: run.py masks every token it disallows

@@ -152,9 +152,9 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
 
     s = ctx.settings
     task, metric = make_task(s.task), s.task.primary
-    bench = read_bench(ctx.inputs["bench"])
-    bench["rows"] = sorted((r for step in BENCH_STEPS for r in read_bench(ctx.inputs[step])["rows"]),
-                           key=lambda r: ORDER.index(r["role"]))
+    benches = {step: read_bench(ctx.inputs[step]) for step in BENCH_STEPS}
+    bench = {**benches["bench"], "rows": sorted((r for b in benches.values() for r in b["rows"]),
+                                                key=lambda r: ORDER.index(r["role"]))}
     answers = merged_answers([ctx.inputs[step] for step in BENCH_STEPS])
     agreement = teacher_agreement(answers, task)
     same = greedy_agreement(answers, Role.DISTILLED_TORCH)

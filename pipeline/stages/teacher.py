@@ -45,8 +45,6 @@ from pipeline.stage import Settings, StageContext
 from pipeline.targets import Target
 from pipeline.tasks.inputs import EVAL_FILE, TRAIN_FILE, read_rows
 
-ROWS_FILE, FAILED_FILE = TEACHER_ROWS, TEACHER_FAILED
-
 
 def _done_rows(path: Path) -> dict[str, dict[str, Any]]:
     """Rows a previous (killed) run finished, by key; a torn last line is cut off and redone."""
@@ -148,7 +146,7 @@ class TeacherStage:
         prompts += [{**r, "split": "eval"} for r in read_rows(ctx.inputs["prompts"] / EVAL_FILE)
                     if r["reference"] is None]
         by_id = {p["id"]: p for p in prompts}
-        out_path = ctx.out_dir / ROWS_FILE
+        out_path = ctx.out_dir / TEACHER_ROWS
         done = _done_rows(out_path)
         reqs = _requests(prompts, s)
         todo = [r for r in reqs if r.key not in done]
@@ -177,7 +175,7 @@ class TeacherStage:
             backend.close()
         urls = getattr(backend, "urls", [])  # an openai teacher behind several endpoints
         served = {u: getattr(backend, "served", {}).get(u, 0) for u in urls} if len(urls) > 1 else {}
-        with (ctx.out_dir / FAILED_FILE).open("w", encoding="utf-8") as fh:
+        with (ctx.out_dir / TEACHER_FAILED).open("w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in failed)
         if todo and len(failed) == len(todo) and not done:
             raise UserError(f"the teacher failed on all {len(todo)} requests "

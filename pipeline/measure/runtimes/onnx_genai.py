@@ -32,15 +32,14 @@ class OnnxGenaiRuntime:
         from pipeline.models.hf import load_tokenizer
         from pipeline.runkit.run import open_onnx
 
-        self.og = og
-        self.model = open_onnx(Path(model), threads)  # a CUDA export runs on CPU without a GPU
-        self.tok = load_tokenizer(Path(model))
-        genai = json.loads((Path(model) / "genai_config.json").read_text())
+        self.og, self.folder = og, Path(model)
+        self.model = open_onnx(self.folder, threads)  # a CUDA export runs on CPU without a GPU
+        self.tok = load_tokenizer(self.folder)
+        genai = json.loads((self.folder / "genai_config.json").read_text())
         self.n_vocab = int(genai["model"]["vocab_size"])
         self.context = int(genai["model"]["context_length"])
         eos = self.tok.eos_token_id
         self.eos = {eos} if isinstance(eos, int) else set(eos or [])
-        self.folder = Path(model)
         self.grammar: str | None = None
         self.vocab: Any = None  # llguidance's view of the tokenizer, under a grammar
 
