@@ -78,6 +78,11 @@ class TeacherConfig(ModelSource):
     # loss, counted in the data card); more failures: the step stays unfinished and the next
     # build retries only them (`build --allow-teacher-failures N` sets it)
     allow_failures: int = Field(0, ge=0)
+    # true: the teacher answers under the task's grammar (the one the student ships with:
+    # labels, schema enums and patterns, copied spans), where its backend can take one
+    # (llama_cpp: any; openai: a json task's schema as response_format); answers are then
+    # valid by construction. The build log says when a backend cannot.
+    constrained: bool = False
 
     @model_validator(mode="after")
     def _source(self) -> TeacherConfig:
@@ -104,12 +109,6 @@ class TeacherConfig(ModelSource):
         if self.backend == "openai":
             return {"base_url": self.base_url, "model_name": self.model_name}
         return {"n_ctx": self.n_ctx, "threads": self.threads}
-
-    def backend_runtime(self) -> dict[str, Any]:
-        """How the backend runs (not what it computes): kept out of cache keys."""
-        return {"api_key_env": self.api_key_env, "concurrency": self.concurrency,
-                "timeout_s": self.timeout_s, "max_retries": self.max_retries,
-                "backoff_s": self.backoff_s, "allow_failures": self.allow_failures}
 
 
 class StudentConfig(ModelSource):

@@ -30,12 +30,15 @@ Example:
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import UserError
 from pipeline.runkit.dates import DATE_KEY
 from pipeline.runkit.grammar import COPY_KEY, grammar_problems
 from pipeline.tasks.base import TaskSpec
+
+if TYPE_CHECKING:
+    from pipeline.config import BuildConfig
 
 
 class NoGrammar(UserError):
@@ -77,6 +80,32 @@ def shipped_grammar(spec: TaskSpec, date_fields: tuple[str, ...], constrained: b
         return grammar_for(spec, date_fields), ""
     except NoGrammar as exc:
         return "", exc.why
+
+
+def teacher_grammar(spec: TaskSpec, date_fields: tuple[str, ...], backend: str,
+                    constrained: bool) -> tuple[str | None, str]:
+    """(the grammar the teacher answers under, why there is none): `[teacher] constrained`
+    asks for the task's grammar — the one the student ships with — where the backend can
+    take it (pipeline.generation.backends.GRAMMARS)."""
+    from pipeline.generation.backends import takes_grammar
+
+    if not constrained:
+        return None, ""
+    try:
+        grammar = grammar_for(spec, date_fields)
+    except NoGrammar as exc:
+        return None, exc.why
+    if not takes_grammar(backend, grammar):
+        return None, f"the {backend} teacher backend cannot decode under this task's grammar"
+    return grammar, ""
+
+
+def grammar_settings(config: BuildConfig) -> dict[str, str]:
+    """The teacher stages' grammar settings (teacher_check, teacher): only what is set, so an
+    unconstrained teacher keeps its cache key."""
+    t, task = config.teacher, config.task
+    grammar, why = teacher_grammar(task.spec, task.date_fields, t.backend, t.constrained)
+    return {"grammar": grammar} if grammar else {"grammar_skipped": why} if why else {}
 
 
 def grammar_for(spec: TaskSpec, date_fields: tuple[str, ...] = ()) -> str:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.outputs import TeacherRow
 from pipeline.stage import Settings
 from pipeline.tasks import make_task
 from pipeline.tasks.base import TaskSpec
@@ -57,10 +58,19 @@ REFUSAL_PATTERNS = (
 )
 _REFUSAL = re.compile(r"^\W*(" + "|".join(REFUSAL_PATTERNS) + r")", re.IGNORECASE)
 
-Check = Callable[[dict[str, Any], FilterSettings], str | None]
+class FilterRow(TeacherRow, total=False):
+    """A teacher row as the filters see it: the answer kept (trimmed, or the task's canonical
+    form), the parsed answer, and why it was dropped."""
+
+    answer: str
+    parsed: Any
+    drop_reason: str
 
 
-def _length(row: dict[str, Any], s: FilterSettings) -> str | None:
+Check = Callable[[FilterRow, FilterSettings], str | None]
+
+
+def _length(row: FilterRow, s: FilterSettings) -> str | None:
     n = len(row["response"].strip())
     if n == 0:
         return "empty"
@@ -69,11 +79,11 @@ def _length(row: dict[str, Any], s: FilterSettings) -> str | None:
     return "too_long" if n > s.max_response_chars else None
 
 
-def _refusal(row: dict[str, Any], s: FilterSettings) -> str | None:
+def _refusal(row: FilterRow, s: FilterSettings) -> str | None:
     return "refusal" if _REFUSAL.match(row["response"]) else None
 
 
-def _validator(row: dict[str, Any], s: FilterSettings) -> str | None:
+def _validator(row: FilterRow, s: FilterSettings) -> str | None:
     """Validate; on success store the canonical answer in row['answer'] (the training target)."""
     kind, text = s.validator, row["response"].strip()
     if kind == "task":
@@ -99,7 +109,7 @@ def _validator(row: dict[str, Any], s: FilterSettings) -> str | None:
     return None if ok else f"{kind}_mismatch"
 
 
-def _reference(row: dict[str, Any], s: FilterSettings) -> str | None:
+def _reference(row: FilterRow, s: FilterSettings) -> str | None:
     """Drop answers that contradict a known reference (as the task compares answers; a
     free-text task is not held to its reference word for word)."""
     ref = row.get("reference")
@@ -118,10 +128,10 @@ CHECKS: dict[str, Check] = {"length": _length, "refusal": _refusal, "validator":
                             "reference": _reference}
 
 
-def _self_consistency(kept: list[dict[str, Any]], n_samples: int
-                      ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _self_consistency(kept: list[FilterRow], n_samples: int
+                      ) -> tuple[list[FilterRow], list[FilterRow]]:
     """Per prompt id: keep one row with the answer given by more than half the samples."""
-    by_id: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_id: dict[str, list[FilterRow]] = defaultdict(list)
     for row in kept:
         by_id[row["id"]].append(row)
     out, dropped = [], []
@@ -137,13 +147,13 @@ def _self_consistency(kept: list[dict[str, Any]], n_samples: int
     return out, dropped
 
 
-def apply_filters(rows: list[dict[str, Any]], s: FilterSettings
-                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def apply_filters(rows: list[TeacherRow], s: FilterSettings
+                  ) -> tuple[list[FilterRow], list[FilterRow]]:
     """Split teacher rows into (kept, dropped); dropped rows carry 'drop_reason'."""
-    kept: list[dict[str, Any]] = []
-    dropped: list[dict[str, Any]] = []
+    kept: list[FilterRow] = []
+    dropped: list[FilterRow] = []
     for original in rows:
-        row = dict(original)
+        row = FilterRow(**original)
         if row.get("error"):
             dropped.append({**row, "drop_reason": "teacher_failed"})
             continue

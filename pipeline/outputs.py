@@ -18,13 +18,17 @@ Example:
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NotRequired, TypedDict, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.measure.roles import Role
+from pipeline.stage import Summary
 
+# teacher_check step
+TEACHER_CHECK = "check.json"  # the teacher's metric on a labelled sample, with its interval
 # teacher step
 TEACHER_ROWS = "rows.jsonl"  # one answered request per line (train and unlabelled eval prompts)
 TEACHER_FAILED = "failed.jsonl"  # requests that failed after the retries
@@ -36,33 +40,98 @@ DROPS = "drops.json"  # drop counts by reason (the data card's numbers)
 TRAINING_MODE = "decision.json"  # sequence or logits KD, and why
 # distill step
 DISTILL_SUMMARY = "summary.json"
+PROMPT_FORMAT = "prompt_format.json"  # the trained messages; every export carries it on
 TRAIN_LOG = "train_log.jsonl"
 # bench steps (bench_teacher, bench_student, bench)
 BENCH = "bench.json"
+ANSWERS = "answers.jsonl"  # every row's answer per eval prompt (and the teacher_check's sample)
 # judge step
 JUDGE = "judge.json"
 # report step
 REPORT = "report.json"
-REPORT_SCHEMA = 1  # bumped when a reader's field changes meaning or goes
+REPORT_SCHEMA = 2  # bumped when a reader's field changes meaning or goes (2: typed teacher stats)
 
 
-class _Doc(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+class TeacherRow(TypedDict):
+    """One teacher request as the teacher step writes it: a line of TEACHER_ROWS (answered)
+    or of TEACHER_FAILED (`error` instead of the response and token counts)."""
+
+    key: str  # "<id>#<sample>"
+    id: str
+    split: str  # "train" | "eval" (an unlabelled eval prompt: its answer labels it)
+    sample: int
+    prompt: str
+    reference: Any  # the task's reference, where the data has one
+    attempts: int
+    response: NotRequired[str]
+    prompt_tokens: NotRequired[int]
+    prefill_tokens: NotRequired[int]
+    completion_tokens: NotRequired[int]
+    error: NotRequired[str]
 
 
-class TeacherStats(_Doc):
+def read_teacher_rows(folder: Path, name: str = TEACHER_ROWS) -> list[TeacherRow]:
+    """The teacher step's rows (TEACHER_ROWS, or TEACHER_FAILED); none when the file is absent."""
+    path = folder / name
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+class _Doc(Summary):
+    """A document whose fields readers rely on are declared; the rest is carried as written."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
+
+
+class PromptsSummary(Summary):
+    """The prompts step: how many prompts went where."""
+
+    train: int
+    eval: int
+    eval_sets: dict[str, int] | None = None  # prompts per eval set, where the data names sets
+    eval_with_reference: int
+    held_out: int  # train prompts held out as the eval split (no eval data given)
+    overlap_dropped: int
+
+
+class TeacherCheck(Summary):
+    """The teacher_check step's check.json: the teacher's metric on a labelled sample."""
+
+    enabled: bool
+    prompts: int = 0
+    metric: str | None = None
+    value: float | None = None
+    ci: tuple[float, float] | None = None  # 95% interval
+    valid: float | None = None  # share of its answers the task parses (the rest score 0)
+    constrained: bool = False  # it answered under the task grammar ([teacher] constrained)
+
+
+class TeacherStats(Summary):
     """The teacher step's stats.json (a measurement: left out of its output digest)."""
 
     rows: int
+    rows_this_run: int
     failed: int
+    wall_s: float
     prompt_tokens: int
     prefill_tokens: int
     completion_tokens: int
     rows_per_min: float | None
     decode_tok_s: float | None
+    served_by: dict[str, int] | None = None  # requests per endpoint, behind several
 
 
-class Drops(_Doc):
+class EvalSetSummary(Summary):
+    """The eval_set step: where the eval references come from."""
+
+    rows: int
+    references: str  # "data" | "teacher" | "mixed"
+    from_teacher: int
+    dropped_no_valid_teacher_answer: int
+
+
+class Drops(Summary):
     """The filter step's drops.json: what the data card counts."""
 
     rows_in: int
@@ -73,11 +142,76 @@ class Drops(_Doc):
     kept_teacher_quality: float | None  # vs the train data's references, where it has them
 
 
-class TrainingMode(_Doc):
+class ModelInfo(Summary):
+    """The student_base step: the plain HF copy of the student."""
+
+    architecture: str
+    parameters: int
+    vocab_size: int
+
+
+class TrainingMode(Summary):
     """The teacher_logits step's decision.json: which KD the distill step runs, and why."""
 
     mode: str  # "sequence" | "logits"
     reason: str
+    shared_vocab: int | None = None
+    source: str
+    # logits KD from cached teacher scores: what was scored
+    train_rows: int | None = None
+    eval_rows: int | None = None
+    positions_scored: int | None = None
+    top_k: int | None = None
+    score_wall_s: float | None = None
+
+
+class ExportSummary(Summary):
+    """An export step (GGUF, ONNX, OpenVINO): the shipped artifact beside its unquantized
+    reference in the same format (F16 GGUF, fp32 ONNX / IR)."""
+
+    artifact: str  # a file or folder name in the step's output
+    quant: str
+    bytes: int
+    reference_bytes: int
+    parameters: int | None = None  # as the runtime counts them (GGUF)
+    max_logit_diff: float | None = None  # the reference export vs the torch student (OpenVINO)
+    bits_per_weight: float | None = None  # the artifact's real mix (GGUF, OpenVINO)
+    # OpenVINO: parameters and bytes per element type, as NNCF left them
+    weight_types: dict[str, dict[str, int]] | None = None
+
+
+class BenchSummary(Summary):
+    """A bench step: each row's primary metric, by role."""
+
+    scores: dict[str, float | None]
+
+
+class JudgeSummary(Summary):
+    """The judge step (judge.json holds the per-role tallies besides)."""
+
+    enabled: bool
+    rows: int = 0
+    judge: str | None = None
+    pairs: int = 0
+    calls: int = 0
+    unreadable: int = 0
+
+
+class JudgeOutput(JudgeSummary):
+    """The judge step's judge.json: per judged role, wins / ties / losses and the win rate."""
+
+    roles: dict[str, dict[str, float]] = {}
+
+
+class ReportSummary(Summary):
+    rows: int
+    verdict: str
+    ship: bool
+
+
+class BundleSummary(Summary):
+    files: list[str]
+    skipped: str | None = None  # why nothing was bundled
 
 
 class TrainingSummary(_Doc):
@@ -92,6 +226,8 @@ class TrainingSummary(_Doc):
     precision: str
     precision_reason: str
     device: str
+    first_eval_loss: float | None = None  # held-out loss before and after training
+    final_eval_loss: float | None = None
 
 
 class BenchRow(_Doc):
@@ -101,6 +237,12 @@ class BenchRow(_Doc):
 
 class BenchOutput(_Doc):
     rows: list[BenchRow]
+    threads: int | None = None
+
+
+class DecisionCheck(_Doc):
+    outcome: str  # "pass" | "fail" | "undecided"
+    text: str
 
 
 class ShipDecision(_Doc):
@@ -110,6 +252,7 @@ class ShipDecision(_Doc):
     outcome: str
     exit_code: int
     sentence: str
+    checks: list[DecisionCheck] = []
 
 
 class Verdict(_Doc):
@@ -133,6 +276,7 @@ class Report(_Doc):
     data: Drops
     teacher: TeacherStats
     training: TrainingSummary | None = None
+    quant_mix: dict[str, Any] | None = None  # pipeline.measure.quant_mix: the shipped file's types
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -170,6 +314,18 @@ def read_json(folder: Path, name: str, model: type[BaseModel] = _Doc) -> dict[st
     data: dict[str, Any] = _load(folder / name)
     _checked(folder / name, data, model)
     return data
+
+
+def write_doc(path: Path, doc: BaseModel) -> None:
+    """A typed document as JSON (fields left unset or None are left out)."""
+    path.write_text(json.dumps(doc.model_dump(mode="json", exclude_none=True), indent=2,
+                               ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def carry_prompt_format(model_dir: Path, out_dir: Path) -> None:
+    """Copy the trained messages (PROMPT_FORMAT) beside an export, where the model has them."""
+    if (model_dir / PROMPT_FORMAT).is_file():
+        shutil.copyfile(model_dir / PROMPT_FORMAT, out_dir / PROMPT_FORMAT)
 
 
 def read_bench(folder: Path) -> dict[str, Any]:

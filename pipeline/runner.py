@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -46,8 +45,8 @@ from pipeline.generation.remote_identity import remote_teacher
 from pipeline.measure.roles import Role
 from pipeline.measure.seeds import seed_table
 from pipeline.models.weights import path_digest, resolve_model
-from pipeline.outputs import REPORT
-from pipeline.stage import Settings, StageContext, log, measured_files
+from pipeline.outputs import REPORT, TEACHER_CHECK, TeacherCheck, read_doc
+from pipeline.stage import Runtime, Settings, StageContext, log, measured_files
 from pipeline.stages import REGISTRY
 from pipeline.targets import Target
 from pipeline.tasks import make_task
@@ -185,7 +184,7 @@ def _minutes(seconds: float) -> str:
 
 
 def _run_step(stage: Any, step: Step, settings: Settings, inputs: dict[str, Path],
-              key: str, final: Path, input_keys: dict[str, str], runtime: dict[str, Any],
+              key: str, final: Path, input_keys: dict[str, str], runtime: Runtime,
               code: str) -> None:
     """Run one stage into `<key>.partial`, write its metadata, then rename it into place."""
     partial = final.with_name(final.name + PARTIAL)
@@ -196,7 +195,7 @@ def _run_step(stage: Any, step: Step, settings: Settings, inputs: dict[str, Path
                        runtime=runtime)
     start = time.perf_counter()
     try:
-        summary = stage.run(ctx)
+        summary = stage.run(ctx).model_dump(mode="json", exclude_none=True)
         meta = {"stage": stage.name, "step": step.id, "code": code, "key": key,
                 "settings": settings.key_dict(), "inputs": input_keys,
                 "libraries": library_versions(stage.libraries),
@@ -251,7 +250,7 @@ def _train_seeds(config: BuildConfig, target: Target, root: Path,
         log("build", f"seed {seed}: student {seed - d.seed + 1} of {d.seeds}")
         steps = _run_plan(_with_seed(config, seed), target, root, "bench_student", externals,
                           force)["steps"]
-        runs.append({"seed": seed, "value": steps[-1]["summary"][Role.DISTILLED_TORCH]})
+        runs.append({"seed": seed, "value": steps[-1]["summary"]["scores"][Role.DISTILLED_TORCH]})
     table = seed_table(runs, config.task.spec.primary)
     scores = ", ".join(f"{r['seed']}: {r['value']:.3f}" for r in runs)
     log("build", f"seeds {scores}: going on with seed {table['shipped']}, the median")
@@ -268,15 +267,15 @@ def _train_seeds(config: BuildConfig, target: Target, root: Path,
 def _teacher_first(out: Path, config: BuildConfig, force: bool) -> None:
     """Judge the teacher-first check against the user's bar: say it, and stop the build
     (exit 3) when the teacher is clearly below it, unless forced."""
-    from pipeline.stages.teacher_check import CHECK_FILE, verdict
+    from pipeline.stages.teacher_check import verdict
 
-    said = verdict(json.loads((out / CHECK_FILE).read_text()), config.goal.min_quality)
-    if not said["text"]:
+    said = verdict(read_doc(out / TEACHER_CHECK, TeacherCheck), config.goal.min_quality)
+    if not said.text:
         return
-    log("teacher_check", said["text"] + (" (--force: going on)" if force and said["outcome"] == "fail"
-                                         else ""))
-    if said["outcome"] == "fail" and not force:
-        raise NotShipped(f"stopped before the teacher labels the train prompts: {said['text']}")
+    log("teacher_check", said.text + (" (--force: going on)" if force and said.outcome == "fail"
+                                      else ""))
+    if said.outcome == "fail" and not force:
+        raise NotShipped(f"stopped before the teacher labels the train prompts: {said.text}")
 
 
 def _run_plan(config: BuildConfig, target: Target, root: Path, until: str | None,

@@ -20,11 +20,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
+from typing_extensions import TypeVar  # a TypeVar default (PEP 696) on Python 3.11
 
-from pipeline.config import BuildConfig
+from pipeline.config import BuildConfig, TeacherConfig
+from pipeline.generation.backends import BackendOptions
 from pipeline.targets import Target
 
 
@@ -44,18 +46,55 @@ class Settings(BaseModel):
         return self.model_dump(mode="json", exclude_unset=True)
 
 
+class Runtime(BaseModel):
+    """How a stage runs, not what it computes (never in the cache key): the base of a stage's
+    runtime model; a stage with nothing of the kind returns `Runtime()`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BackendRuntime(Runtime):
+    """How the stages that ask the teacher (teacher_check, teacher, judge) reach it."""
+
+    api_key_env: str | None = None  # the variable's name; the key never goes in a file
+    concurrency: int | None = None
+    timeout_s: float | None = None
+    max_retries: int | None = None
+    backoff_s: float | None = None
+    allow_failures: int = 0  # requests that may still fail after the retries
+
+    @classmethod
+    def of(cls, teacher: TeacherConfig) -> BackendRuntime:
+        return cls(api_key_env=teacher.api_key_env, concurrency=teacher.concurrency,
+                   timeout_s=teacher.timeout_s, max_retries=teacher.max_retries,
+                   backoff_s=teacher.backoff_s, allow_failures=teacher.allow_failures)
+
+    def options(self, settings: Settings) -> BackendOptions:
+        """The backend's options among a stage's settings and these values."""
+        return BackendOptions.pick({**settings.key_dict(), **self.model_dump()})
+
+
+class Summary(BaseModel):
+    """What a stage run returns for the manifest (`_meta.json` and the build manifest): a
+    small typed document; each stage declares its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 S = TypeVar("S", bound=Settings)
+R = TypeVar("R", bound=Runtime, default=Runtime)
 
 
 @dataclass(frozen=True)
-class StageContext(Generic[S]):
-    """What one stage run sees."""
+class StageContext(Generic[S, R]):
+    """What one stage run sees: `StageContext[XSettings]`, or `StageContext[XSettings,
+    XRuntime]` for a stage that reads runtime values."""
 
     name: str
     settings: S
     inputs: dict[str, Path]
     out_dir: Path
-    runtime: dict[str, Any] = field(default_factory=dict)  # not in the key: concurrency, timeouts
+    runtime: R = field(default_factory=Runtime)  # type: ignore[assignment]  # the default R
 
     def log(self, message: str) -> None:
         log(self.name, message)
@@ -80,12 +119,12 @@ class Stage(Protocol):
         """The config/target values this stage reads, as its own frozen Settings model."""
         ...
 
-    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+    def runtime(self, config: BuildConfig, target: Target) -> Runtime:
         """Settings that change how, not what, it computes (not in the key): e.g. timeouts."""
         ...
 
-    def run(self, ctx: StageContext[Any]) -> dict[str, Any]:
-        """Do the work into ctx.out_dir; return a small JSON summary for the manifest."""
+    def run(self, ctx: StageContext[Any, Any]) -> Summary:
+        """Do the work into ctx.out_dir; return its typed summary for the manifest."""
         ...
 
 

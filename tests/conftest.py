@@ -107,7 +107,7 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory,
                                           block_size=32, accuracy_level=4, algo_config="default")
             summary = ExportOnnxStage().run(StageContext(
                 name="export", settings=settings, inputs={"model": tiny_hf}, out_dir=out))
-            (out.parent / f"{out.name}.summary.json").write_text(json.dumps(summary))
+            (out.parent / f"{out.name}.summary.json").write_text(summary.model_dump_json())
 
         out = shared_dir(tmp_path_factory, f"onnx-{quant}", build)
         return out, json.loads((out.parent / f"{out.name}.summary.json").read_text())

@@ -95,7 +95,7 @@ def test_a_new_format_is_one_entry_one_stage_one_adapter(monkeypatch: pytest.Mon
     assert (target.artifact(), target.artifact(fp=True)) == ("fake-tiny.bin", "fake-full.bin")
     export = next(s for s in PLAN if s.id == "export")
     assert export.stage_for(target) == "export_fake"
-    assert REGISTRY["bench"].runtime(load_config(None), target)["adapter"] == "fake_adapter"
+    assert REGISTRY["bench"].runtime(load_config(None), target).adapter == "fake_adapter"
     assert isinstance(runtimes.open_runtime("fake_adapter", "m", 64, 1), FakeRuntime)
     (tmp_path / "bad.toml").write_text(
         'name = "bad"\ndescription = "x"\nformat = "fake"\nquant = "Q4_K_M"\nthreads = 1\n')
@@ -125,3 +125,21 @@ class FakeRuntime:
 
     def __init__(self, model: str, n_ctx: int, threads: int) -> None:
         self.model = model
+
+
+def test_stages_name_each_others_files_only_through_the_contracts() -> None:
+    """A file one step writes for another is named once (pipeline.outputs, tasks.inputs);
+    no stage spells such a name as a literal, so a rename cannot leave a reader behind."""
+    from pipeline import outputs
+    from pipeline.tasks import inputs
+
+    shared = {v for m in (outputs, inputs) for k, v in vars(m).items()
+              if k.isupper() and isinstance(v, str) and "." in v}
+    assert {"rows.jsonl", "eval.jsonl", "prompt_format.json", "bench.json"} <= shared
+    bad = {}
+    for f in sorted((PIPELINE / "stages").glob("*.py")):
+        literals = {n.value for n in ast.walk(ast.parse(f.read_text(encoding="utf-8")))
+                    if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        if literals & shared:
+            bad[f.name] = sorted(literals & shared)
+    assert not bad

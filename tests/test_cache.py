@@ -350,7 +350,7 @@ def test_seeds_train_every_student_then_build_on_with_the_median(
 
     def plan(config, target, root, until, externals, force=False):  # type: ignore[no-untyped-def]
         calls.append((config.distill.seed, until, externals["seed_runs"]))
-        summary = {"distilled_torch": scores[config.distill.seed]}
+        summary = {"scores": {"distilled_torch": scores[config.distill.seed]}}
         return {"steps": [{"step": "bench_student", "summary": summary}] if until else []}
 
     monkeypatch.setattr(runner, "_run_plan", plan)

@@ -200,13 +200,13 @@ def test_bench_rows_measure_each_distilled_artifact_both_ways(constrained: bool)
     the grammar's, the twins free. Twins are never scored teacher-forced (same log-probs)."""
     from types import SimpleNamespace
 
-    from pipeline.stages.bench import BenchStage, _student_rows
+    from pipeline.stages.bench import BenchRuntime, BenchStage, _student_rows
     from pipeline.targets import load_target
 
     target = load_target("cpu-int4").model_copy(update={"constrained": constrained})
     s = BenchStage().settings(load_config(None), target)
     ctx = SimpleNamespace(settings=s, inputs={"base_export": Path("b"), "student_export": Path("s")},
-                          runtime={"adapter": "llama_cpp"})
+                          runtime=BenchRuntime(adapter="llama_cpp"))
     rows = {r["role"]: r for r in _student_rows(ctx, None)}  # type: ignore[arg-type]
     twin = "_free" if constrained else "_grammar"
     assert list(rows) == ["base_fp", "base", "base_fewshot", "distilled_fp", "distilled",

@@ -270,7 +270,7 @@ def test_stages_auto_logits_with_lora_give_a_plain_merged_folder(
         out.mkdir()
         ctx = StageContext(name, stage.settings(cfg, target), {**inputs, **outs}, out,
                            stage.runtime(cfg, target))
-        summary = stage.run(ctx)
+        summary = stage.run(ctx).model_dump()
     decision = json.loads((outs["teacher_logits"] / "decision.json").read_text())
     assert decision["mode"] == "logits" and decision["train_rows"] == 6 and decision["eval_rows"] == 1
     assert summary["mode"] == "logits" and summary["lora_rank"] == 4 and "final_eval_kl" in summary
@@ -385,7 +385,7 @@ def test_distill_step_under_an_accelerate_launcher(tiny_hf: Path, tmp_path: Path
         stage, out = REGISTRY[name], tmp_path / name
         out.mkdir()
         summary = stage.run(StageContext(name, stage.settings(cfg, target), inputs, out,
-                                         stage.runtime(cfg, target)))
+                                         stage.runtime(cfg, target))).model_dump()
         inputs[name] = out
     assert summary["processes"] == 2 and summary["backend"] == "gloo" and summary["steps"] == 2
     assert (tmp_path / "distill" / "model.safetensors").is_file()

@@ -12,7 +12,8 @@ import pytest
 
 from pipeline.generation.backends import Request, Result
 from pipeline.measure.judge import combine, pairs, parse_verdict, tally
-from pipeline.stage import StageContext
+from pipeline.outputs import JudgeSummary
+from pipeline.stage import BackendRuntime, StageContext
 from pipeline.stages import judge as judge_stage
 from pipeline.stages.judge import JudgeSettings, JudgeStage
 from pipeline.tasks.inputs import EVAL_FILE, write_rows
@@ -100,7 +101,8 @@ def test_stage_judges_each_distinct_answer_in_both_orders(tmp_path: Path, monkey
     out = tmp_path / "out"
     out.mkdir()
     settings = JudgeSettings(enabled=True, rows=3, backend="llama_cpp", n_ctx=512, threads=1)
-    JudgeStage().run(StageContext(name="judge", settings=settings, inputs=inputs, out_dir=out))
+    JudgeStage().run(StageContext(name="judge", settings=settings, inputs=inputs, out_dir=out,
+                                  runtime=BackendRuntime()))
     result = json.loads((out / "judge.json").read_text())
     # distinct answers differing from the teacher's: (0,"good one"), (1,"bad"), (0,"bad"), (2,"bad")
     assert result["pairs"] == 4 and len(fake.requests) == 8
@@ -119,7 +121,7 @@ def test_stage_judges_each_distinct_answer_in_both_orders(tmp_path: Path, monkey
 def test_stage_off_writes_only_that_it_was_off(tmp_path: Path) -> None:
     result = JudgeStage().run(StageContext(name="judge", settings=JudgeSettings(enabled=False),
                                            inputs={}, out_dir=tmp_path))
-    assert result == {"enabled": False}
+    assert result == JudgeSummary(enabled=False)
     assert json.loads((tmp_path / "judge.json").read_text()) == {"enabled": False}
 
 

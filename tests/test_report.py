@@ -46,8 +46,9 @@ def fixture_report(shipped_acc: float = 0.9) -> dict[str, Any]:
             "decision": decision,
             "data": {"rows_in": 200, "kept": 190, "dropped": 10, "drops_by_reason": {"extra_keys": 10},
                      "kept_teacher_metric": "field_accuracy", "kept_teacher_quality": 0.97},
-            "teacher": {"rows": 200, "failed": 0, "prompt_tokens": 90000, "prefill_tokens": 20000,
-                        "completion_tokens": 8000, "rows_per_min": 30.5, "decode_tok_s": 20.1},
+            "teacher": {"rows": 200, "rows_this_run": 200, "failed": 0, "wall_s": 393.4,
+                        "prompt_tokens": 90000, "prefill_tokens": 20000, "completion_tokens": 8000,
+                        "rows_per_min": 30.5, "decode_tok_s": 20.1},
             "training_curve": [{"step": i, "loss": 1.0 / i} for i in range(1, 20)],
             "stage_wall_s": {"teacher": 385.0}, "environment": {"cpu": "test cpu"}, "libraries": {}}
 
@@ -114,7 +115,7 @@ def test_a_report_from_another_version_is_refused_in_one_line(tmp_path: Path) ->
     proc = run_cli("report", str(tmp_path))
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].endswith(
-        "this one reads 1): re-run the report step (`distill-edge build` with the same target "
+        "this one reads 2): re-run the report step (`distill-edge build` with the same target "
         "re-runs it from cache); or rebuild the target to write it again")
     (tmp_path / "report.json").write_text(json.dumps(fixture_report()))
     assert run_cli("report", str(tmp_path)).returncode == 0

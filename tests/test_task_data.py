@@ -112,7 +112,8 @@ def _run(stage_name: str, settings: Any, inputs: dict[str, Path], out: Path) -> 
     from pipeline.stages import REGISTRY
 
     out.mkdir()
-    return REGISTRY[stage_name].run(StageContext(stage_name, settings, inputs, out))
+    return REGISTRY[stage_name].run(StageContext(stage_name, settings, inputs, out)).model_dump(
+        exclude_none=True)
 
 
 def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -184,8 +185,8 @@ def test_teacher_answers_unlabelled_eval_prompts_but_filter_never_trains_on_them
         {"id": "t1", "split": "train", "sample": 0, "prompt": "a", "response": "billing"},
         {"id": "e1", "split": "eval", "sample": 0, "prompt": "b", "response": "shipping"}])
     (teacher / "stats.json").write_text(json.dumps(  # what the teacher step writes
-        {"rows": 2, "failed": 0, "prompt_tokens": 2, "prefill_tokens": 2, "completion_tokens": 2,
-         "rows_per_min": None, "decode_tok_s": None}))
+        {"rows": 2, "rows_this_run": 2, "failed": 0, "wall_s": 1.0, "prompt_tokens": 2,
+         "prefill_tokens": 2, "completion_tokens": 2, "rows_per_min": None, "decode_tok_s": None}))
     summary = _run("filter", FilterSettings(task=TASK.spec, checks=["validator"]),
                    {"teacher": teacher}, tmp_path / "filter")
     assert summary["rows_in"] == 1

@@ -117,3 +117,71 @@ def test_batched_generation_matches_one_at_a_time(smollm_gguf: Path) -> None:
     got = list(BatchedChat(runner, parallel=3, threads=THREADS).generate(chats, 24))
     assert sorted(i for i, _ in got) == list(range(5))
     assert sum(g.text[:16] == one_by_one[i].text[:16] for i, g in got) >= 4
+
+
+def test_batched_answers_follow_the_task_grammar(smollm_gguf: Path) -> None:
+    """[teacher] constrained: under a label task's grammar every batched answer is a label —
+    from SmolLM2, which answers these prompts with prose when free — and one slot gives the
+    one-at-a-time runner's constrained answers exactly."""
+    from pipeline.constrain import grammar_for
+    from pipeline.generation.llm import ChatRunner, open_gguf
+    from pipeline.generation.llm_batch import BatchedChat
+    from pipeline.tasks.base import TaskSpec
+
+    labels = ("billing", "shipping", "other")
+    grammar = grammar_for(TaskSpec(name="t", kind="label", labels=labels))
+    runner = ChatRunner(open_gguf(smollm_gguf, 1024, THREADS))
+    chats = [[{"role": "user", "content": f"Which team handles this? {m}"}]
+             for m in ("My card was charged twice.", "Where is my parcel?", "Hello there",
+                       "Refund please", "The box arrived broken")]
+    free = [g.text for _, g in sorted(BatchedChat(runner, 3, THREADS).generate(chats, 12))]
+    assert not all(t in labels for t in free)  # the grammar is what makes them labels
+    got = dict(BatchedChat(runner, 3, THREADS).generate(chats, 12, grammars=[grammar] * 5))
+    assert sorted(got) == list(range(5)) and all(g.text in labels for g in got.values())
+    one = dict(BatchedChat(runner, 1, THREADS).generate(chats, 12, grammars=[grammar] * 5))
+    assert [one[i].text for i in range(5)] == [
+        runner.chat_messages(c, 12, grammar=grammar).text for c in chats]
+
+
+def test_an_openai_teacher_asks_for_the_schema_of_a_json_grammar() -> None:
+    """A json task's grammar reaches an OpenAI-compatible server as `response_format`, its
+    copy fields an enum of the message's spans; a label grammar (lark) asks for nothing."""
+    from pipeline.constrain import grammar_for
+    from pipeline.generation.backends import takes_grammar
+    from pipeline.generation.backends.openai import response_format
+    from pipeline.tasks.base import TaskSpec
+
+    schema = {"type": "object", "properties": {"name": {"type": "string"}},
+              "required": ["name"], "additionalProperties": False}
+    spec = TaskSpec(name="t", kind="json", json_schema=schema, copy_fields=("name",))
+    json_grammar = grammar_for(spec)
+    messages = [{"role": "system", "content": "Extract."}, {"role": "user", "content": "Ann Lee here"}]
+    fmt = response_format(json_grammar, messages)
+    assert fmt is not None and fmt["type"] == "json_schema"
+    assert fmt["json_schema"]["schema"]["properties"]["name"]["enum"] == [
+        "Ann", "Ann Lee", "Ann Lee here", "Lee", "Lee here", "here"]
+    label_grammar = grammar_for(TaskSpec(name="t", kind="label", labels=("a", "b")))
+    assert response_format(label_grammar, messages) is None and response_format(None, messages) is None
+    assert takes_grammar("openai", json_grammar) and not takes_grammar("openai", label_grammar)
+    assert takes_grammar("llama_cpp", label_grammar) and not takes_grammar("transformers", json_grammar)
+
+
+def test_a_constrained_teacher_sends_the_task_grammar_and_keys_it() -> None:
+    """[teacher] constrained = true puts the task grammar in the teacher's settings (its cache
+    key) and on every request; off, the settings hold no grammar field at all (the key an
+    unconstrained teacher always had); a backend that cannot take it says why."""
+    from pipeline.config import load_config
+    from pipeline.constrain import grammar_for, teacher_grammar
+    from pipeline.stages.teacher import TeacherStage, _requests
+    from pipeline.targets import load_target
+
+    target, stage = load_target("cpu-int4"), TeacherStage()
+    free = stage.settings(load_config(None), target)
+    assert "grammar" not in free.key_dict() and "grammar_skipped" not in free.key_dict()
+    on = load_config(None, {"teacher.constrained": True})
+    s = stage.settings(on, target)
+    assert s.grammar == grammar_for(on.task.spec, on.task.date_fields)
+    reqs = _requests([{"id": "1", "prompt": "Ann Lee, 2 lamps", "reference": None, "split": "train"}], s)
+    assert [r.grammar for r in reqs] == [s.grammar]
+    grammar, why = teacher_grammar(on.task.spec, on.task.date_fields, "transformers", True)
+    assert grammar is None and why.startswith("the transformers teacher backend cannot decode")

@@ -13,7 +13,8 @@ import pytest
 from pipeline.config import load_config
 from pipeline.errors import NotShipped
 from pipeline.generation.backends import Request, Result
-from pipeline.stage import StageContext
+from pipeline.outputs import TEACHER_CHECK, TeacherCheck
+from pipeline.stage import BackendRuntime, StageContext
 from pipeline.stages import teacher_check as tc
 from pipeline.targets import load_target
 from pipeline.tasks.inputs import EVAL_FILE, write_rows
@@ -52,7 +53,8 @@ def _check(tmp_path: Path, bar: float | None, n: int) -> dict[str, Any]:
                                      for i in range(n)] + [{"id": "u", "prompt": "x1", "reference": None}])
     out = tmp_path / "out"
     out.mkdir()
-    return tc.TeacherCheckStage().run(StageContext("teacher_check", settings, {"prompts": prompts}, out))
+    return tc.TeacherCheckStage().run(StageContext("teacher_check", settings, {"prompts": prompts}, out,
+                                                   BackendRuntime())).model_dump(exclude_none=True)
 
 
 def test_the_teacher_answers_a_fixed_sample_of_the_labelled_eval(tmp_path: Path,
@@ -70,23 +72,23 @@ def test_the_teacher_answers_a_fixed_sample_of_the_labelled_eval(tmp_path: Path,
 def test_without_a_bar_of_the_users_own_the_check_asks_nothing(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tc, "make_backend", lambda *a: pytest.fail("the teacher was asked"))
-    assert _check(tmp_path, None, 100) == {"enabled": False, "prompts": 0}
+    assert _check(tmp_path, None, 100) == {"enabled": False, "prompts": 0, "constrained": False}
 
 
 @pytest.mark.parametrize(("ci", "outcome"), [((0.35, 0.65), "fail"), ((0.85, 0.95), "undecided"),
                                              ((0.91, 0.99), "pass")])
 def test_the_verdict_names_the_outcome(ci: tuple[float, float], outcome: str) -> None:
-    check = {"enabled": True, "metric": "accuracy", "prompts": 40, "value": sum(ci) / 2, "ci": list(ci)}
+    check = TeacherCheck(enabled=True, metric="accuracy", prompts=40, value=sum(ci) / 2, ci=ci)
     said = tc.verdict(check, 0.9)
-    assert said["outcome"] == outcome and "[goal] bar 0.9" in said["text"]
-    assert ("stronger teacher" in said["text"]) is (outcome == "fail")
-    assert tc.verdict(check, None) == {"outcome": None, "text": ""}
+    assert said.outcome == outcome and "[goal] bar 0.9" in said.text
+    assert ("stronger teacher" in said.text) is (outcome == "fail")
+    assert tc.verdict(check, None) == (None, "")
 
 
 def test_a_teacher_clearly_below_the_bar_stops_the_build_unless_forced(tmp_path: Path) -> None:
     from pipeline.runner import _teacher_first
 
-    (tmp_path / tc.CHECK_FILE).write_text(json.dumps(
+    (tmp_path / TEACHER_CHECK).write_text(json.dumps(
         {"enabled": True, "metric": "accuracy", "prompts": 40, "value": 0.5, "ci": [0.35, 0.65]}))
     with pytest.raises(NotShipped, match="stopped before the teacher labels the train prompts: "
                                          "teacher-first check: the teacher's accuracy 0.500"):

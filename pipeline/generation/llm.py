@@ -66,16 +66,23 @@ class ChatRunner:
             bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
         )
 
-    def _mask(self, grammar: str | None, message: str) -> Any:
+    def grammar_mask(self, grammar: str | None, message: str) -> Any:
+        """A `runkit.grammar.GrammarMask` for one answer to `message` (None: no grammar)."""
         if grammar is None:
             return None
-        from llama_cpp import LogitsProcessorList
-
         from pipeline.runkit.grammar import GrammarMask, llama_vocab
 
         if self._lltokenizer is None:
             self._lltokenizer = llama_vocab(self.llm)
-        return LogitsProcessorList([GrammarMask(self._lltokenizer, grammar, message)])
+        return GrammarMask(self._lltokenizer, grammar, message)
+
+    def _mask(self, grammar: str | None, message: str) -> Any:
+        mask = self.grammar_mask(grammar, message)
+        if mask is None:
+            return None
+        from llama_cpp import LogitsProcessorList
+
+        return LogitsProcessorList([mask])
 
     def prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
         text = self._formatter(messages=messages).prompt

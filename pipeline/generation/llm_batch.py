@@ -6,7 +6,9 @@ reading the weights once per step whatever the batch size. Here the prefix is pr
 once into a holder sequence and shared by every slot (llama.cpp's unified KV cache: a
 `seq_cp` only tags cells, it copies nothing); each step then decodes one token for every
 busy slot in a single `llama_decode`, and a slot that finishes takes the next prompt at once
-(its suffix is prefilled inside the same step as the others' decode tokens).
+(its suffix is prefilled inside the same step as the others' decode tokens). A chat may
+decode under a grammar (pipeline.constrain; llguidance): its slot masks the tokens the
+grammar does not allow next, as the one-at-a-time runner does.
 
 Example (needs a GGUF; the teacher the build downloads will do):
     python -c "from pipeline.generation.llm import open_gguf, ChatRunner; \
@@ -27,6 +29,7 @@ import numpy as np
 
 from pipeline.errors import UserError
 from pipeline.generation.llm import ChatRunner, Generation
+from pipeline.runkit.run import last_user
 
 
 @dataclass
@@ -42,6 +45,7 @@ class _Slot:
     last: float = 0.0
     batch_row: int = -1  # row of this slot's logits in the last decoded batch
     prefill: int = 0
+    mask: Any = None  # runkit.grammar.GrammarMask of a chat decoded under a grammar
 
 
 def common_prefix(token_lists: Sequence[Sequence[int]]) -> int:
@@ -61,6 +65,8 @@ class BatchedChat:
         self.runner, self.parallel, self.threads = runner, parallel, threads
         self.llm = runner.llm
         self._prefix_charge = 0
+        self._chats: Sequence[Sequence[dict[str, str]]] = []
+        self._grammars: list[str | None] = []  # per chat of the current generate()
 
     def _context(self, n_ctx: int, slots: int) -> Any:
         import llama_cpp
@@ -76,11 +82,14 @@ class BatchedChat:
 
     def generate(self, chats: Sequence[Sequence[dict[str, str]]], max_tokens: int,
                  temperature: float = 0.0, seeds: Sequence[int] | None = None,
+                 grammars: Sequence[str | None] | None = None,
                  ) -> Iterator[tuple[int, Generation]]:
-        """Yield (index into `chats`, Generation) as each finishes — not in input order."""
+        """Yield (index into `chats`, Generation) as each finishes — not in input order.
+        `grammars`: per chat, the grammar its answer decodes under (None: free)."""
         import llama_cpp
 
         prompts = [self.runner.prompt_tokens(list(m)) for m in chats]
+        self._chats, self._grammars = chats, list(grammars or [None] * len(chats))
         if not prompts:
             return
         longest = max(len(p) for p in prompts)
@@ -150,7 +159,10 @@ class BatchedChat:
                 if slot.index < 0:
                     continue
                 ptr = llama_cpp.llama_get_logits_ith(ctx.ctx, slot.batch_row)
-                token = _pick(np.ctypeslib.as_array(ptr, shape=(n_vocab,)), temperature, rngs[seq])
+                logits = np.ctypeslib.as_array(ptr, shape=(n_vocab,))
+                if slot.mask is not None:  # the tokens so far, then the mask on a copy
+                    logits = slot.mask(prompts[slot.index] + slot.out, logits.copy())
+                token = _pick(logits, temperature, rngs[seq])
                 eog = llama_cpp.llama_vocab_is_eog(vocab, token)
                 if not eog:
                     slot.out.append(token)
@@ -171,6 +183,8 @@ class BatchedChat:
         charge, self._prefix_charge = self._prefix_charge, 0
         slot.index, slot.pending, slot.pos, slot.out = index, prompts[index][shared:], shared, []
         slot.prefill = len(slot.pending) + charge
+        slot.mask = self.runner.grammar_mask(self._grammars[index],
+                                             last_user(list(self._chats[index])))
         slot.start, slot.first, slot.last = time.perf_counter(), 0.0, 0.0
 
     def _finish(self, slot: _Slot, prompt: list[int], now: float) -> Generation:

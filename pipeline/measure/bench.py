@@ -25,12 +25,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Required, TypedDict
 
 from pipeline.cache import artifact_bytes
-from pipeline.outputs import BENCH
+from pipeline.outputs import ANSWERS, BENCH
 from pipeline.prompts import ChatPrompt
 from pipeline.tasks.base import Task
+from pipeline.tasks.inputs import EvalRow
 
 REFERENCE_FILE = "reference_logprobs.npy"  # the fp32 student's log-probs (float16)
 # A row measured under contention is run again this many times by default (the mark stays
@@ -38,7 +39,22 @@ REFERENCE_FILE = "reference_logprobs.npy"  # the fp32 student's log-probs (float
 REMEASURE = 1
 
 
-def score_texts(student_dir: Path, prompt: ChatPrompt, eval_rows: list[dict[str, Any]],
+class RowSpec(TypedDict, total=False):
+    """One row to benchmark (the module docstring says what each field does)."""
+
+    label: Required[str]
+    role: Required[str]  # its key in answers.jsonl (a `Role` in a build)
+    model: Required[Path]
+    prompt: Required[ChatPrompt]
+    runtime: str | None  # the adapter; None: guessed from the file
+    score: bool
+    reference: bool
+    batched: bool
+    stop_below: float  # the bar a base row stops below
+    grammar: str  # the task grammar it decodes under
+
+
+def score_texts(student_dir: Path, prompt: ChatPrompt, eval_rows: list[EvalRow],
                 n: int) -> list[dict[str, Any]]:
     """Token ids of the first `n` eval answers after the student's prompt, made once with the
     student's tokenizer so every artifact is scored on the same ids."""
@@ -61,7 +77,7 @@ def merged_answers(folders: list[Path]) -> list[dict[str, Any]]:
     steps' folders joined line by line (all are in eval order)."""
     from pipeline.cache import read_jsonl
 
-    tables = [read_jsonl(folder / "answers.jsonl") for folder in folders]
+    tables = [read_jsonl(folder / ANSWERS) for folder in folders]
     return [{k: v for row in rows for k, v in row.items()} for rows in zip(*tables, strict=True)]
 
 
@@ -93,7 +109,7 @@ def score_answers(task: Task, preds: list[Any], eval_rows: list[dict[str, Any]])
                 "rows": sum(r.get("set") == s for r in eval_rows)} for s, q in per.items()}}
 
 
-def bench_rows(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_dir: Path,
+def bench_rows(rows: list[RowSpec], eval_rows: list[EvalRow], out_dir: Path,
                task: Task, *, threads: int, n_ctx: int, max_tokens: int, warmup: int = 1,
                synthetic: dict[str, int] | None = None, latency_prompts: int = 0,
                texts: list[dict[str, Any]] | None = None,
@@ -143,7 +159,7 @@ def bench_rows(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_
     result = {"eval_rows": len(eval_rows), "metric": metric, "threads": threads, "synthetic": synthetic,
               "scored_rows": len(texts), "rows": table}
     (out_dir / BENCH).write_text(json.dumps(result, indent=2))
-    with (out_dir / "answers.jsonl").open("w", encoding="utf-8") as fh:
+    with (out_dir / ANSWERS).open("w", encoding="utf-8") as fh:
         for i, ev in enumerate(eval_rows):
             fh.write(json.dumps({"id": ev["id"], "reference": ev["reference"],
                                  **{k: v[i] for k, v in answers.items() if i in v}},
@@ -151,7 +167,7 @@ def bench_rows(rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], out_
     return result
 
 
-def _run(row: dict[str, Any], prompts: list[str], common: dict[str, Any], *, first: bool,
+def _run(row: RowSpec, prompts: list[str], common: dict[str, Any], *, first: bool,
          scoring: dict[str, Any] | None = None, timed_only: bool = False) -> dict[str, Any]:
     """One child process answering `prompts` for the row. The first run of a row warms up,
     times its first latency_prompts and runs the fixed-length tests; a later one (the next
@@ -171,7 +187,7 @@ def _run(row: dict[str, Any], prompts: list[str], common: dict[str, Any], *, fir
                           batched=bool(row.get("batched")) and not timed_only)
 
 
-def _answered(row: dict[str, Any], eval_rows: list[dict[str, Any]], task: Task,
+def _answered(row: RowSpec, eval_rows: list[EvalRow], task: Task,
               common: dict[str, Any], scoring: dict[str, Any] | None, log: Callable[[str], None]
               ) -> tuple[dict[str, Any], list[int], dict[str, Any] | None]:
     """The row's raw results for the eval prompts it answered (their indices, in eval order)
@@ -214,7 +230,7 @@ def _answered(row: dict[str, Any], eval_rows: list[dict[str, Any]], task: Task,
     return {**raw, "results": [done[i] for i in idx]}, idx, stopped
 
 
-def _retimed(row: dict[str, Any], raw: dict[str, Any], eval_rows: list[dict[str, Any]],
+def _retimed(row: RowSpec, raw: dict[str, Any], eval_rows: list[EvalRow],
              common: dict[str, Any], remeasure: int, log: Callable[[str], None]) -> dict[str, Any]:
     """A row timed while other processes used the CPU has its timed prompts and fixed-length
     tests timed again (up to `remeasure` times; the mark stays if the load persists). Its

@@ -15,10 +15,24 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 MOSTLY = 0.5  # the requested type should cover at least this share of the weights
+
+
+class QuantMix(TypedDict):
+    """What a quantized artifact holds (gguf_mix, openvino_mix)."""
+
+    requested: str  # the quant asked for
+    requested_type: str  # the tensor / element type it names
+    requested_share: float  # share of the parameters stored at that type
+    mostly_requested: bool
+    bits_per_weight: float
+    params: int
+    types: dict[str, dict[str, int]]  # per type: tensors, params, bytes
+    scales_excluded: NotRequired[bool]  # OpenVINO: the scales are separate constants
 
 
 def requested_type(quant: str) -> str:
@@ -27,7 +41,7 @@ def requested_type(quant: str) -> str:
     return re.sub(r"^(Q\d_K)_(S|M|L|XL)$", r"\1", quant.upper())
 
 
-def gguf_mix(path: Path | str, quant: str) -> dict[str, Any]:
+def gguf_mix(path: Path | str, quant: str) -> QuantMix:
     """Per ggml type: tensors, parameters, bytes; the effective bits per weight; and whether
     the requested type covers at least half of the parameters."""
     from pipeline.models.gguf_info import read_gguf
@@ -42,15 +56,18 @@ def gguf_mix(path: Path | str, quant: str) -> dict[str, Any]:
 
 
 def _summary(types: dict[str, dict[str, int]], quant: str, wanted: str,
-             **extra: Any) -> dict[str, Any]:
+             scales_excluded: bool = False) -> QuantMix:
     """Shares, bits per weight and the requested type's coverage of per-type counts."""
     params = sum(t["params"] for t in types.values()) or 1
     share = types.get(wanted, {}).get("params", 0) / params
-    return {"requested": quant, "requested_type": wanted, "requested_share": round(share, 4),
-            "mostly_requested": share >= MOSTLY,
-            "bits_per_weight": round(8 * sum(t["bytes"] for t in types.values()) / params, 3),
-            "params": params, **extra,
-            "types": dict(sorted(types.items(), key=lambda kv: -kv[1]["params"]))}
+    mix = QuantMix(requested=quant, requested_type=wanted, requested_share=round(share, 4),
+                   mostly_requested=share >= MOSTLY,
+                   bits_per_weight=round(8 * sum(t["bytes"] for t in types.values()) / params, 3),
+                   params=params,
+                   types=dict(sorted(types.items(), key=lambda kv: -kv[1]["params"])))
+    if scales_excluded:
+        mix["scales_excluded"] = True
+    return mix
 
 
 # OpenVINO element types per requested weight compression (NNCF's asymmetric modes write
@@ -59,7 +76,7 @@ OPENVINO_TYPES = {"int4": "u4", "int8": "u8", "fp32": "f32", "fp16": "f16"}
 OPENVINO_BITS = {"u4": 4, "i4": 4, "u8": 8, "i8": 8, "f16": 16, "bf16": 16, "f32": 32}
 
 
-def openvino_mix(folder: Path | str, quant: str) -> dict[str, Any]:
+def openvino_mix(folder: Path | str, quant: str) -> QuantMix:
     """The same facts for an OpenVINO IR folder (bits per weight without the scales, which
     the IR keeps as separate small constants)."""
     from pipeline.models.openvino_ir import weight_types
@@ -70,7 +87,7 @@ def openvino_mix(folder: Path | str, quant: str) -> dict[str, Any]:
     return _summary(types, quant, OPENVINO_TYPES.get(quant, quant), scales_excluded=True)
 
 
-def mix_line(mix: dict[str, Any]) -> str:
+def mix_line(mix: Mapping[str, Any]) -> str:
     """The mix in one sentence, for the report and the model card."""
     parts = ", ".join(f"{name} {t['tensors']} tensors / {100 * t['params'] / mix['params']:.1f}% "
                       "of weights" for name, t in mix["types"].items())

@@ -21,19 +21,19 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from pipeline.config import BuildConfig
 from pipeline.formats import FORMATS
-from pipeline.measure.bench import REFERENCE_FILE, REMEASURE
+from pipeline.measure.bench import REFERENCE_FILE, REMEASURE, RowSpec
 from pipeline.measure.roles import BASE_ROLES, Role, twin
-from pipeline.outputs import BENCH, read_bench
+from pipeline.outputs import BENCH, BenchSummary, read_bench
 from pipeline.prompts import ChatPrompt
-from pipeline.stage import Settings, StageContext
+from pipeline.stage import Runtime, Settings, StageContext
 from pipeline.targets import Target
 from pipeline.tasks import make_task
 from pipeline.tasks.base import TaskSpec
-from pipeline.tasks.inputs import EVAL_FILE, read_rows
+from pipeline.tasks.inputs import EVAL_FILE, read_eval
 
 
 class BenchSettings(Settings):
@@ -64,20 +64,53 @@ class BenchSettings(Settings):
     stop_teacher_gap: float | None = None
 
 
-def _common(config: BuildConfig, target: Target) -> dict[str, Any]:
+class BenchRuntime(Runtime):
+    """How contention is handled and which adapter runs the artifacts: not what is measured."""
+
+    remeasure: int = REMEASURE
+    adapter: str | None = None  # bench: the format's runtime adapter
+
+
+# The settings each bench step sets, in groups (only what a step sets is in its key).
+class _Common(TypedDict):
+    task: TaskSpec
+    threads: int
+    n_ctx: int
+    warmup: int
+    max_tokens: int
+    latency_prompts: int
+    synthetic: dict[str, int] | None
+    teacher_prompt: ChatPrompt
+
+
+class _Student(TypedDict):
+    score_rows: int
+    student_prompt: ChatPrompt
+
+
+class _Grammar(TypedDict, total=False):
+    grammar: str
+    constrained: bool
+    grammar_skipped: str
+
+
+class _Stop(TypedDict, total=False):
+    stop_goal: float | None
+    stop_teacher_gap: float | None
+
+
+def _common(config: BuildConfig, target: Target) -> _Common:
     b = config.bench
-    return {
-        "task": config.task.spec,
-        "threads": target.threads, "n_ctx": max(target.n_ctx, config.teacher.n_ctx),
-        "warmup": target.bench_warmup, "max_tokens": b.max_tokens,
-        "latency_prompts": b.latency_prompts,
-        "synthetic": ({"pp": b.pp_tokens, "tg": b.tg_tokens, "repeats": b.repeats}
-                      if b.repeats else None),
-        "teacher_prompt": config.task.teacher_prompt,
-    }
+    return _Common(
+        task=config.task.spec, threads=target.threads,
+        n_ctx=max(target.n_ctx, config.teacher.n_ctx), warmup=target.bench_warmup,
+        max_tokens=b.max_tokens, latency_prompts=b.latency_prompts,
+        synthetic=({"pp": b.pp_tokens, "tg": b.tg_tokens, "repeats": b.repeats}
+                   if b.repeats else None),
+        teacher_prompt=config.task.teacher_prompt)
 
 
-def _stop(config: BuildConfig) -> dict[str, Any]:
+def _stop(config: BuildConfig) -> _Stop:
     goal = config.goal
     if not config.bench.stop_hopeless:
         return {}
@@ -98,16 +131,12 @@ def _stop_bar(ctx: StageContext[BenchSettings]) -> float | None:
     return None if teacher is None else round(teacher[s.task.primary] - s.stop_teacher_gap, 4)
 
 
-def _runtime(config: BuildConfig) -> dict[str, Any]:
-    # how contention is handled, not what is measured: kept out of the cache key
-    return {"remeasure": config.bench.remeasure}
+def _student(config: BuildConfig) -> _Student:
+    return _Student(score_rows=config.bench.score_rows, student_prompt=config.task.student_prompt)
 
 
-def _student(config: BuildConfig) -> dict[str, Any]:
-    return {"score_rows": config.bench.score_rows, "student_prompt": config.task.student_prompt}
-
-
-def _student_rows(ctx: StageContext[BenchSettings], reference: str | None) -> list[dict[str, Any]]:
+def _student_rows(ctx: StageContext[BenchSettings, BenchRuntime], reference: str | None
+                  ) -> list[RowSpec]:
     """The target's student rows, in report order; `score` marks the rows scored
     teacher-forced (student prompt and vocabulary), `reference` the one the others are held
     to when no fp32 torch reference exists (`reference` = that role, or None)."""
@@ -131,7 +160,7 @@ def _student_rows(ctx: StageContext[BenchSettings], reference: str | None) -> li
     # answers may be decoded batched; the base rows stop once they clearly cannot reach the bar
     stop = _stop_bar(ctx)
     return [{"label": label + (" + grammar" if under else ""), "role": role, "model": path,
-             "prompt": p, "runtime": ctx.runtime.get("adapter"),
+             "prompt": p, "runtime": ctx.runtime.adapter,
              "score": bool(s.score_rows) and p is student_p and i < len(rows),
              "reference": bool(s.score_rows) and role == reference,
              "batched": role in BASE_ROLES or (ship and i >= len(rows)),
@@ -140,7 +169,7 @@ def _student_rows(ctx: StageContext[BenchSettings], reference: str | None) -> li
             for i, (label, role, path, p, under) in enumerate(rows + twins)]
 
 
-def _grammar(config: BuildConfig, target: Target) -> dict[str, str]:
+def _grammar(config: BuildConfig, target: Target) -> _Grammar:
     """The grammar-pair settings: the task's grammar, or why there is none."""
     from pipeline.constrain import NoGrammar, grammar_for, shipped_grammar
 
@@ -160,21 +189,21 @@ def _grammar(config: BuildConfig, target: Target) -> dict[str, str]:
         return {"grammar_skipped": exc.why}
 
 
-def run_rows(ctx: StageContext[BenchSettings], rows: list[dict[str, Any]],
-             reference: Path | None = None, keep_reference: bool = False) -> dict[str, Any]:
+def run_rows(ctx: StageContext[BenchSettings, BenchRuntime], rows: list[RowSpec],
+             reference: Path | None = None, keep_reference: bool = False) -> BenchSummary:
     """The stage's eval rows through the bench's row loop (pipeline.measure.bench)."""
     from pipeline.measure.bench import bench_rows, score_texts
 
     s = ctx.settings
-    eval_rows = read_rows(ctx.inputs["eval"] / EVAL_FILE)
+    eval_rows = read_eval(ctx.inputs["eval"] / EVAL_FILE)
     texts = (score_texts(Path(ctx.inputs["student"]), s.student_prompt, eval_rows, s.score_rows)
              if s.student_prompt and any(r.get("score") for r in rows) else [])
     result = bench_rows(rows, eval_rows, ctx.out_dir, make_task(s.task), threads=s.threads, n_ctx=s.n_ctx,
                         max_tokens=s.max_tokens, warmup=s.warmup, synthetic=s.synthetic,
                         latency_prompts=s.latency_prompts,
                         texts=texts, reference=reference, keep_reference=keep_reference,
-                        remeasure=ctx.runtime.get("remeasure", REMEASURE), log=ctx.log)
-    return {r["role"]: r[s.task.primary] for r in result["rows"]}
+                        remeasure=ctx.runtime.remeasure, log=ctx.log)
+    return BenchSummary(scores={r["role"]: r[s.task.primary] for r in result["rows"]})
 
 
 class BenchTeacherStage:
@@ -190,16 +219,15 @@ class BenchTeacherStage:
         return BenchSettings(**_common(config, target), include_teacher=(
             config.bench.include_teacher and config.teacher.backend == "llama_cpp"))
 
-    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return _runtime(config)
+    def runtime(self, config: BuildConfig, target: Target) -> BenchRuntime:
+        return BenchRuntime(remeasure=config.bench.remeasure)
 
-    def run(self, ctx: StageContext[BenchSettings]) -> dict[str, Any]:
+    def run(self, ctx: StageContext[BenchSettings, BenchRuntime]) -> BenchSummary:
         s = ctx.settings
         # not shipped, and served batched at scale (as the teacher stage runs it): its
         # untimed answers are decoded together
-        rows = [{"label": "teacher", "role": Role.TEACHER, "model": ctx.inputs["teacher_model"],
-                 "runtime": FORMATS["gguf"].adapter, "prompt": s.teacher_prompt,
-                 "batched": True}]
+        rows = [RowSpec(label="teacher", role=Role.TEACHER, model=ctx.inputs["teacher_model"],
+                        runtime=FORMATS["gguf"].adapter, prompt=s.teacher_prompt, batched=True)]
         return run_rows(ctx, rows if s.include_teacher else [])
 
 
@@ -216,15 +244,15 @@ class BenchStudentStage:
         return BenchSettings(**_common(config, target), **_student(config),
                              torch_row=config.bench.torch_row)
 
-    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return _runtime(config)
+    def runtime(self, config: BuildConfig, target: Target) -> BenchRuntime:
+        return BenchRuntime(remeasure=config.bench.remeasure)
 
-    def run(self, ctx: StageContext[BenchSettings]) -> dict[str, Any]:
+    def run(self, ctx: StageContext[BenchSettings, BenchRuntime]) -> BenchSummary:
         s = ctx.settings
-        row = {"label": "distilled fp32 (torch)", "role": Role.DISTILLED_TORCH,
-               "model": ctx.inputs["student"], "runtime": "torch", "prompt": s.student_prompt,
-               "score": bool(s.score_rows),
-               "reference": bool(s.score_rows)}
+        assert s.student_prompt is not None  # bench_student sets it (_student)
+        row = RowSpec(label="distilled fp32 (torch)", role=Role.DISTILLED_TORCH,
+                      model=ctx.inputs["student"], runtime="torch", prompt=s.student_prompt,
+                      score=bool(s.score_rows), reference=bool(s.score_rows))
         return run_rows(ctx, [row] if s.torch_row else [], keep_reference=True)
 
 
@@ -240,11 +268,11 @@ class BenchStage:
                              quant_label=target.quant + fmt.label, fp_label=fmt.fp + fmt.label,
                              **_grammar(config, target), **_stop(config))
 
-    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
+    def runtime(self, config: BuildConfig, target: Target) -> BenchRuntime:
         # the format's runtime adapter: a function of the artifact names already in the key
-        return {"adapter": target.fmt.adapter, **_runtime(config)}
+        return BenchRuntime(remeasure=config.bench.remeasure, adapter=target.fmt.adapter)
 
-    def run(self, ctx: StageContext[BenchSettings]) -> dict[str, Any]:
+    def run(self, ctx: StageContext[BenchSettings, BenchRuntime]) -> BenchSummary:
         if ctx.settings.grammar_skipped:
             ctx.log(f"no grammar rows: {ctx.settings.grammar_skipped}")
         # Held to the fp32 torch student when bench_student measured it, else to the F16/fp32 export.

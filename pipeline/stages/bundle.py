@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from pipeline.cache import link_or_copy
 from pipeline.codehash import module_path
@@ -34,9 +34,9 @@ from pipeline.config import BuildConfig
 from pipeline.constrain import shipped_grammar
 from pipeline.measure.quant_mix import mix_line
 from pipeline.measure.roles import Role
-from pipeline.outputs import read_report
+from pipeline.outputs import PROMPT_FORMAT, BenchRow, BundleSummary, Report, read_json, read_report
 from pipeline.runkit import run as runkit_run
-from pipeline.stage import Settings, StageContext
+from pipeline.stage import Runtime, Settings, StageContext
 from pipeline.targets import Target
 
 # Tokenizer files a runtime or a user may need beside the artifact (those that exist are copied).
@@ -55,7 +55,25 @@ OLLAMA_TEMPLATES: dict[str, tuple[str, str]] = {
 }
 
 
-def modelfile(artifact: str, gen: dict[str, Any], chat_template: str) -> str:
+class RunSettings(TypedDict):
+    """The bundle's runkit.run.SETTINGS_FILE: how run.py loads and asks the model."""
+
+    format: str
+    runner: str
+    model: str  # the artifact, relative to the bundle ("." for a folder layout)
+    system: str
+    user_template: str
+    few_shot: list[Any]  # the trained prompt's worked examples (ChatPrompt.format_file)
+    max_tokens: int
+    temperature: float
+    n_ctx: int
+    threads: int
+    execution_provider: str
+    grammar: NotRequired[str]  # GRAMMAR_FILE, on a constrained target
+    schema: NotRequired[str]  # SCHEMA_FILE, for a json task's Ollama users
+
+
+def modelfile(artifact: str, gen: RunSettings, chat_template: str) -> str:
     """An Ollama Modelfile: the GGUF, the trained system prompt, greedy defaults."""
     lines = ["# Ollama: ollama create my-student -f Modelfile && ollama run my-student \"prompt\"",
              f"FROM ./{artifact}"]
@@ -79,7 +97,8 @@ def modelfile(artifact: str, gen: dict[str, Any], chat_template: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _row_line(row: dict[str, Any], metric: str) -> str:
+def _row_line(bench_row: BenchRow, metric: str) -> str:
+    row = bench_row.model_dump()  # the metric columns are named by the task
     cells = [row["label"], f"{row.get('file_mb', 0):.1f}", f"{row.get(metric) or 0:.3f}",
              f"{row.get('decode_tok_s') or 0:.1f}"]
     kl, same = row.get("kl_vs_reference"), row.get("greedy_agreement")
@@ -87,25 +106,22 @@ def _row_line(row: dict[str, Any], metric: str) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def model_card(s: BundleSettings, report: dict[str, Any], gen: dict[str, Any]) -> str:
+def model_card(s: BundleSettings, report: Report, gen: RunSettings) -> str:
     """README.md of the bundle: what it is, where it came from, how good and fast, how to run."""
-    rows = report["bench"]["rows"]
-    data, training = report.get("data") or {}, report.get("training") or {}
-    decision = report["decision"]
-    metric = report["task"]["metric"]
-    mix = report.get("quant_mix")
+    rows, data, training = report.bench.rows, report.data, report.training
+    decision, metric, mix = report.decision, report.task.metric, report.quant_mix
+    examples, steps = (training.examples, training.steps) if training else ("?", "?")
+    losses = (training.first_eval_loss, training.final_eval_loss) if training else ("?", "?")
     lines = [
         f"# {s.task} student — target `{s.target}` ({s.format} {s.quant})", "",
         f"Built by distill-edge. Runtime: {s.runtime}"
         + (f" ({s.execution_provider} execution provider)" if s.providers > 1 else "")
-        + f". Numbers measured on {s.benchmarked_on}, {report['bench'].get('threads')} threads.",
+        + f". Numbers measured on {s.benchmarked_on}, {report.bench.threads} threads.",
         "", "## Lineage", "",
-        f"- teacher: `{s.teacher}` answered {data.get('rows_in', '?')} task prompts",
-        f"- filter: kept {data.get('kept', '?')}, dropped {data.get('dropped', '?')} "
-        f"({json.dumps(data.get('drops_by_reason', {}))})",
-        f"- student: `{s.student}` fine-tuned on the kept answers "
-        f"({training.get('examples', '?')} examples, {training.get('steps', '?')} steps; held-out "
-        f"loss {training.get('first_eval_loss', '?')} → {training.get('final_eval_loss', '?')})",
+        f"- teacher: `{s.teacher}` answered {data.rows_in} task prompts",
+        f"- filter: kept {data.kept}, dropped {data.dropped} ({json.dumps(data.drops_by_reason)})",
+        f"- student: `{s.student}` fine-tuned on the kept answers ({examples} examples, {steps} "
+        f"steps; held-out loss {losses[0]} → {losses[1]})",
         f"- export: {s.format} {s.quant} (`{s.artifact}`)"
         + (f" — as written: {mix_line(mix)}" if mix else ""), "",
         "## Quality and speed (held-out eval prompts)", "",
@@ -113,10 +129,10 @@ def model_card(s: BundleSettings, report: dict[str, Any], gen: dict[str, Any]) -
         "| same answer as fp32 |",
         "|---|---|---|---|---|---|",
         *[_row_line(r, metric) for r in rows
-          if r["role"] in (Role.TEACHER, Role.BASE, Role.DISTILLED_TORCH, Role.DISTILLED)],
-        "", f"Verdict: {report['verdict']['text']}", "",
-        f"Decision: {decision['sentence']}"
-        + "".join(f"\n- {c['outcome']}: {c['text']}" for c in decision["checks"]),
+          if r.role in (Role.TEACHER, Role.BASE, Role.DISTILLED_TORCH, Role.DISTILLED)],
+        "", f"Verdict: {report.verdict.text}", "",
+        f"Decision: {decision.sentence}"
+        + "".join(f"\n- {c.outcome}: {c.text}" for c in decision.checks),
         "", "## Run it", "", "```sh", "python run.py \"your prompt\"          # needs only this folder",
         "distill-edge run . \"your prompt\"", "```"]
     lines += ["", *(n.format(model=gen["model"]) for n in s.notes)]  # the format's own words
@@ -208,28 +224,26 @@ class BundleStage:
             grammar=shipped_grammar(config.task.spec, config.task.date_fields,
                                     target.constrained)[0])
 
-    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {}
+    def runtime(self, config: BuildConfig, target: Target) -> Runtime:
+        return Runtime()
 
-    def run(self, ctx: StageContext[BundleSettings]) -> dict[str, Any]:
+    def run(self, ctx: StageContext[BundleSettings]) -> BundleSummary:
         s, export = ctx.settings, ctx.inputs["export"]
         doc = read_report(ctx.inputs["report"])
         if not doc.decision.ship:  # nothing deployable from a refused artifact
             ctx.log(f"no bundle: {doc.decision.sentence}")
-            return {"files": [], "skipped": "not shipped (see the report's decision)"}
-        report = doc.model_dump(by_alias=True)
+            return BundleSummary(files=[], skipped="not shipped (see the report's decision)")
         bundle = ctx.out_dir / "bundle"
         bundle.mkdir()
         model = _copy_artifact(export, s.artifact, s.layout, bundle)
-        fmt = json.loads((export / "prompt_format.json").read_text())
+        fmt = read_json(export, PROMPT_FORMAT)
         for name in TOKENIZER_FILES:
             if (ctx.inputs["distill"] / name).is_file() and not (bundle / name).exists():
                 shutil.copyfile(ctx.inputs["distill"] / name, bundle / name)
-        gen = {"format": s.format, "runner": s.runner, "model": model,
-               "system": fmt["system"], "user_template": fmt["user_template"],
-               "few_shot": fmt.get("few_shot", []),
-               "max_tokens": s.max_tokens, "temperature": 0.0, "n_ctx": s.n_ctx,
-               "threads": s.threads, "execution_provider": s.execution_provider}
+        gen = RunSettings(format=s.format, runner=s.runner, model=model, system=fmt["system"],
+                          user_template=fmt["user_template"], few_shot=fmt.get("few_shot", []),
+                          max_tokens=s.max_tokens, temperature=0.0, n_ctx=s.n_ctx,
+                          threads=s.threads, execution_provider=s.execution_provider)
         if s.grammar:
             (bundle / GRAMMAR_FILE).write_text(s.grammar + "\n")
             gen["grammar"] = GRAMMAR_FILE
@@ -239,9 +253,9 @@ class BundleStage:
                 gen["schema"] = SCHEMA_FILE
         (bundle / runkit_run.SETTINGS_FILE).write_text(json.dumps(gen, indent=2) + "\n")
         _copy_runkit(bundle)
-        (bundle / "README.md").write_text(model_card(s, report, gen))
+        (bundle / "README.md").write_text(model_card(s, doc, gen))
         if s.modelfile:
             (bundle / "Modelfile").write_text(modelfile(model, gen, fmt.get("chat_template") or ""))
         files = sorted(p.name for p in bundle.iterdir())
         ctx.log(f"bundle: {', '.join(files)}")
-        return {"files": files}
+        return BundleSummary(files=files)

@@ -30,26 +30,33 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
-from pipeline.outputs import DISTILL_SUMMARY, TRAIN_LOG, TrainingSummary, read_json
+from pipeline.outputs import DISTILL_SUMMARY, TRAIN_LOG, TrainingSummary, read_doc
 from pipeline.precision import planned
-from pipeline.stage import StageContext
+from pipeline.stage import Runtime, StageContext
 from pipeline.targets import Target
 from pipeline.training.distill_job import DistillSettings, distill
 
 RUNTIME_ONLY = ("launcher", "checkpoint_every", "device")  # how to train, not what: outside the cache key
 
 
-def _launch(ctx: StageContext[DistillSettings]) -> dict[str, Any]:
+class DistillRuntime(Runtime):
+    """How to train, not what (outside the cache key; the precision it implies is keyed)."""
+
+    launcher: str | None = None  # e.g. "accelerate launch": train under it, as a module
+    checkpoint_every: int | None = None
+    device: str | None = None
+
+
+def _launch(ctx: StageContext[DistillSettings, DistillRuntime]) -> TrainingSummary:
     """Run `distill` under the user's launcher (accelerate launch / torchrun) as a module."""
     job = ctx.out_dir / "job.json"
-    job.write_text(json.dumps({"settings": ctx.settings.key_dict(), "runtime": ctx.runtime,
+    job.write_text(json.dumps({"settings": ctx.settings.key_dict(), "runtime": ctx.runtime.model_dump(),
                                "inputs": {k: str(v) for k, v in ctx.inputs.items()},
                                "out_dir": str(ctx.out_dir)}))
-    cmd = [*shlex.split(ctx.runtime["launcher"]), "-m", "pipeline.training.distill_job", str(job)]
+    cmd = [*shlex.split(ctx.runtime.launcher or ""), "-m", "pipeline.training.distill_job", str(job)]
     beside = Path(sys.executable).with_name(cmd[0])  # the venv's own accelerate/torchrun
     if shutil.which(cmd[0]) is None and beside.is_file():
         cmd[0] = str(beside)
@@ -60,9 +67,9 @@ def _launch(ctx: StageContext[DistillSettings]) -> dict[str, Any]:
         raise UserError(f"distill.launcher: command not found: {cmd[0]}") from None
     job.unlink()
     if code != 0:  # a crash in training is ours, not the input's: exit 1, not 2
-        raise RuntimeError(f"distill training under '{ctx.runtime['launcher']}' failed "
+        raise RuntimeError(f"distill training under '{ctx.runtime.launcher}' failed "
                            f"(exit {code}; its traceback is above)")
-    return read_json(ctx.out_dir, DISTILL_SUMMARY, TrainingSummary)
+    return read_doc(ctx.out_dir / DISTILL_SUMMARY, TrainingSummary)
 
 
 class DistillStage:
@@ -85,10 +92,11 @@ class DistillStage:
             "student_prompt": config.task.student_prompt,
             "teacher_prompt": config.task.teacher_prompt})
 
-    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {k: getattr(config.distill, k) for k in RUNTIME_ONLY}
+    def runtime(self, config: BuildConfig, target: Target) -> DistillRuntime:
+        return DistillRuntime(**{k: getattr(config.distill, k) for k in RUNTIME_ONLY})
 
-    def run(self, ctx: StageContext[DistillSettings]) -> dict[str, Any]:
-        if ctx.runtime.get("launcher"):
+    def run(self, ctx: StageContext[DistillSettings, DistillRuntime]) -> TrainingSummary:
+        if ctx.runtime.launcher:
             return _launch(ctx)
-        return distill(ctx.settings, ctx.inputs, ctx.out_dir, ctx.runtime)
+        return TrainingSummary.model_validate(
+            distill(ctx.settings, ctx.inputs, ctx.out_dir, ctx.runtime.model_dump()))

@@ -23,24 +23,25 @@ from typing import Any
 
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
-from pipeline.outputs import TEACHER_ROWS
-from pipeline.stage import Settings, StageContext
+from pipeline.outputs import EvalSetSummary, TeacherRow, read_teacher_rows
+from pipeline.stage import Runtime, Settings, StageContext
 from pipeline.targets import Target
 from pipeline.tasks import make_task
-from pipeline.tasks.base import TaskSpec
-from pipeline.tasks.inputs import EVAL_FILE, read_rows, write_rows
+from pipeline.tasks.base import Task, TaskSpec
+from pipeline.tasks.inputs import EVAL_FILE, EvalRow, read_rows, write_rows
 
 
 class EvalSetSettings(Settings):
     task: TaskSpec
 
 
-def teacher_answers(rows: list[dict[str, Any]], task: Any) -> dict[str, Any]:
-    """Per eval id, the teacher's valid answer (the most common one over its samples)."""
+def teacher_answers(rows: list[TeacherRow], task: Task) -> dict[str, Any]:
+    """Per eval id, the teacher's valid answer (the most common one over its samples), as the
+    task parses it (a label, an object, a text)."""
     votes: dict[str, Counter[str]] = {}
-    parsed: dict[str, Any] = {}
+    parsed: dict[str, Any] = {}  # canonical text -> the parsed answer
     for row in rows:
-        if row.get("split") != "eval" or row.get("error"):
+        if row["split"] != "eval" or "error" in row:
             continue
         answer, _ = task.parse(row["response"])
         if answer is not None:
@@ -58,16 +59,16 @@ class EvalSetStage:
     def settings(self, config: BuildConfig, target: Target) -> EvalSetSettings:
         return EvalSetSettings(task=config.task.spec)
 
-    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {}
+    def runtime(self, config: BuildConfig, target: Target) -> Runtime:
+        return Runtime()
 
-    def run(self, ctx: StageContext[EvalSetSettings]) -> dict[str, Any]:
+    def run(self, ctx: StageContext[EvalSetSettings]) -> EvalSetSummary:
         task = make_task(ctx.settings.task)
         rows = read_rows(ctx.inputs["prompts"] / EVAL_FILE)
         unlabelled = [r for r in rows if r["reference"] is None]
-        by_teacher = (teacher_answers(read_rows(ctx.inputs["teacher"] / TEACHER_ROWS), task)
+        by_teacher = (teacher_answers(read_teacher_rows(ctx.inputs["teacher"]), task)
                       if unlabelled else {})
-        out, dropped = [], 0
+        out, dropped = list[EvalRow](), 0
         for row in rows:
             ref, source = row["reference"], "data"
             if ref is None:
@@ -75,18 +76,21 @@ class EvalSetStage:
                 if ref is None:
                     dropped += 1  # the teacher gave no valid answer: nothing to score against
                     continue
-            out.append({"id": row["id"], "prompt": row["prompt"], "reference": ref,
-                        "answer": task.canonical(ref), "reference_source": source,
-                        **({"set": row["set"]} if "set" in row else {})})
+            scored = EvalRow(id=row["id"], prompt=row["prompt"], reference=ref,
+                             answer=task.canonical(ref), reference_source=source)
+            if "set" in row:
+                scored["set"] = row["set"]
+            out.append(scored)
         if not out:
             raise UserError("no eval prompt has a reference: the teacher answered none of the "
                             "unlabelled eval prompts validly (see the teacher's rows)")
         write_rows(ctx.out_dir / EVAL_FILE, out)
         sources = {r["reference_source"] for r in out}
-        summary = {"rows": len(out), "references": sources.pop() if len(sources) == 1 else "mixed",
-                   "from_teacher": sum(r["reference_source"] == "teacher" for r in out),
-                   "dropped_no_valid_teacher_answer": dropped}
+        summary = EvalSetSummary(
+            rows=len(out), references=sources.pop() if len(sources) == 1 else "mixed",
+            from_teacher=sum(r["reference_source"] == "teacher" for r in out),
+            dropped_no_valid_teacher_answer=dropped)
         if unlabelled:
-            ctx.log(f"{summary['from_teacher']} eval references are the teacher's answers "
+            ctx.log(f"{summary.from_teacher} eval references are the teacher's answers "
                     f"({dropped} dropped: no valid answer)")
         return summary

@@ -24,15 +24,18 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
 from pipeline.formats import FORMATS, GGUF_FTYPES
-from pipeline.outputs import KEPT
+from pipeline.outputs import KEPT, ExportSummary, carry_prompt_format
 from pipeline.prompts import ChatPrompt
-from pipeline.stage import Settings, StageContext
+from pipeline.stage import Runtime, Settings, StageContext
 from pipeline.targets import Target
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def converter_path() -> Path:
@@ -62,7 +65,7 @@ def convert_to_f16(hf_dir: Path, out_file: Path) -> None:
 
 
 def quantize(src: Path, dest: Path, quant: str, threads: int,
-             imatrix: dict[str, Any] | None = None) -> None:
+             imatrix: dict[str, np.ndarray] | None = None) -> None:
     """llama.cpp's own quantizer through the library the runtime uses (`imatrix`: GGUF tensor
     name -> mean squared input activation per column, as llama-imatrix writes)."""
     import llama_cpp
@@ -82,7 +85,7 @@ def quantize(src: Path, dest: Path, quant: str, threads: int,
         raise RuntimeError(f"llama_model_quantize to {quant} failed with code {rc}")
 
 
-def _imatrix(ctx: StageContext[ExportGgufSettings], f16: Path) -> dict[str, Any]:
+def _imatrix(ctx: StageContext[ExportGgufSettings], f16: Path) -> dict[str, np.ndarray]:
     """The importance matrix of the model on the task's own kept teacher rows (prompt and
     answer in the student's trained format), saved beside the GGUF for inspection."""
     import json
@@ -125,11 +128,12 @@ class ExportGgufStage:
                 calibration_rows=target.calibration_rows, prompt=config.task.student_prompt)
         return ExportGgufSettings(format=target.format, quant=target.quant)
 
-    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {}
+    def runtime(self, config: BuildConfig, target: Target) -> Runtime:
+        return Runtime()
 
-    def run(self, ctx: StageContext[ExportGgufSettings]) -> dict[str, Any]:
+    def run(self, ctx: StageContext[ExportGgufSettings]) -> ExportSummary:
         from pipeline.generation.llm import open_gguf
+        from pipeline.measure.quant_mix import gguf_mix
 
         quant = ctx.settings.quant
         hf_dir = ctx.inputs["model"]
@@ -140,12 +144,11 @@ class ExportGgufStage:
         if quant != "F16":
             matrix = _imatrix(ctx, f16) if ctx.settings.calibration == "imatrix" else None
             quantize(f16, out, quant, threads=os.cpu_count() or 1, imatrix=matrix)
-        fmt = hf_dir / "prompt_format.json"
-        if fmt.is_file():  # the messages the student was trained with travel with the GGUF
-            shutil.copyfile(fmt, ctx.out_dir / "prompt_format.json")
+        carry_prompt_format(hf_dir, ctx.out_dir)
         llm = open_gguf(out, n_ctx=256, threads=1)  # proves the file opens in the runtime
         n_params = llm.n_params() if hasattr(llm, "n_params") else None
         del llm
         ctx.log(f"wrote {out.name} ({out.stat().st_size / 1e6:.1f} MB)")
-        return {"artifact": out.name, "quant": quant, "bytes": out.stat().st_size,
-                "f16_bytes": f16.stat().st_size, "parameters": n_params}
+        return ExportSummary(artifact=out.name, quant=quant, bytes=out.stat().st_size,
+                             reference_bytes=f16.stat().st_size, parameters=n_params,
+                             bits_per_weight=gguf_mix(out, quant)["bits_per_weight"])

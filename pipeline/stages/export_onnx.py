@@ -24,13 +24,13 @@ Example:
 from __future__ import annotations
 
 import shutil
-from typing import Any
 
 from pipeline.cache import artifact_bytes
 from pipeline.config import BuildConfig
 from pipeline.formats import FORMATS
 from pipeline.models.onnx_build import build_all, job
-from pipeline.stage import Settings, StageContext
+from pipeline.outputs import ExportSummary, carry_prompt_format
+from pipeline.stage import Runtime, Settings, StageContext
 from pipeline.targets import Target
 
 
@@ -54,10 +54,10 @@ class ExportOnnxStage:
         return ExportOnnxSettings(format=target.format, quant=target.quant,
                                   execution_provider=target.execution_provider, **quantizer)
 
-    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {}
+    def runtime(self, config: BuildConfig, target: Target) -> Runtime:
+        return Runtime()
 
-    def run(self, ctx: StageContext[ExportOnnxSettings]) -> dict[str, Any]:
+    def run(self, ctx: StageContext[ExportOnnxSettings]) -> ExportSummary:
         from pipeline.runkit.run import open_onnx
 
         s, hf_dir = ctx.settings, ctx.inputs["model"]
@@ -72,13 +72,11 @@ class ExportOnnxStage:
             jobs.append(job(hf_dir, out, s.quant, s.execution_provider, extra, scratch))
         build_all(jobs)  # one child process: the builder's imports are paid once
         shutil.rmtree(scratch, ignore_errors=True)
-        fmt = hf_dir / "prompt_format.json"
-        if fmt.is_file():  # the messages the student was trained with travel with the model
-            shutil.copyfile(fmt, ctx.out_dir / "prompt_format.json")
+        carry_prompt_format(hf_dir, ctx.out_dir)
         # Proves the folder opens in the runtime (a CUDA export: on the CPU provider when
         # there is no GPU here — the same graph, which the bench then parity-checks on CPU).
         open_onnx(out, threads=1)
         size = artifact_bytes(out)
         ctx.log(f"wrote {out.name}/ ({size / 1e6:.1f} MB)")
-        return {"artifact": out.name, "quant": s.quant, "bytes": size,
-                "fp32_bytes": artifact_bytes(fp32)}
+        return ExportSummary(artifact=out.name, quant=s.quant, bytes=size,
+                             reference_bytes=artifact_bytes(fp32))

@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +31,9 @@ from pipeline.cache import artifact_bytes
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
 from pipeline.formats import FORMATS
-from pipeline.outputs import KEPT
+from pipeline.outputs import KEPT, ExportSummary, carry_prompt_format
 from pipeline.prompts import ChatPrompt
-from pipeline.stage import Settings, StageContext
+from pipeline.stage import Runtime, Settings, StageContext
 from pipeline.targets import Target
 
 # max |logit difference| the fp32 IR may have against torch on the check prompt: float32
@@ -93,17 +92,17 @@ class ExportOpenVinoStage:
     resumable = False
 
     def settings(self, config: BuildConfig, target: Target) -> ExportOpenVinoSettings:
-        fields: dict[str, Any] = {"format": target.format, "quant": target.quant,
-                                  "group_size": target.block_size, "ratio": target.int4_ratio}
+        plain = ExportOpenVinoSettings(format=target.format, quant=target.quant,
+                                       group_size=target.block_size, ratio=target.int4_ratio)
         if target.calibration == "awq" and target.quant == "int4":
-            fields |= {"calibration": "awq", "calibration_rows": target.calibration_rows,
-                       "prompt": config.task.student_prompt}
-        return ExportOpenVinoSettings(**fields)
+            return plain.model_copy(update={"calibration": "awq", "prompt": config.task.student_prompt,
+                                            "calibration_rows": target.calibration_rows})
+        return plain
 
-    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {}
+    def runtime(self, config: BuildConfig, target: Target) -> Runtime:
+        return Runtime()
 
-    def run(self, ctx: StageContext[ExportOpenVinoSettings]) -> dict[str, Any]:
+    def run(self, ctx: StageContext[ExportOpenVinoSettings]) -> ExportSummary:
         from pipeline.measure.quant_mix import openvino_mix
         from pipeline.models.openvino_ir import export_folder, load_model
         from pipeline.runkit.run import open_openvino
@@ -122,14 +121,13 @@ class ExportOpenVinoStage:
                     {"method": "awq+scale_estimation", "rows": len(texts),
                      "tokens": sum(map(len, texts))}) + "\n")
             export_folder(model, hf_dir, out, s.quant, s.group_size, texts, s.ratio)
-        if (hf_dir / "prompt_format.json").is_file():  # the trained messages travel with it
-            shutil.copyfile(hf_dir / "prompt_format.json", ctx.out_dir / "prompt_format.json")
+        carry_prompt_format(hf_dir, ctx.out_dir)
         open_openvino(out, threads=1)  # proves the folder loads in openvino-genai
         mix = openvino_mix(out, s.quant)
         size = artifact_bytes(out)
         ctx.log(f"wrote {out.name}/ ({size / 1e6:.1f} MB; {mix['requested_share']:.0%} of "
                 f"weights {mix['requested_type']})")
-        return {"artifact": out.name, "quant": s.quant, "bytes": size,
-                "fp32_bytes": artifact_bytes(fp32), "fp32_max_logit_diff": diff,
-                "weight_types": mix["types"]}
+        return ExportSummary(artifact=out.name, quant=s.quant, bytes=size,
+                             reference_bytes=artifact_bytes(fp32), max_logit_diff=diff,
+                             bits_per_weight=mix["bits_per_weight"], weight_types=mix["types"])
 

@@ -16,52 +16,61 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
-from typing import Any
+
+from pydantic import BaseModel
 
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
-from pipeline.filters import FilterSettings, apply_filters, load_schema
+from pipeline.filters import FilterRow, FilterSettings, apply_filters, load_schema
 from pipeline.outputs import (
     DROPS,
     KEPT,
     TEACHER_FAILED,
-    TEACHER_ROWS,
     TEACHER_STATS,
+    Drops,
     TeacherStats,
-    read_json,
+    read_doc,
+    read_teacher_rows,
+    write_doc,
 )
-from pipeline.stage import StageContext
+from pipeline.stage import Runtime, StageContext
 from pipeline.targets import Target
 from pipeline.tasks import make_task
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+class DroppedExample(BaseModel):
+    id: str
+    prompt: str  # the first 300 characters
+    response: str  # the teacher's answer or error, first 300 characters
 
 
-def data_card(summary: dict[str, Any], dropped: list[dict[str, Any]],
-              teacher: dict[str, Any]) -> tuple[dict[str, Any], str]:
+class DataCard(Drops):
+    """data_card.json: the drop counts, the teacher's cost, and a few rows per drop reason."""
+
+    teacher: TeacherStats
+    dropped_examples: dict[str, list[DroppedExample]]
+
+
+def data_card(drops: Drops, dropped: list[FilterRow], teacher: TeacherStats) -> tuple[DataCard, str]:
     """The data card as JSON and Markdown: what was kept, what was dropped and why, at what cost."""
-    examples: dict[str, list[dict[str, Any]]] = {}
+    examples: dict[str, list[DroppedExample]] = {}
     for row in dropped:
         bucket = examples.setdefault(row["drop_reason"], [])
         if len(bucket) < 3:
-            bucket.append({"id": row["id"], "prompt": row["prompt"][:300],
-                           "response": (row.get("response") or row.get("error") or "")[:300]})
-    card = {**summary, "teacher": teacher, "dropped_examples": examples}
-    lines = ["# Data card", "", f"Teacher answers: {summary['rows_in']}; kept {summary['kept']}; "
-             f"dropped {summary['dropped']}.", "", "| drop reason | rows |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in summary["drops_by_reason"].items()]
-    lines += ["", f"Teacher: {teacher.get('rows_per_min')} rows/min, {teacher.get('wall_s')} s; "
-              f"prompt tokens {teacher.get('prompt_tokens')} (prefilled {teacher.get('prefill_tokens')}, "
-              f"the rest from the KV cache), generated {teacher.get('completion_tokens')} at "
-              f"{teacher.get('decode_tok_s')} tok/s; failed requests {teacher.get('failed', 0)}."]
+            bucket.append(DroppedExample(id=row["id"], prompt=row["prompt"][:300], response=(
+                row.get("response") or row.get("error") or "")[:300]))
+    card = DataCard(**drops.model_dump(), teacher=teacher, dropped_examples=examples)
+    t = teacher
+    lines = ["# Data card", "", f"Teacher answers: {drops.rows_in}; kept {drops.kept}; "
+             f"dropped {drops.dropped}.", "", "| drop reason | rows |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in drops.drops_by_reason.items()]
+    lines += ["", f"Teacher: {t.rows_per_min} rows/min, {t.wall_s} s; "
+              f"prompt tokens {t.prompt_tokens} (prefilled {t.prefill_tokens}, "
+              f"the rest from the KV cache), generated {t.completion_tokens} at "
+              f"{t.decode_tok_s} tok/s; failed requests {t.failed}."]
     for reason, rows in examples.items():
         lines += ["", f"## Dropped: {reason}"]
-        lines += [f"- `{r['id']}`: {json.dumps(r['response'], ensure_ascii=False)}" for r in rows]
+        lines += [f"- `{r.id}`: {json.dumps(r.response, ensure_ascii=False)}" for r in rows]
     return card, "\n".join(lines) + "\n"
 
 
@@ -81,15 +90,15 @@ class FilterStage:
             json_schema=load_schema(f.json_schema_file), dedupe=f.dedupe,
             n_samples=config.teacher.n_samples)
 
-    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {}
+    def runtime(self, config: BuildConfig, target: Target) -> Runtime:
+        return Runtime()
 
-    def run(self, ctx: StageContext[FilterSettings]) -> dict[str, Any]:
+    def run(self, ctx: StageContext[FilterSettings]) -> Drops:
         teacher_dir = ctx.inputs["teacher"]
         # train rows only: the teacher's answers to unlabelled eval prompts label the eval
         # split (eval_set) and are never trained on
-        rows = [r for r in _read_jsonl(teacher_dir / TEACHER_ROWS) + _read_jsonl(
-            teacher_dir / TEACHER_FAILED) if r.get("split", "train") == "train"]
+        rows = [r for r in read_teacher_rows(teacher_dir) + read_teacher_rows(
+            teacher_dir, TEACHER_FAILED) if r["split"] == "train"]
         kept, dropped = apply_filters(rows, ctx.settings)
         with (ctx.out_dir / KEPT).open("w", encoding="utf-8") as fh:
             fh.writelines(json.dumps({"id": r["id"], "prompt": r["prompt"], "response": r["answer"]},
@@ -104,14 +113,13 @@ class FilterStage:
             fh.writelines(json.dumps({k: v for k, v in r.items() if k != "parsed"},
                                      ensure_ascii=False) + "\n" for r in dropped)
         reasons = Counter(r["drop_reason"] for r in dropped)
-        summary = {"rows_in": len(rows), "kept": len(kept), "dropped": len(dropped),
-                   "drops_by_reason": dict(sorted(reasons.items())),
-                   "kept_teacher_metric": metric,
-                   "kept_teacher_quality": round(quality[metric], 4) if metric in quality else None}
-        (ctx.out_dir / DROPS).write_text(json.dumps(summary, indent=2))
-        teacher = read_json(teacher_dir, TEACHER_STATS, TeacherStats)
+        summary = Drops(rows_in=len(rows), kept=len(kept), dropped=len(dropped),
+                        drops_by_reason=dict(sorted(reasons.items())), kept_teacher_metric=metric,
+                        kept_teacher_quality=round(quality[metric], 4) if metric in quality else None)
+        (ctx.out_dir / DROPS).write_text(summary.model_dump_json(indent=2))
+        teacher = read_doc(teacher_dir / TEACHER_STATS, TeacherStats)
         card, markdown = data_card(summary, dropped, teacher)
-        (ctx.out_dir / "data_card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False))
+        write_doc(ctx.out_dir / "data_card.json", card)
         (ctx.out_dir / "data_card.md").write_text(markdown)
         ctx.log(f"kept {len(kept)}/{len(rows)}; dropped {dict(reasons)}")
         if not kept:

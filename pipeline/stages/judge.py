@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import BuildConfig
-from pipeline.generation.backends import LIBRARIES, BackendOptions, Request, make_backend
+from pipeline.generation.backends import LIBRARIES, Request, make_backend
 from pipeline.measure.bench import BENCH_STEPS, merged_answers
 from pipeline.measure.judge import judge_messages, pairs, parse_verdict, tally
 from pipeline.measure.roles import Role
-from pipeline.outputs import JUDGE
+from pipeline.outputs import JUDGE, JudgeSummary
 from pipeline.prompts import ChatPrompt
-from pipeline.stage import Settings, StageContext
+from pipeline.stage import BackendRuntime, Settings, StageContext
 from pipeline.targets import Target
 from pipeline.tasks.inputs import EVAL_FILE, read_rows
 
@@ -73,17 +73,18 @@ class JudgeStage:
                              teacher_prompt=config.task.teacher_prompt, max_tokens=t.max_tokens,
                              **t.where())
 
-    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return config.teacher.backend_runtime()
+    def runtime(self, config: BuildConfig, target: Target) -> BackendRuntime:
+        return BackendRuntime.of(config.teacher)
 
-    def run(self, ctx: StageContext[JudgeSettings]) -> dict[str, Any]:
+    def run(self, ctx: StageContext[JudgeSettings, BackendRuntime]) -> JudgeSummary:
         s = ctx.settings
         if not s.enabled:
-            (ctx.out_dir / JUDGE).write_text(json.dumps({"enabled": False}) + "\n")
-            return {"enabled": False}
+            off = JudgeSummary(enabled=False)
+            (ctx.out_dir / JUDGE).write_text(off.model_dump_json(include={"enabled"}) + "\n")
+            return off
         eval_rows = read_rows(ctx.inputs["eval"] / EVAL_FILE)[: s.rows]
         answers = {role: texts[: len(eval_rows)] for role, texts in _answers(ctx).items()}
-        backend = make_backend(s.backend, BackendOptions.pick({**s.key_dict(), **ctx.runtime}),
+        backend = make_backend(s.backend, ctx.runtime.options(s),
                                ctx.inputs.get("teacher_model"))
         try:
             teacher = answers.pop(Role.TEACHER, None)
@@ -112,12 +113,13 @@ class JudgeStage:
                 fh.write(json.dumps({"id": rid, "answer": ans, "teacher": to_judge[(rid, ans)],
                                      "as_a": raw.get(f"{i}#0", ""), "as_b": raw.get(f"{i}#1", "")},
                                     ensure_ascii=False) + "\n")
-        result = {"enabled": True, "rows": len(eval_rows), "judge": _judge_name(ctx.inputs),
-                  "pairs": len(keys), "calls": len(requests),
-                  "unreadable": sum(v is None for pair in verdicts.values() for v in pair),
-                  "roles": tally(plan, verdicts)}
-        (ctx.out_dir / JUDGE).write_text(json.dumps(result, indent=2) + "\n")
-        return {k: v for k, v in result.items() if k != "roles"}
+        result = JudgeSummary(
+            enabled=True, rows=len(eval_rows), judge=_judge_name(ctx.inputs), pairs=len(keys),
+            calls=len(requests), unreadable=sum(v is None for pair in verdicts.values() for v in pair))
+        # judge.json: the summary and each judged role's wins / ties / losses
+        (ctx.out_dir / JUDGE).write_text(json.dumps(
+            {**result.model_dump(), "roles": tally(plan, verdicts)}, indent=2) + "\n")
+        return result
 
 
 def _judge_name(inputs: dict[str, Path]) -> str:

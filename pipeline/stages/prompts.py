@@ -17,14 +17,22 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 from pipeline.config import BuildConfig
-from pipeline.stage import Settings, StageContext
+from pipeline.outputs import PromptsSummary
+from pipeline.stage import Runtime, Settings, StageContext
 from pipeline.targets import Target
 from pipeline.tasks import make_task
 from pipeline.tasks.base import TaskSpec
-from pipeline.tasks.inputs import EVAL_FILE, TRAIN_FILE, Columns, load_rows, normalized_prompt, write_rows
+from pipeline.tasks.inputs import (
+    EVAL_FILE,
+    TRAIN_FILE,
+    Columns,
+    PromptRow,
+    load_rows,
+    normalized_prompt,
+    write_rows,
+)
 
 
 class PromptsSettings(Settings):
@@ -36,7 +44,7 @@ class PromptsSettings(Settings):
     max_eval_rows: int
 
 
-def split_holdout(rows: list[dict[str, Any]], n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def split_holdout(rows: list[PromptRow], n: int) -> tuple[list[PromptRow], list[PromptRow]]:
     """(train, eval): the n rows whose id hashes lowest are held out; order is kept."""
     if n >= len(rows):
         raise ValueError(f"task.holdout = {n} leaves no train prompts of {len(rows)}")
@@ -56,10 +64,10 @@ class PromptsStage:
                                holdout=t.holdout, max_train_rows=t.max_train_rows,
                                max_eval_rows=t.max_eval_rows)
 
-    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {}
+    def runtime(self, config: BuildConfig, target: Target) -> Runtime:
+        return Runtime()
 
-    def run(self, ctx: StageContext[PromptsSettings]) -> dict[str, Any]:
+    def run(self, ctx: StageContext[PromptsSettings]) -> PromptsSummary:
         from pipeline.errors import UserError
 
         s = ctx.settings
@@ -91,6 +99,6 @@ class PromptsStage:
         write_rows(ctx.out_dir / EVAL_FILE, evals)
         labelled = sum(r["reference"] is not None for r in evals)
         by_set = {str(x): sum(r.get("set") == x for r in evals) for x in sets if x is not None}
-        return {"train": len(train), "eval": len(evals), **({"eval_sets": by_set} if by_set else {}),
-                "eval_with_reference": labelled, "held_out": 0 if s.has_eval else len(evals),
-                "overlap_dropped": len(overlap)}
+        return PromptsSummary(train=len(train), eval=len(evals), eval_sets=by_set or None,
+                              eval_with_reference=labelled, overlap_dropped=len(overlap),
+                              held_out=0 if s.has_eval else len(evals))

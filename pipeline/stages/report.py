@@ -13,11 +13,13 @@ Example:
 from __future__ import annotations
 
 import json
-from typing import Any
+from pathlib import Path
+from typing import Any, TypedDict
 
 from pipeline.cache import file_sha256, library_versions, read_jsonl, read_meta
 from pipeline.config import BuildConfig
 from pipeline.measure.bench import BENCH_STEPS, merged_answers
+from pipeline.measure.quant_mix import QuantMix
 from pipeline.measure.roles import ORDER, Role
 from pipeline.outputs import (
     DROPS,
@@ -25,16 +27,20 @@ from pipeline.outputs import (
     TEACHER_STATS,
     TRAIN_LOG,
     Drops,
+    EvalSetSummary,
+    JudgeOutput,
+    ReportSummary,
     TeacherStats,
+    TrainingSummary,
     read_bench,
-    read_json,
+    read_doc,
     write_report,
 )
-from pipeline.stage import Settings, StageContext
+from pipeline.stage import Runtime, Settings, StageContext
 from pipeline.targets import Target
 from pipeline.tasks import make_task
-from pipeline.tasks.base import TaskSpec
-from pipeline.tasks.inputs import EVAL_FILE, TRAIN_FILE, read_rows
+from pipeline.tasks.base import Task, TaskSpec
+from pipeline.tasks.inputs import EVAL_FILE, TRAIN_FILE, EvalRow, read_eval
 
 REPORT_LIBRARIES = ("torch", "transformers", "llama-cpp-python", "gguf", "tokenizers",
                     "onnxruntime", "onnxruntime-genai")
@@ -63,34 +69,46 @@ class ReportSettings(Settings):
     quant: str = ""
 
 
-def _curve(log_path: Any, max_points: int = 300) -> list[dict[str, Any]]:
+# Bench rows and answers stay JSON records here: a row's metric columns are named by the
+# task and an answer table's columns by the rows' roles (BenchOutput checks the fixed fields).
+Rows = list[dict[str, Any]]
+
+
+class CurvePoint(TypedDict, total=False):
+    step: int
+    loss: float  # a training step's
+    eval_loss: float  # a held-out evaluation's
+    eval_kl: float
+
+
+def _curve(log_path: Path, max_points: int = 300) -> list[CurvePoint]:
     """The training log, thinned to at most max_points for the plot."""
     if not log_path.is_file():
         return []
     points = read_jsonl(log_path)
     train = [p for p in points if "loss" in p]
     stride = max(1, len(train) // max_points)
-    evals = [{k: p[k] for k in ("step", "eval_loss", "eval_kl") if k in p}
+    evals = [CurvePoint(**{k: p[k] for k in ("step", "eval_loss", "eval_kl") if k in p})
              for p in points if "eval_loss" in p]
-    return [{"step": p["step"], "loss": p["loss"]} for p in train[::stride]] + evals
+    return [CurvePoint(step=p["step"], loss=p["loss"]) for p in train[::stride]] + evals
 
 
-def _judge(folder: Any, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _judge(folder: Path | None, rows: Rows) -> JudgeOutput | None:
     """The judge step's outcome (None when it was off); each judged row gets its W/T/L cell."""
     path = folder / JUDGE if folder is not None else None
     if path is None or not path.is_file():
         return None
-    judge = json.loads(path.read_text())
-    if not judge.get("enabled"):
+    judge = read_doc(path, JudgeOutput)
+    if not judge.enabled:
         return None
     for row in rows:
-        if counts := judge["roles"].get(row["role"]):
+        if counts := judge.roles.get(row["role"]):
             row["judge"] = f"{counts['win']}/{counts['tie']}/{counts['loss']}"
             row["judge_win_rate"] = counts["win_rate"]
     return judge
 
 
-def _extra_columns(rows: list[dict[str, Any]], judge: dict[str, Any] | None) -> list[list[str]]:
+def _extra_columns(rows: Rows, judge: JudgeOutput | None) -> list[list[str]]:
     """Columns beyond the kind's own: invented spans (tasks with copy_fields) and the judge."""
     extra = []
     if any(r.get("ci") for r in rows):
@@ -102,7 +120,7 @@ def _extra_columns(rows: list[dict[str, Any]], judge: dict[str, Any] | None) -> 
     return extra
 
 
-def _quant_mix(ctx: StageContext[ReportSettings]) -> dict[str, Any] | None:
+def _quant_mix(ctx: StageContext[ReportSettings]) -> QuantMix | None:
     """The shipped GGUF's or OpenVINO IR's real type mix (None for other formats)."""
     from pipeline.measure.quant_mix import gguf_mix, openvino_mix
 
@@ -114,7 +132,7 @@ def _quant_mix(ctx: StageContext[ReportSettings]) -> dict[str, Any] | None:
     return None
 
 
-def _bar(s: ReportSettings, rows: list[dict[str, Any]]) -> float | None:
+def _bar(s: ReportSettings, rows: Rows) -> float | None:
     """The verdict's bar for the small model used directly: the user's, else the teacher's
     metric less the allowed gap (None without either)."""
     if s.min_quality is not None:
@@ -124,8 +142,8 @@ def _bar(s: ReportSettings, rows: list[dict[str, Any]]) -> float | None:
     return None if teacher is None else round(teacher[s.task.primary] - gap, 4)
 
 
-def _decision(s: ReportSettings, task: Any, rows: list[dict[str, Any]],
-              answers: list[dict[str, Any]], eval_rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _decision(s: ReportSettings, task: Task, rows: Rows, answers: Rows, eval_rows: list[EvalRow]
+              ) -> dict[str, Any]:
     """The build's one ship / no-ship decision (pipeline.measure.decision). A constrained
     artifact's quantization checks hold it to its F16 export under the same grammar."""
     from pipeline.measure.decision import Evidence, Limits, decide_build, tiers_of
@@ -144,7 +162,8 @@ def _decision(s: ReportSettings, task: Any, rows: list[dict[str, Any]],
 
 
 def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
-    """The report dict (report.json) from the stage inputs."""
+    """The report document from the stage inputs, as report.json holds it (write_report checks
+    it against pipeline.outputs.Report)."""
     from pipeline.measure.quality import greedy_agreement, teacher_agreement
     from pipeline.measure.uncertainty import add_intervals, add_other_intervals
     from pipeline.measure.verdict import attribution, decide, with_decision
@@ -166,8 +185,10 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
     walls = {role: meta["wall_s"] for role, folder in ctx.inputs.items()
              if folder.is_dir() and (meta := read_meta(folder))}
     distill_meta = read_meta(ctx.inputs["distill"]) or {}
-    eval_set = (read_meta(ctx.inputs["eval"]) or {}).get("summary", {})
-    eval_rows = read_rows(ctx.inputs["eval"] / EVAL_FILE)
+    training = TrainingSummary.model_validate(distill_meta["summary"]) if distill_meta else None
+    eval_meta = read_meta(ctx.inputs["eval"])
+    eval_set = EvalSetSummary.model_validate(eval_meta["summary"]) if eval_meta else None
+    eval_rows = read_eval(ctx.inputs["eval"] / EVAL_FILE)
     decision = _decision(s, task, bench["rows"], answers, eval_rows)
     verdict = with_decision(decide(bench["rows"], _bar(s, bench["rows"]), s.requests_per_day,
                                    s.latency_budget_s, metric), decision)
@@ -179,16 +200,17 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
         "benchmarked_on": s.benchmarked_on,
         "task": {"name": s.task.name, "kind": s.task.kind, "metric": metric,
                  "columns": [list(c) for c in task.columns] + _extra_columns(bench["rows"], judge),
-                 "references": eval_set.get("references", "data"), "eval_rows": eval_set.get("rows")},
+                 "references": eval_set.references if eval_set else "data",
+                 "eval_rows": eval_set.rows if eval_set else None},
         "bench": bench,
         "verdict": verdict,
         "attribution": attributed,
-        "judge": judge,
+        "judge": judge.model_dump() if judge else None,
         "quant_mix": _quant_mix(ctx),
         "decision": decision,
-        "data": read_json(ctx.inputs["filter"], DROPS, Drops),
-        "teacher": read_json(ctx.inputs["teacher"], TEACHER_STATS, TeacherStats),
-        "training": distill_meta.get("summary"),
+        "data": read_doc(ctx.inputs["filter"] / DROPS, Drops).model_dump(),
+        "teacher": read_doc(ctx.inputs["teacher"] / TEACHER_STATS, TeacherStats).model_dump(),
+        "training": training.model_dump() if training else None,
         "training_curve": _curve(ctx.inputs["distill"] / TRAIN_LOG),
         "seeds": {"teacher": (read_meta(ctx.inputs["teacher"]) or {}).get("settings", {}).get("seed"),
                   "distill": distill_meta.get("settings", {}).get("seed"),
@@ -224,10 +246,10 @@ class ReportStage:
                                              target.constrained)[0]),
             artifact=target.artifact(), quant=target.quant)
 
-    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {}
+    def runtime(self, config: BuildConfig, target: Target) -> Runtime:
+        return Runtime()
 
-    def run(self, ctx: StageContext[ReportSettings]) -> dict[str, Any]:
+    def run(self, ctx: StageContext[ReportSettings]) -> ReportSummary:
         from pipeline.report.render import render_html, render_markdown
 
         report = build_report(ctx)
@@ -235,5 +257,5 @@ class ReportStage:
         (ctx.out_dir / "report.md").write_text(render_markdown(report))
         (ctx.out_dir / "report.html").write_text(render_html(report))
         ctx.log(report["verdict"]["text"])
-        return {"rows": len(report["bench"]["rows"]), "verdict": report["verdict"]["case"],
-                "ship": report["decision"]["ship"]}
+        return ReportSummary(rows=len(report["bench"]["rows"]), verdict=report["verdict"]["case"],
+                             ship=report["decision"]["ship"])

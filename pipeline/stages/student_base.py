@@ -12,10 +12,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
-
 from pipeline.config import BuildConfig
-from pipeline.stage import Settings, StageContext
+from pipeline.outputs import ModelInfo
+from pipeline.stage import Runtime, Settings, StageContext
 from pipeline.targets import Target
 
 
@@ -31,12 +30,12 @@ class StudentBaseStage:
     def settings(self, config: BuildConfig, target: Target) -> StudentBaseSettings:
         return StudentBaseSettings(dtype="float32")
 
-    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {}
+    def runtime(self, config: BuildConfig, target: Target) -> Runtime:
+        return Runtime()
 
-    def run(self, ctx: StageContext[StudentBaseSettings]) -> dict[str, Any]:
+    def run(self, ctx: StageContext[StudentBaseSettings]) -> ModelInfo:
         from pipeline.models.hf import save_hf_copy
 
-        info = save_hf_copy(ctx.inputs["student_model"], ctx.out_dir)
-        ctx.log(f"saved {info['architecture']} with {info['parameters'] / 1e6:.1f}M parameters")
+        info = ModelInfo(**save_hf_copy(ctx.inputs["student_model"], ctx.out_dir))
+        ctx.log(f"saved {info.architecture} with {info.parameters / 1e6:.1f}M parameters")
         return info

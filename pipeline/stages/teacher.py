@@ -27,28 +27,35 @@ import os
 import time
 from collections.abc import Collection, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO
 
 from pipeline.config import BuildConfig
+from pipeline.constrain import grammar_settings
 from pipeline.errors import StepUnfinished, UserError
 from pipeline.generation.backends import (
     LIBRARIES,
-    BackendOptions,
     Request,
     Result,
     TeacherBackend,
     make_backend,
 )
-from pipeline.outputs import TEACHER_FAILED, TEACHER_ROWS, TEACHER_STATS
+from pipeline.outputs import (
+    TEACHER_FAILED,
+    TEACHER_ROWS,
+    TEACHER_STATS,
+    TeacherRow,
+    TeacherStats,
+    write_doc,
+)
 from pipeline.prompts import ChatPrompt
-from pipeline.stage import Settings, StageContext
+from pipeline.stage import BackendRuntime, Settings, StageContext
 from pipeline.targets import Target
-from pipeline.tasks.inputs import EVAL_FILE, TRAIN_FILE, read_rows
+from pipeline.tasks.inputs import EVAL_FILE, TRAIN_FILE, PromptRow, read_rows
 
 
-def _done_rows(path: Path) -> dict[str, dict[str, Any]]:
+def _done_rows(path: Path) -> dict[str, TeacherRow]:
     """Rows a previous (killed) run finished, by key; a torn last line is cut off and redone."""
-    done: dict[str, dict[str, Any]] = {}
+    done: dict[str, TeacherRow] = {}
     if not path.is_file():
         return done
     good_bytes = 0
@@ -66,7 +73,7 @@ def _done_rows(path: Path) -> dict[str, dict[str, Any]]:
     return done
 
 
-def _append(out: Any, record: dict[str, Any]) -> None:
+def _append(out: IO[str], record: TeacherRow) -> None:
     out.write(json.dumps(record, ensure_ascii=False) + "\n")
     out.flush()
     os.fsync(out.fileno())  # a finished row survives kill -9 and power loss
@@ -85,12 +92,20 @@ class TeacherSettings(Settings):
     model_name: str | None = None
     n_ctx: int | None = None  # local backends
     threads: int | None = None
+    # [teacher] constrained: the task grammar the answers decode under, or why there is none
+    grammar: str | None = None
+    grammar_skipped: str | None = None
 
 
-def _requests(prompts: list[dict[str, Any]], s: TeacherSettings) -> list[Request]:
+class _Prompt(PromptRow):
+    split: str  # "train" | "eval"
+
+
+def _requests(prompts: list[_Prompt], s: TeacherSettings) -> list[Request]:
     """Every request of the stage, in a fixed order (done or not)."""
     return [Request(row_id=row["id"], sample=sample, messages=tuple(s.prompt.messages(row["prompt"])),
-                    max_tokens=s.max_tokens, temperature=s.temperature, seed=s.seed + sample)
+                    max_tokens=s.max_tokens, temperature=s.temperature, seed=s.seed + sample,
+                    grammar=s.grammar)
             for row in prompts for sample in range(s.n_samples)]
 
 
@@ -111,10 +126,10 @@ def _new_results(backend: TeacherBackend, reqs: list[Request], done: Collection[
         yield from (res for res in backend.run(wave) if res.request.key not in done)
 
 
-def _record(res: Result, row: dict[str, Any]) -> dict[str, Any]:
+def _record(res: Result, row: _Prompt) -> TeacherRow:
     req = res.request
-    out = {"key": req.key, "id": req.row_id, "split": row["split"], "sample": req.sample,
-           "prompt": row["prompt"], "reference": row["reference"], "attempts": res.attempts}
+    out = TeacherRow(key=req.key, id=req.row_id, split=row["split"], sample=req.sample,
+                     prompt=row["prompt"], reference=row["reference"], attempts=res.attempts)
     if res.error:
         return {**out, "error": res.error}
     return {**out, "response": res.text, "prompt_tokens": res.prompt_tokens,
@@ -131,19 +146,20 @@ class TeacherStage:
         t = config.teacher
         return TeacherSettings(
             backend=t.backend, prompt=config.task.teacher_prompt, max_tokens=t.max_tokens,
-            temperature=t.temperature, n_samples=t.n_samples, seed=t.seed, **t.where())
+            temperature=t.temperature, n_samples=t.n_samples, seed=t.seed, **t.where(),
+            **grammar_settings(config))
 
-    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return config.teacher.backend_runtime()
+    def runtime(self, config: BuildConfig, target: Target) -> BackendRuntime:
+        return BackendRuntime.of(config.teacher)
 
-    def run(self, ctx: StageContext[TeacherSettings]) -> dict[str, Any]:
+    def run(self, ctx: StageContext[TeacherSettings, BackendRuntime]) -> TeacherStats:
         from tqdm import tqdm
 
         s = ctx.settings
         # the train prompts, and the eval prompts that have no reference (the teacher's
         # answers become their references in eval_set; they are never trained on)
-        prompts = [{**r, "split": "train"} for r in read_rows(ctx.inputs["prompts"] / TRAIN_FILE)]
-        prompts += [{**r, "split": "eval"} for r in read_rows(ctx.inputs["prompts"] / EVAL_FILE)
+        prompts = [_Prompt(**r, split="train") for r in read_rows(ctx.inputs["prompts"] / TRAIN_FILE)]
+        prompts += [_Prompt(**r, split="eval") for r in read_rows(ctx.inputs["prompts"] / EVAL_FILE)
                     if r["reference"] is None]
         by_id = {p["id"]: p for p in prompts}
         out_path = ctx.out_dir / TEACHER_ROWS
@@ -152,10 +168,12 @@ class TeacherStage:
         todo = [r for r in reqs if r.key not in done]
         if done:
             ctx.log(f"resuming: {len(done)} of {len(reqs)} answers already done")
+        if s.grammar_skipped:
+            ctx.log(f"free decoding: {s.grammar_skipped}")
         # the backend's options: these settings + the runtime ones (concurrency, timeouts)
-        backend = make_backend(s.backend, BackendOptions.pick({**s.key_dict(), **ctx.runtime}),
+        backend = make_backend(s.backend, ctx.runtime.options(s),
                                ctx.inputs.get("teacher_model"))
-        start, failed = time.perf_counter(), []
+        start, failed = time.perf_counter(), list[TeacherRow]()
         totals = {"prompt_tokens": 0, "prefill_tokens": 0, "completion_tokens": 0}
         try:
             with out_path.open("a", encoding="utf-8") as out, tqdm(
@@ -168,7 +186,7 @@ class TeacherStage:
                         continue
                     _append(out, record)
                     for key in totals:
-                        totals[key] += record[key]
+                        totals[key] += record[key]  # type: ignore[literal-required]  # the 3 counts
                     rate = totals["completion_tokens"] / (time.perf_counter() - start)
                     bar.set_postfix(tok_s=f"{rate:.1f}")
         finally:
@@ -180,7 +198,7 @@ class TeacherStage:
         if todo and len(failed) == len(todo) and not done:
             raise UserError(f"the teacher failed on all {len(todo)} requests "
                             f"({failed[0]['error']}): check backend, base_url and model")
-        if len(failed) > ctx.runtime.get("allow_failures", 0):
+        if len(failed) > ctx.runtime.allow_failures:
             # not committed: the step stays resumable and the next build asks only these again
             raise StepUnfinished(
                 f"the teacher failed on {len(failed)} of {len(reqs)} requests after retries "
@@ -188,10 +206,10 @@ class TeacherStage:
                 f"{len(reqs) - len(failed)} finished answers are kept), or accept the loss with "
                 f"`distill-edge build --allow-teacher-failures {len(failed)}`")
         wall = time.perf_counter() - start
-        stats = {"rows": len(reqs), "rows_this_run": len(todo) - len(failed), "failed": len(failed),
-                 "wall_s": round(wall, 2), **totals,
-                 "rows_per_min": round((len(todo) - len(failed)) / wall * 60, 2) if wall > 0 else None,
-                 "decode_tok_s": round(totals["completion_tokens"] / wall, 2) if wall > 0 else None,
-                 **({"served_by": served} if served else {})}
-        (ctx.out_dir / TEACHER_STATS).write_text(json.dumps(stats, indent=2))
+        stats = TeacherStats(
+            rows=len(reqs), rows_this_run=len(todo) - len(failed), failed=len(failed),
+            wall_s=round(wall, 2), **totals, served_by=served or None,
+            rows_per_min=round((len(todo) - len(failed)) / wall * 60, 2) if wall > 0 else None,
+            decode_tok_s=round(totals["completion_tokens"] / wall, 2) if wall > 0 else None)
+        write_doc(ctx.out_dir / TEACHER_STATS, stats)
         return stats

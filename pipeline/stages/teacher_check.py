@@ -20,20 +20,21 @@ Example:
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import NamedTuple
 
 from pipeline.config import BuildConfig
-from pipeline.generation.backends import LIBRARIES, BackendOptions, Request, make_backend
+from pipeline.constrain import grammar_settings
+from pipeline.generation.backends import LIBRARIES, Request, make_backend
 from pipeline.measure.decision import judge
 from pipeline.measure.roles import Role
+from pipeline.outputs import ANSWERS, TEACHER_CHECK, TeacherCheck, write_doc
 from pipeline.prompts import ChatPrompt
-from pipeline.stage import Settings, StageContext
+from pipeline.stage import BackendRuntime, Settings, StageContext
 from pipeline.targets import Target
 from pipeline.tasks import make_task
 from pipeline.tasks.base import TaskSpec
 from pipeline.tasks.inputs import EVAL_FILE, read_rows
 
-CHECK_FILE = "check.json"
 SAMPLE = 40  # labelled eval prompts the teacher answers first (all when fewer)
 ADVICE = ("the student learns from the teacher's answers, so it cannot reach the bar either. "
           "Try: label descriptions or worked examples in [task] instructions, a stronger "
@@ -56,19 +57,26 @@ class TeacherCheckSettings(Settings):
     model_name: str | None = None
     n_ctx: int | None = None  # local backends
     threads: int | None = None
+    grammar: str | None = None  # [teacher] constrained: as the teacher stage answers
+    grammar_skipped: str | None = None
 
 
-def verdict(check: dict[str, Any], bar: float | None) -> dict[str, Any]:
+class CheckVerdict(NamedTuple):
+    outcome: str | None  # "pass" | "undecided" | "fail"; None: nothing was checked
+    text: str  # one sentence ("" when nothing was checked)
+
+
+def verdict(check: TeacherCheck, bar: float | None) -> CheckVerdict:
     """The check judged against the bar: outcome pass / undecided / fail and one sentence."""
-    if not check.get("enabled") or bar is None or not check.get("prompts"):
-        return {"outcome": None, "text": ""}
-    outcome = judge(tuple(check["ci"]), bar, higher_is_better=True)
-    lo, hi = check["ci"]
-    head = (f"teacher-first check: the teacher's {check['metric']} {check['value']:.3f} (95% "
-            f"{lo:.3f} to {hi:.3f}, {check['prompts']} labelled eval prompts) vs the [goal] bar {bar}")
+    if not check.enabled or bar is None or not check.prompts or check.ci is None:
+        return CheckVerdict(None, "")
+    outcome = judge(check.ci, bar, higher_is_better=True)
+    lo, hi = check.ci
+    head = (f"teacher-first check: the teacher's {check.metric} {check.value:.3f} (95% "
+            f"{lo:.3f} to {hi:.3f}, {check.prompts} labelled eval prompts) vs the [goal] bar {bar}")
     tail = {"pass": "it reaches the bar", "undecided": "it may reach the bar: going on",
             "fail": "it is clearly below the bar — " + ADVICE}[outcome]
-    return {"outcome": outcome, "text": f"{head}: {tail}"}
+    return CheckVerdict(outcome, f"{head}: {tail}")
 
 
 class TeacherCheckStage:
@@ -83,42 +91,47 @@ class TeacherCheckStage:
         return TeacherCheckSettings(enabled=True, task=config.task.spec,
                                     backend=t.backend, prompt=config.task.teacher_prompt,
                                     max_tokens=t.max_tokens, temperature=t.temperature,
-                                    seed=t.seed, **t.where())
+                                    seed=t.seed, **t.where(), **grammar_settings(config))
 
-    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return config.teacher.backend_runtime()
+    def runtime(self, config: BuildConfig, target: Target) -> BackendRuntime:
+        return BackendRuntime.of(config.teacher)
 
-    def run(self, ctx: StageContext[TeacherCheckSettings]) -> dict[str, Any]:
+    def run(self, ctx: StageContext[TeacherCheckSettings, BackendRuntime]) -> TeacherCheck:
         from pipeline.measure.sequential import order
         from pipeline.measure.uncertainty import metric_interval
 
         s = ctx.settings
         rows = [r for r in read_rows(ctx.inputs["prompts"] / EVAL_FILE) if r["reference"] is not None]
         if not s.enabled or not rows or s.task is None or s.prompt is None:
-            result: dict[str, Any] = {"enabled": False, "prompts": 0}
-            (ctx.out_dir / CHECK_FILE).write_text(json.dumps(result) + "\n")
-            return result
+            off = TeacherCheck(enabled=False)
+            write_doc(ctx.out_dir / TEACHER_CHECK, off)
+            return off
         # a fixed random sample, in eval order (the same prompts on every run)
         sample = [rows[i] for i in sorted(order(range(len(rows)))[: s.sample])]
         ctx.log(f"the teacher answers {len(sample)} labelled eval prompts first")
-        backend = make_backend(s.backend, BackendOptions.pick({**s.key_dict(), **ctx.runtime}),
+        backend = make_backend(s.backend, ctx.runtime.options(s),
                                ctx.inputs.get("teacher_model"))
         try:
             texts = {res.request.row_id: res.text for res in backend.run([
                 Request(row_id=r["id"], sample=0, messages=tuple(s.prompt.messages(r["prompt"])),
-                        max_tokens=s.max_tokens, temperature=s.temperature, seed=s.seed)
+                        max_tokens=s.max_tokens, temperature=s.temperature, seed=s.seed,
+                        grammar=s.grammar)
                 for r in sample])}
         finally:
             backend.close()
         task = make_task(s.task)
         preds = [task.parse(texts.get(r["id"], ""))[0] for r in sample]
+        valid = sum(p is not None for p in preds) / len(preds)
         refs = [r["reference"] for r in sample]
         metric = s.task.primary
-        result = {"enabled": True, "metric": metric, "prompts": len(sample),
-                  "value": round(task.evaluate(preds, refs)[metric], 4),
-                  "ci": list(metric_interval(task, metric, preds, refs))}
-        with (ctx.out_dir / "answers.jsonl").open("w", encoding="utf-8") as fh:
+        result = TeacherCheck(enabled=True, metric=metric, prompts=len(sample),
+                              value=round(task.evaluate(preds, refs)[metric], 4),
+                              ci=metric_interval(task, metric, preds, refs),
+                              valid=round(valid, 4), constrained=s.grammar is not None)
+        ctx.log(f"teacher {metric} {result.value:.3f} on {len(sample)} prompts, {valid:.0%} of "
+                f"its answers valid ({'under the task grammar' if s.grammar else 'free decoding'})")
+        with (ctx.out_dir / ANSWERS).open("w", encoding="utf-8") as fh:
             fh.writelines(json.dumps({"id": r["id"], Role.TEACHER: texts.get(r["id"], "")},
                                      ensure_ascii=False) + "\n" for r in sample)
-        (ctx.out_dir / CHECK_FILE).write_text(json.dumps(result, indent=2) + "\n")
+        write_doc(ctx.out_dir / TEACHER_CHECK, result)
         return result

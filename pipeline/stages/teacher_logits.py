@@ -30,15 +30,18 @@ from typing import Any
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
 from pipeline.generation.llm_batch import common_prefix
-from pipeline.outputs import KEPT, TRAINING_MODE
+from pipeline.outputs import KEPT, TRAINING_MODE, TrainingMode, write_doc
 from pipeline.prompts import ChatPrompt
-from pipeline.stage import Settings, StageContext
+from pipeline.stage import Runtime, Settings, StageContext
 from pipeline.targets import Target
+from pipeline.tasks.inputs import EVAL_FILE
 from pipeline.training.kd import ModeDecision, choose_mode
 from pipeline.training.sft_data import held_out_rows, kept_rows, teacher_prefix, teacher_view
 from pipeline.training.topk_cache import write_shards
 
-DECISION = TRAINING_MODE
+
+class ScoreRuntime(Runtime):
+    threads: int | None = None  # llama.cpp threads scoring a GGUF teacher (None: 2)
 
 
 class GgufVocab:
@@ -144,30 +147,30 @@ class TeacherLogitsStage:
             max_seq_len=d.max_seq_len, eval_rows=d.eval_rows or config.task.max_eval_rows,
             student_prompt=config.task.student_prompt, teacher_prompt=config.task.teacher_prompt)
 
-    def runtime(self, config: BuildConfig, target: Target) -> dict[str, Any]:
-        return {"threads": config.teacher.threads}
+    def runtime(self, config: BuildConfig, target: Target) -> ScoreRuntime:
+        return ScoreRuntime(threads=config.teacher.threads)
 
-    def run(self, ctx: StageContext[TeacherLogitsSettings]) -> dict[str, Any]:
+    def run(self, ctx: StageContext[TeacherLogitsSettings, ScoreRuntime]) -> TrainingMode:
         from pipeline.models.hf import load_tokenizer
 
         s = ctx.settings
         tok = load_tokenizer(ctx.inputs["base"])
         decision = decide(s, ctx.inputs, tok)
         ctx.log(f"mode {decision.mode}: {decision.reason}")
-        summary: dict[str, Any] = {"mode": decision.mode, "reason": decision.reason,
-                                   "shared_vocab": decision.shared_vocab, "source": s.source}
+        summary = TrainingMode(mode=decision.mode, reason=decision.reason,
+                               shared_vocab=decision.shared_vocab, source=s.source)
         if decision.mode == "logits" and s.source == "cached":
-            summary |= self._score(ctx, tok, decision.shared_vocab or 0)
-        (ctx.out_dir / DECISION).write_text(json.dumps(summary, indent=2))
+            summary = self._score(ctx, tok, decision.shared_vocab or 0, summary)
+        write_doc(ctx.out_dir / TRAINING_MODE, summary)
         return summary
 
-    def _score(self, ctx: StageContext[TeacherLogitsSettings], tok: Any, shared: int
-               ) -> dict[str, Any]:
+    def _score(self, ctx: StageContext[TeacherLogitsSettings, ScoreRuntime], tok: Any,
+               shared: int, mode: TrainingMode) -> TrainingMode:
         s, teacher = ctx.settings, ctx.inputs["teacher_model"]
         student, teacher_p = s.student_prompt, s.teacher_prompt
         train_rows, train_prompts, _ = kept_rows(tok, student, ctx.inputs["data"] / KEPT,
                                                  s.max_seq_len)
-        held_rows, held_prompts = held_out_rows(tok, student, ctx.inputs["eval"] / "eval.jsonl",
+        held_rows, held_prompts = held_out_rows(tok, student, ctx.inputs["eval"] / EVAL_FILE,
                                                   s.eval_rows)
         # the student's reply tokens after the teacher's own (few-shot) prompt
         train = [teacher_view(teacher_prefix(tok, teacher_p, p), ex)
@@ -176,10 +179,11 @@ class TeacherLogitsStage:
                 for ex, p in zip(held_rows, held_prompts, strict=True)]
         longest = max(len(ids) for ids, _ in train + held)
         score = (hf_scorer(teacher) if teacher.is_dir() else
-                 gguf_scorer(teacher, longest + 8, ctx.runtime.get("threads", 2)))
+                 gguf_scorer(teacher, longest + 8, ctx.runtime.threads or 2))
         start = time.perf_counter()
         positions = sum(write_shards(ctx.out_dir, split, rows, score, s.top_k, shared, ctx.log)
                         for split, rows in (("train", train), ("eval", held)))
         wall = time.perf_counter() - start
-        return {"train_rows": len(train), "eval_rows": len(held), "positions_scored": positions,
-                "top_k": s.top_k, "score_wall_s": round(wall, 1)}
+        return mode.model_copy(update={
+            "train_rows": len(train), "eval_rows": len(held), "positions_scored": positions,
+            "top_k": s.top_k, "score_wall_s": round(wall, 1)})

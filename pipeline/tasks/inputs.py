@@ -26,9 +26,9 @@ import csv
 import json
 import re
 import string
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict
 
@@ -140,7 +140,23 @@ def _prompt(record: dict[str, Any], cols: Columns) -> Any:
     return text
 
 
-def _row(record: Any, index: int, task: Task, cols: Columns) -> dict[str, Any]:
+class PromptRow(TypedDict):
+    """One prompt as the prompts step writes it (train.jsonl / eval.jsonl)."""
+
+    id: str
+    prompt: str
+    reference: Any  # the task's reference (a label, an object, a text); None: unlabelled
+    set: NotRequired[str]  # the eval set it belongs to, where the data names sets
+
+
+class EvalRow(PromptRow):
+    """A scored eval prompt as the eval_set step writes it: always with a reference."""
+
+    answer: str  # the reference as canonical text
+    reference_source: str  # "data" | "teacher"
+
+
+def _row(record: Any, index: int, task: Task, cols: Columns) -> PromptRow:
     """One validated row; ValueError names the column at fault."""
     if not isinstance(record, dict):
         raise ValueError("each row must be a JSON object")
@@ -154,8 +170,8 @@ def _row(record: Any, index: int, task: Task, cols: Columns) -> dict[str, Any]:
         reference = task.reference(raw_ref) if raw_ref is not None else None
     except (ValueError, TypeError) as exc:
         raise ValueError(f"column '{cols.reference_field}': {exc}") from None
-    row = {"id": str(raw_id) if raw_id is not None else f"row-{index}", "prompt": prompt,
-           "reference": reference}
+    row = PromptRow(id=str(raw_id) if raw_id is not None else f"row-{index}", prompt=prompt,
+                    reference=reference)
     if cols.set_field and record.get(cols.set_field) is not None:
         row["set"] = str(record[cols.set_field])
     return row
@@ -165,12 +181,12 @@ DEFAULT_COLUMNS = Columns()
 
 
 def load_rows(path: Path, what: str, task: Task, cols: Columns = DEFAULT_COLUMNS,
-              need_reference: bool = False) -> list[dict[str, Any]]:
+              need_reference: bool = False) -> list[PromptRow]:
     """Read a data file into `{"id", "prompt", "reference"}` rows (reference None where the
     row has none), validating each row; any fault is one UserError line."""
     if not path.exists():
         raise UserError(f"{what} file not found: {path}")
-    rows: list[dict[str, Any]] = []
+    rows: list[PromptRow] = []
     seen: set[str] = set()
     try:
         for index, (where, record) in enumerate(_records(path), start=1):
@@ -192,19 +208,25 @@ def load_rows(path: Path, what: str, task: Task, cols: Columns = DEFAULT_COLUMNS
     return rows
 
 
-def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     """One JSON object per line (UTF-8, not ASCII-escaped)."""
     with path.open("w", encoding="utf-8") as fh:
         fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
+def read_rows(path: Path) -> list[PromptRow]:
     """Rows the `prompts` step wrote (already validated, one JSON object per line)."""
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def labelled_eval(path: Path, task: Task, cols: Columns = DEFAULT_COLUMNS) -> list[dict[str, Any]]:
+def read_eval(path: Path) -> list[EvalRow]:
+    """The scored eval rows the `eval_set` step wrote (EVAL_FILE in its folder)."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def labelled_eval(path: Path, task: Task, cols: Columns = DEFAULT_COLUMNS) -> list[EvalRow]:
     """Eval rows with references and their canonical `answer` text, as eval_set writes them
     (for scripts that bench outside a build)."""
     rows = load_rows(path, "eval data", task, cols, need_reference=True)
-    return [{**r, "answer": task.canonical(r["reference"])} for r in rows]
+    return [EvalRow(**r, answer=task.canonical(r["reference"]), reference_source="data")
+            for r in rows]

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.errors import UserError
-from pipeline.outputs import DISTILL_SUMMARY, KEPT, TRAINING_MODE, TrainingMode, read_json
+from pipeline.outputs import DISTILL_SUMMARY, KEPT, PROMPT_FORMAT, TRAINING_MODE, TrainingMode, read_doc
 from pipeline.prompts import ChatPrompt
 from pipeline.stage import Settings, log
+from pipeline.tasks.inputs import EVAL_FILE
 from pipeline.training.sft_data import held_out_rows, kept_rows, teacher_prefix
 from pipeline.training.trainer import KD, TrainSettings, train
 
@@ -57,12 +58,12 @@ class DistillSettings(Settings):
     teacher_prompt: ChatPrompt
 
 
-def _kd(s: DistillSettings, inputs: dict[str, Path], decision: dict[str, Any], tok: Any,
+def _kd(s: DistillSettings, inputs: dict[str, Path], decision: TrainingMode, tok: Any,
         prompts: dict[str, list[str]]) -> KD | None:
     """The KD term's inputs for the decided mode (None: sequence-level KD only)."""
-    if decision["mode"] != "logits" or s.kd_weight == 0:
+    if decision.mode != "logits" or s.kd_weight == 0:
         return None
-    kd = KD(s.kd_loss, s.kd_weight, s.temperature, s.beta, decision["shared_vocab"],
+    kd = KD(s.kd_loss, s.kd_weight, s.temperature, s.beta, decision.shared_vocab,
             on_policy=s.on_policy, max_new_tokens=s.max_new_tokens, pad_id=tok.pad_token_id)
     if s.teacher_logits == "on_the_fly":
         from pipeline.models.hf import load_causal_lm
@@ -106,9 +107,9 @@ def distill(s: DistillSettings, inputs: dict[str, Path], out_dir: Path,
     prompt = s.student_prompt
     examples, prompts, skipped = kept_rows(tok, prompt, inputs["data"] / KEPT, s.max_seq_len)
     log("distill", f"{len(examples)} examples ({skipped} over max_seq_len skipped)")
-    decision = read_json(inputs["teacher_logits"], TRAINING_MODE, TrainingMode)
-    log("distill", f"mode {decision['mode']}: {decision['reason']}")
-    held_out, held_prompts = held_out_rows(tok, prompt, inputs["eval"] / "eval.jsonl", s.eval_rows)
+    decision = read_doc(inputs["teacher_logits"] / TRAINING_MODE, TrainingMode)
+    log("distill", f"mode {decision.mode}: {decision.reason}")
+    held_out, held_prompts = held_out_rows(tok, prompt, inputs["eval"] / EVAL_FILE, s.eval_rows)
     kd = _kd(s, inputs, decision, tok, {"train": prompts, "eval": held_prompts})
     trained, summary = train(with_lora(model, s), examples, train_settings(s, runtime),
                              tok.pad_token_id, out_dir, held_out, kd)
@@ -119,9 +120,9 @@ def distill(s: DistillSettings, inputs: dict[str, Path], out_dir: Path,
     trained.eval()
     trained.save_pretrained(out_dir, safe_serialization=True)
     tok.save_pretrained(out_dir)
-    (out_dir / "prompt_format.json").write_text(json.dumps(
+    (out_dir / PROMPT_FORMAT).write_text(json.dumps(
         prompt.format_file(tok.chat_template), indent=2, ensure_ascii=False))
-    summary = {"mode": decision["mode"], "examples": len(examples), "skipped_too_long": skipped,
+    summary = {"mode": decision.mode, "examples": len(examples), "skipped_too_long": skipped,
                **({"lora_rank": s.lora_rank} if s.lora_rank else {}), **summary}
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     (out_dir / DISTILL_SUMMARY).write_text(json.dumps(summary, indent=2))

@@ -32,6 +32,9 @@ class Request:
     max_tokens: int
     temperature: float
     seed: int
+    # the task grammar the answer decodes under (pipeline.constrain), made concrete for the
+    # last user message by the backend; None: free decoding. GRAMMARS says who takes what.
+    grammar: str | None = None
 
     @property
     def key(self) -> str:
@@ -105,4 +108,15 @@ def make_backend(name: str, settings: BackendOptions, model_path: Any) -> Teache
 
 
 BACKENDS = ("llama_cpp", "openai", "transformers")
+# The grammars each backend decodes under (pipeline.constrain): llama.cpp masks every token
+# the grammar disallows (llguidance) whatever the grammar; an OpenAI-compatible server takes
+# a JSON schema as its structured output (`response_format`), not a label task's lark
+# grammar; the transformers backend has no per-token hook here yet.
+GRAMMARS = {"llama_cpp": "any", "openai": "json_schema", "transformers": "none"}
+
+
+def takes_grammar(backend: str, grammar: str) -> bool:
+    """Whether `backend` can decode under `grammar` (GRAMMARS)."""
+    kind = GRAMMARS.get(backend, "none")
+    return kind == "any" or (kind == "json_schema" and '"json_schema"' in grammar)
 LIBRARIES = ("llama-cpp-python", "transformers", "httpx")  # their versions key a backend's output

@@ -51,7 +51,8 @@ class LlamaCppBackend:
         if self.parallel <= 1:
             for req in requests:
                 yield _result(req, self.runner.chat_messages(
-                    list(req.messages), req.max_tokens, temperature=req.temperature, seed=req.seed))
+                    list(req.messages), req.max_tokens, temperature=req.temperature, seed=req.seed,
+                    grammar=req.grammar))
             return
         from pipeline.generation.llm_batch import BatchedChat
 
@@ -61,7 +62,8 @@ class LlamaCppBackend:
                 requests, key=lambda r: (r.max_tokens, r.temperature)):
             reqs = list(group)
             for i, gen in batched.generate([r.messages for r in reqs], max_tokens, temperature,
-                                           seeds=[r.seed for r in reqs]):
+                                           seeds=[r.seed for r in reqs],
+                                           grammars=[r.grammar for r in reqs]):
                 yield _result(reqs[i], gen)
 
     def close(self) -> None:

@@ -10,7 +10,10 @@ timeout and is retried with exponential backoff (honouring Retry-After) on 429, 
 timeouts and connection errors — a retry may go to another endpoint. Other 4xx errors are
 final at once. A request that keeps failing returns a Result with `error` set, so the stage
 records it instead of dropping it. The API key is read from the environment variable the
-config names, never from the file.
+config names, never from the file. A request under a JSON-schema grammar asks for that schema
+as its structured output (`response_format`, made concrete for its message: copy fields as
+the message's spans); servers that support it (vLLM, llama-server, hosted APIs) answer valid
+JSON by construction.
 
 Example:
     python -c "from pipeline.generation.backends import BackendOptions; \
@@ -21,18 +24,37 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
 
 from pipeline.generation.backends import BackendOptions, Request, Result
+from pipeline.runkit.grammar import for_message
+from pipeline.runkit.run import last_user
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 DRAIN_AFTER = 3  # failed attempts in a row that drain an endpoint for 30 × backoff_s
+
+
+def response_format(grammar: str | None, messages: Sequence[dict[str, str]]) -> dict[str, Any] | None:
+    """OpenAI structured output for a JSON-schema grammar, made concrete for the chat's last
+    user message; None for free decoding or a grammar that is no JSON schema."""
+    if grammar is None:
+        return None
+    try:
+        spec = json.loads(for_message(grammar, last_user(list(messages))))
+    except json.JSONDecodeError:  # a lark grammar (a label task's): no schema to ask for
+        return None
+    schema = spec["grammars"][0].get("json_schema")
+    if schema is None:
+        return None
+    return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
 
 
 def endpoints(base_url: str | list[str] | None) -> list[str]:
@@ -90,8 +112,11 @@ class OpenAIBackend:
     def _post(self, req: Request, url: str) -> tuple[Result | None, str, float]:
         import httpx
 
-        body = {"model": self.s.model_name, "messages": list(req.messages),
-                "max_tokens": req.max_tokens, "temperature": req.temperature, "seed": req.seed}
+        body: dict[str, Any] = {"model": self.s.model_name, "messages": list(req.messages),
+                                "max_tokens": req.max_tokens, "temperature": req.temperature,
+                                "seed": req.seed}
+        if (fmt := response_format(req.grammar, req.messages)) is not None:
+            body["response_format"] = fmt
         try:
             resp = self.client.post(url, json=body)
         except httpx.TimeoutException:
