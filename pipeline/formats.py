@@ -105,7 +105,7 @@ register_format(Format(
     name="openvino", runtime="openvino", export_stage="export_openvino", fp="fp32",
     quants=OPENVINO_WEIGHTS, artifact_name="openvino-{quant}", adapter="openvino",
     bundle_runner="openvino", bundle_layout="folder", label=" OpenVINO",
-    calibrations=("none", "awq"),
+    calibrations=("none", "awq"), constrained_decoding=True,  # structured output (xgrammar)
     notes=("openvino-genai loads this folder as is "
            "(`openvino_genai.LLMPipeline(\".\", \"CPU\")`).",)))
 

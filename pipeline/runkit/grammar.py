@@ -86,6 +86,23 @@ def for_message(grammar: str, message: str) -> str:
     return json.dumps(spec, ensure_ascii=False)
 
 
+def structured_output(grammar: str, message: str) -> dict[str, str]:
+    """The grammar of one answer as openvino-genai's `StructuredOutputConfig` takes it (its
+    xgrammar engine; it has no per-token hook for llguidance): a json grammar's schema made
+    concrete for the message (copy fields as an enum of its spans, dates as their pattern),
+    or a label grammar (`start: "a" | "b"`, lark) as the same rule in EBNF."""
+    concrete = for_message(grammar, message)
+    try:
+        spec = json.loads(concrete)
+    except json.JSONDecodeError:  # lark: only the one-rule form of a label grammar
+        head, _, rule = concrete.partition(":")
+        if head.strip() != "start" or "\n" in rule.strip():
+            raise ValueError("only a json schema or a one-rule label grammar has an "
+                             "openvino-genai form") from None
+        return {"grammar": "root ::=" + rule}
+    return {"json_schema": json.dumps(spec["grammars"][0]["json_schema"], ensure_ascii=False)}
+
+
 def grammar_problems(grammar: str) -> tuple[bool, list[str]]:
     """llguidance's check of a grammar as an answer sees it (copy fields as a choice of a
     message's spans): (is it an error, its errors and warnings, one line each)."""

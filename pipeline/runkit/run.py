@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .grammar import GrammarMask, grammar_problems, hf_vocab, llama_vocab
+from .grammar import GrammarMask, grammar_problems, hf_vocab, llama_vocab, structured_output
 
 SETTINGS_FILE = "generation.json"
 
@@ -217,18 +217,32 @@ def open_openvino(folder: Path, threads: int, precision: str = "f32") -> Any:
         raise BundleError(f"cannot load {folder}: {_one_line(exc)}") from None
 
 
+def openvino_structured(grammar: str | None, message: str) -> Any:
+    """openvino-genai's structured output for one answer under the grammar (None: free)."""
+    if grammar is None:
+        return None
+    import openvino_genai as ov_genai
+
+    return ov_genai.StructuredOutputConfig(**structured_output(grammar, message))
+
+
 def answer_openvino(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens: int) -> str:
     """Greedy generation with openvino-genai (the folder's converted tokenizer and its chat
-    template, applied here to the trained messages)."""
+    template, applied here to the trained messages), under the bundle's grammar when it has
+    one (openvino-genai's structured output)."""
     import openvino_genai as ov_genai
 
     pipe = open_openvino(bundle, int(settings.get("threads", 2)),
                          str(settings.get("inference_precision", "f32")))
+    chat = messages(settings, prompt)
+    structured = openvino_structured(read_grammar(bundle, settings), last_user(chat))
     try:
         text = pipe.get_tokenizer().apply_chat_template(
-            ov_genai.ChatHistory(messages(settings, prompt)), add_generation_prompt=True)
+            ov_genai.ChatHistory(chat), add_generation_prompt=True)
         config = ov_genai.GenerationConfig(max_new_tokens=max_tokens, do_sample=False,
                                            apply_chat_template=False)
+        if structured is not None:
+            config.structured_output_config = structured
         return str(pipe.generate(text, config)).strip()
     except Exception as exc:
         raise BundleError(f"cannot answer with {bundle}: {_one_line(exc)}") from None

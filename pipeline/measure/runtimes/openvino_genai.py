@@ -4,7 +4,9 @@ The folder is what the OpenVINO export stage writes and what an OpenVINO target 
 Answers come from openvino-genai's `LLMPipeline` (the runtime a bundle's run.py uses),
 fed the same token ids as every other runtime (the folder's HF chat template) and timed
 per token by a streamer; teacher-forced log-probs come from the IR itself, compiled by
-OpenVINO and run once over the whole sequence (the pipeline returns no logits). Inference
+OpenVINO and run once over the whole sequence (the pipeline returns no logits). Under a task
+grammar (`constrain`) each answer uses openvino-genai's structured output (xgrammar), as the
+bundle's run.py does: the schema made concrete for the message. Inference
 precision is pinned to f32 (`runkit.run.openvino_config`): OpenVINO's CPU plugin would pick
 bf16 on CPUs with AVX-512-BF16/AMX only, and the numbers would then depend on the machine.
 
@@ -64,9 +66,16 @@ class OpenVinoGenaiRuntime:
         self.n_vocab = int(json.loads((self.folder / "config.json").read_text())["vocab_size"])
         eos = self.tok.eos_token_id
         self.eos = {eos} if isinstance(eos, int) else set(eos or [])
+        self.grammar: str | None = None
 
-    def _generate(self, prompt: list[int], new: int, fixed: bool = False) -> list[tuple[int, float]]:
-        """Greedy tokens after `prompt` with the time each arrived (`fixed`: exactly `new`)."""
+    def constrain(self, grammar: str) -> None:
+        """Answer under this grammar from now on (pipeline.constrain)."""
+        self.grammar = grammar
+
+    def _generate(self, prompt: list[int], new: int, fixed: bool = False,
+                  structured: Any = None) -> list[tuple[int, float]]:
+        """Greedy tokens after `prompt` with the time each arrived (`fixed`: exactly `new`;
+        `structured`: openvino-genai's structured output config)."""
         og = self.og
         arrived: list[tuple[int, float]] = []
 
@@ -81,15 +90,20 @@ class OpenVinoGenaiRuntime:
 
         config = og.GenerationConfig(max_new_tokens=new, do_sample=False, apply_chat_template=False,
                                      **({"min_new_tokens": new, "ignore_eos": True} if fixed else {}))
+        if structured is not None:
+            config.structured_output_config = structured
         ids = np.asarray([prompt], dtype=np.int64)
         inputs = og.TokenizedInputs(self.ov.Tensor(ids), self.ov.Tensor(np.ones_like(ids)))
         self.pipe.generate(inputs, config, Clock())
         return arrived
 
     def chat(self, messages: list[dict[str, str]], max_tokens: int) -> Generation:
+        from pipeline.runkit.run import last_user, openvino_structured
+
         prompt = chat_prompt(self.tok, messages)
+        structured = openvino_structured(self.grammar, last_user(messages))
         start = time.perf_counter()
-        arrived = self._generate(prompt, max_tokens)
+        arrived = self._generate(prompt, max_tokens, structured=structured)
         return generation_of(self.tok, prompt, arrived, self.eos, max_tokens, start)
 
     def logprobs(self, tokens: list[int], start: int) -> np.ndarray:
