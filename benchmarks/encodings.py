@@ -100,15 +100,18 @@ def decide_each(cfg: Any, target: Any, rows: list[dict[str, Any]], answers: list
 
 
 def markdown(table: list[dict[str, Any]], metric: str) -> str:
-    lines = [f"| encoding | bpw | size MB | KL vs fp32 | {metric} (95% interval) | decode tok/s "
-             "| decision | checks not passed |", "|---|---|---|---|---|---|---|---|"]
+    lines = [f"| encoding | bpw | size MB | KL vs fp32 | {metric} | loss vs F16 (95% interval) "
+             "| decode tok/s | decision | checks not passed |", "|---|---|---|---|---|---|---|---|---|"]
     for r in table:
-        d, ci = r["decision"], r.get("ci") or [float("nan")] * 2
+        d = r["decision"]
+        loss = next((c for c in d["checks"] if c["check"] == "max_quant_loss"), {})
+        ci = loss.get("ci") or [float("nan")] * 2
         others = "; ".join(f"{c['check']} {c['outcome']}" for c in d["checks"]
                            if c["outcome"] != "pass" or c.get("deferred")) or "–"
         lines.append(f"| {r['label']} | {r['bits_per_weight']} | {r['file_mb']:.1f} | "
-                     f"{r.get('kl_vs_reference', float('nan')):.4f} | {r[metric]:.3f} "
-                     f"({ci[0]:.3f}–{ci[1]:.3f}) | {r.get('decode_tok_s') or 0:.1f} | "
+                     f"{r.get('kl_vs_reference', float('nan')):.4f} | {r[metric]:.3f} | "
+                     f"{loss.get('value', float('nan')):.3f} ({ci[0]:.3f}–{ci[1]:.3f}) | "
+                     f"{r.get('decode_tok_s') or 0:.1f} | "
                      f"{'ship' if d['ship'] else 'no ship'} ({d['outcome']}) | {others} |")
     passing = [r for r in table if r["decision"]["ship"]]
     lines.append("")
