@@ -105,7 +105,9 @@ def grammar_settings(config: BuildConfig) -> dict[str, str]:
     unconstrained teacher keeps its cache key."""
     t, task = config.teacher, config.task
     grammar, why = teacher_grammar(task.spec, task.date_fields, t.backend, t.constrained)
-    return {"grammar": grammar} if grammar else {"grammar_skipped": why} if why else {}
+    if grammar:
+        return {"grammar": grammar}
+    return {"grammar_skipped": why} if why else {}
 
 
 def grammar_for(spec: TaskSpec, date_fields: tuple[str, ...] = ()) -> str:

@@ -24,6 +24,7 @@ from typing import Any, NotRequired, TypedDict, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pipeline.cache import read_jsonl
 from pipeline.measure.roles import Role
 from pipeline.stage import Summary
 
@@ -73,9 +74,7 @@ class TeacherRow(TypedDict):
 def read_teacher_rows(folder: Path, name: str = TEACHER_ROWS) -> list[TeacherRow]:
     """The teacher step's rows (TEACHER_ROWS, or TEACHER_FAILED); none when the file is absent."""
     path = folder / name
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return read_jsonl(path) if path.is_file() else []  # type: ignore[return-value]
 
 
 class _Doc(Summary):
@@ -117,8 +116,8 @@ class TeacherStats(Summary):
     prompt_tokens: int
     prefill_tokens: int
     completion_tokens: int
-    rows_per_min: float | None
-    decode_tok_s: float | None
+    rows_per_min: float | None = None  # None: no wall time to divide by
+    decode_tok_s: float | None = None
     served_by: dict[str, int] | None = None  # requests per endpoint, behind several
 
 
@@ -317,7 +316,8 @@ def read_json(folder: Path, name: str, model: type[BaseModel] = _Doc) -> dict[st
 
 
 def write_doc(path: Path, doc: BaseModel) -> None:
-    """A typed document as JSON (fields left unset or None are left out)."""
+    """A typed document as JSON; fields that are None are left out (so a nullable field
+    read back by read_doc needs a None default)."""
     path.write_text(json.dumps(doc.model_dump(mode="json", exclude_none=True), indent=2,
                                ensure_ascii=False) + "\n", encoding="utf-8")
 

@@ -65,9 +65,8 @@ class BackendRuntime(Runtime):
 
     @classmethod
     def of(cls, teacher: TeacherConfig) -> BackendRuntime:
-        return cls(api_key_env=teacher.api_key_env, concurrency=teacher.concurrency,
-                   timeout_s=teacher.timeout_s, max_retries=teacher.max_retries,
-                   backoff_s=teacher.backoff_s, allow_failures=teacher.allow_failures)
+        """The teacher config's values of these fields (same names)."""
+        return cls(**teacher.model_dump(include=set(cls.model_fields)))
 
     def options(self, settings: Settings) -> BackendOptions:
         """The backend's options among a stage's settings and these values."""

@@ -21,7 +21,7 @@ Example (needs a GGUF; the teacher the build downloads will do):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,8 +65,6 @@ class BatchedChat:
         self.runner, self.parallel, self.threads = runner, parallel, threads
         self.llm = runner.llm
         self._prefix_charge = 0
-        self._chats: Sequence[Sequence[dict[str, str]]] = []
-        self._grammars: list[str | None] = []  # per chat of the current generate()
 
     def _context(self, n_ctx: int, slots: int) -> Any:
         import llama_cpp
@@ -89,7 +87,10 @@ class BatchedChat:
         import llama_cpp
 
         prompts = [self.runner.prompt_tokens(list(m)) for m in chats]
-        self._chats, self._grammars = chats, list(grammars or [None] * len(chats))
+
+        def mask_for(index: int) -> Any:  # a fresh grammar mask per answer (None: free)
+            grammar = grammars[index] if grammars else None
+            return self.runner.grammar_mask(grammar, last_user(list(chats[index])))
         if not prompts:
             return
         longest = max(len(p) for p in prompts)
@@ -108,7 +109,7 @@ class BatchedChat:
             holder = slots  # the sequence id after the slots' own
             self._prefill_prefix(ctx, batch, prompts[0][:shared], holder)
             yield from self._loop(ctx, batch, prompts, shared, holder, max_tokens,
-                                  temperature, seeds or [0] * len(prompts))
+                                  temperature, seeds or [0] * len(prompts), mask_for)
         finally:
             llama_cpp.llama_batch_free(batch)
             ctx.close()
@@ -133,7 +134,7 @@ class BatchedChat:
 
     def _loop(self, ctx: Any, batch: Any, prompts: list[list[int]], shared: int, holder: int,
               max_tokens: int, temperature: float, seeds: Sequence[int],
-              ) -> Iterator[tuple[int, Generation]]:
+              mask_for: Callable[[int], Any]) -> Iterator[tuple[int, Generation]]:
         import llama_cpp
 
         vocab, n_vocab = self.llm._model.vocab, self.llm.n_vocab()
@@ -146,6 +147,7 @@ class BatchedChat:
                 if slot.index < 0 and queue:
                     self._assign(ctx, slot, seq, queue.pop(), prompts, shared, holder)
                     rngs[seq] = np.random.default_rng(seeds[slot.index])
+                    slot.mask = mask_for(slot.index)
                 if slot.index >= 0:
                     feed = slot.pending or slot.out[-1:]
                     for tok in feed:
@@ -183,8 +185,6 @@ class BatchedChat:
         charge, self._prefix_charge = self._prefix_charge, 0
         slot.index, slot.pending, slot.pos, slot.out = index, prompts[index][shared:], shared, []
         slot.prefill = len(slot.pending) + charge
-        slot.mask = self.runner.grammar_mask(self._grammars[index],
-                                             last_user(list(self._chats[index])))
         slot.start, slot.first, slot.last = time.perf_counter(), 0.0, 0.0
 
     def _finish(self, slot: _Slot, prompt: list[int], now: float) -> Generation:

@@ -86,21 +86,30 @@ def for_message(grammar: str, message: str) -> str:
     return json.dumps(spec, ensure_ascii=False)
 
 
+def json_schema(grammar: str, message: str = "") -> dict[str, Any] | None:
+    """The JSON schema of a json grammar, made concrete for `message` (for_message: copy
+    fields as an enum of its spans, dates as their pattern) — what engines other than
+    llguidance take; None for a lark grammar (a label task's)."""
+    try:
+        spec = json.loads(for_message(grammar, message))
+    except json.JSONDecodeError:
+        return None
+    schema: dict[str, Any] | None = spec["grammars"][0].get("json_schema")
+    return schema
+
+
 def structured_output(grammar: str, message: str) -> dict[str, str]:
     """The grammar of one answer as openvino-genai's `StructuredOutputConfig` takes it (its
-    xgrammar engine; it has no per-token hook for llguidance): a json grammar's schema made
-    concrete for the message (copy fields as an enum of its spans, dates as their pattern),
-    or a label grammar (`start: "a" | "b"`, lark) as the same rule in EBNF."""
-    concrete = for_message(grammar, message)
-    try:
-        spec = json.loads(concrete)
-    except json.JSONDecodeError:  # lark: only the one-rule form of a label grammar
-        head, _, rule = concrete.partition(":")
-        if head.strip() != "start" or "\n" in rule.strip():
-            raise ValueError("only a json schema or a one-rule label grammar has an "
-                             "openvino-genai form") from None
-        return {"grammar": "root ::=" + rule}
-    return {"json_schema": json.dumps(spec["grammars"][0]["json_schema"], ensure_ascii=False)}
+    xgrammar engine; it has no per-token hook for llguidance): the json schema made concrete
+    for the message, or a label grammar (`start: "a" | "b"`, lark) as the same rule in EBNF."""
+    schema = json_schema(grammar, message)
+    if schema is not None:
+        return {"json_schema": json.dumps(schema, ensure_ascii=False)}
+    head, _, rule = grammar.partition(":")  # lark: only the one-rule form of a label grammar
+    if head.strip() != "start" or "\n" in rule.strip():
+        raise ValueError("only a json schema or a one-rule label grammar has an "
+                         "openvino-genai form")
+    return {"grammar": "root ::=" + rule}
 
 
 def grammar_problems(grammar: str) -> tuple[bool, list[str]]:

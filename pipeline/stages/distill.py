@@ -39,15 +39,17 @@ from pipeline.stage import Runtime, StageContext
 from pipeline.targets import Target
 from pipeline.training.distill_job import DistillSettings, distill
 
-RUNTIME_ONLY = ("launcher", "checkpoint_every", "device")  # how to train, not what: outside the cache key
-
 
 class DistillRuntime(Runtime):
-    """How to train, not what (outside the cache key; the precision it implies is keyed)."""
+    """How to train, not what (outside the cache key; the precision it implies is keyed):
+    `[distill]` keys of the same names."""
 
     launcher: str | None = None  # e.g. "accelerate launch": train under it, as a module
     checkpoint_every: int | None = None
     device: str | None = None
+
+
+RUNTIME_ONLY = tuple(DistillRuntime.model_fields)  # [distill] keys left out of the cache key
 
 
 def _launch(ctx: StageContext[DistillSettings, DistillRuntime]) -> TrainingSummary:
@@ -93,7 +95,7 @@ class DistillStage:
             "teacher_prompt": config.task.teacher_prompt})
 
     def runtime(self, config: BuildConfig, target: Target) -> DistillRuntime:
-        return DistillRuntime(**{k: getattr(config.distill, k) for k in RUNTIME_ONLY})
+        return DistillRuntime(**config.distill.model_dump(include=set(RUNTIME_ONLY)))
 
     def run(self, ctx: StageContext[DistillSettings, DistillRuntime]) -> TrainingSummary:
         if ctx.runtime.launcher:

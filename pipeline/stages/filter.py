@@ -116,7 +116,7 @@ class FilterStage:
         summary = Drops(rows_in=len(rows), kept=len(kept), dropped=len(dropped),
                         drops_by_reason=dict(sorted(reasons.items())), kept_teacher_metric=metric,
                         kept_teacher_quality=round(quality[metric], 4) if metric in quality else None)
-        (ctx.out_dir / DROPS).write_text(summary.model_dump_json(indent=2))
+        (ctx.out_dir / DROPS).write_text(summary.model_dump_json(indent=2))  # None kept
         teacher = read_doc(teacher_dir / TEACHER_STATS, TeacherStats)
         card, markdown = data_card(summary, dropped, teacher)
         write_doc(ctx.out_dir / "data_card.json", card)

@@ -32,6 +32,7 @@ from typing import Any, NotRequired, TypedDict
 
 from pydantic import BaseModel, ConfigDict
 
+from pipeline.cache import read_jsonl
 from pipeline.errors import UserError
 from pipeline.tasks.base import Task
 
@@ -216,12 +217,12 @@ def write_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
 
 def read_rows(path: Path) -> list[PromptRow]:
     """Rows the `prompts` step wrote (already validated, one JSON object per line)."""
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return read_jsonl(path)  # type: ignore[return-value]  # written as PromptRow
 
 
 def read_eval(path: Path) -> list[EvalRow]:
     """The scored eval rows the `eval_set` step wrote (EVAL_FILE in its folder)."""
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return read_jsonl(path)  # type: ignore[return-value]  # written as EvalRow
 
 
 def labelled_eval(path: Path, task: Task, cols: Columns = DEFAULT_COLUMNS) -> list[EvalRow]:

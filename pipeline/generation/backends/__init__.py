@@ -117,6 +117,8 @@ GRAMMARS = {"llama_cpp": "any", "openai": "json_schema", "transformers": "none"}
 
 def takes_grammar(backend: str, grammar: str) -> bool:
     """Whether `backend` can decode under `grammar` (GRAMMARS)."""
+    from pipeline.runkit.grammar import json_schema
+
     kind = GRAMMARS.get(backend, "none")
-    return kind == "any" or (kind == "json_schema" and '"json_schema"' in grammar)
+    return kind == "any" or (kind == "json_schema" and json_schema(grammar) is not None)
 LIBRARIES = ("llama-cpp-python", "transformers", "httpx")  # their versions key a backend's output

@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import threading
@@ -35,7 +34,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from pipeline.generation.backends import BackendOptions, Request, Result
-from pipeline.runkit.grammar import for_message
+from pipeline.runkit.grammar import json_schema
 from pipeline.runkit.run import last_user
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -45,14 +44,8 @@ DRAIN_AFTER = 3  # failed attempts in a row that drain an endpoint for 30 × bac
 def response_format(grammar: str | None, messages: Sequence[dict[str, str]]) -> dict[str, Any] | None:
     """OpenAI structured output for a JSON-schema grammar, made concrete for the chat's last
     user message; None for free decoding or a grammar that is no JSON schema."""
-    if grammar is None:
-        return None
-    try:
-        spec = json.loads(for_message(grammar, last_user(list(messages))))
-    except json.JSONDecodeError:  # a lark grammar (a label task's): no schema to ask for
-        return None
-    schema = spec["grammars"][0].get("json_schema")
-    if schema is None:
+    schema = None if grammar is None else json_schema(grammar, last_user(list(messages)))
+    if schema is None:  # free, or a lark grammar (a label task's): no schema to ask for
         return None
     return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from pipeline.generation.llm import Generation
 from pipeline.measure.runtimes import chat_prompt, generation_of, log_softmax, run_interleaved
+from pipeline.runkit.run import last_user, openvino_structured
 
 
 def compile_ir(folder: Path, threads: int) -> Any:
@@ -98,8 +99,6 @@ class OpenVinoGenaiRuntime:
         return arrived
 
     def chat(self, messages: list[dict[str, str]], max_tokens: int) -> Generation:
-        from pipeline.runkit.run import last_user, openvino_structured
-
         prompt = chat_prompt(self.tok, messages)
         structured = openvino_structured(self.grammar, last_user(messages))
         start = time.perf_counter()
