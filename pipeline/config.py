@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
+from pipeline.device import DeviceConfig
 from pipeline.errors import UserError
 from pipeline.prompts import ChatPrompt
 from pipeline.tasks import TASK_PATH_KEYS
@@ -403,6 +404,7 @@ class BuildConfig(_Strict):
     bench: BenchConfig = BenchConfig()
     goal: GoalConfig = GoalConfig()
     gate: GateConfig = GateConfig()
+    device: DeviceConfig | None = None  # time the shipped artifact on this device too (ssh)
 
     @model_validator(mode="before")
     @classmethod

@@ -48,6 +48,7 @@ BENCH = "bench.json"
 ANSWERS = "answers.jsonl"  # every row's answer per eval prompt (and the teacher_check's sample)
 # judge step
 JUDGE = "judge.json"
+DEVICE = "device.json"  # the shipped artifact timed on the build's [device] (pipeline.device)
 # report step
 REPORT = "report.json"
 REPORT_SCHEMA = 2  # bumped when a reader's field changes meaning or goes (2: typed teacher stats)
@@ -202,6 +203,28 @@ class JudgeOutput(JudgeSummary):
     roles: dict[str, dict[str, float]] = {}
 
 
+class DeviceSummary(Summary):
+    """The bench_device step (off without a [device])."""
+
+    enabled: bool
+    address: str | None = None  # the ssh address it ran on
+    decode_tok_s: float | None = None
+
+
+class DeviceBench(DeviceSummary):
+    """The bench_device step's device.json: the shipped artifact's latency on the device."""
+
+    device: dict[str, Any] = {}  # pipeline.runkit.bench.device_facts: CPU, flags, runtime…
+    prompts: int = 0
+    load_s: float | None = None
+    ttft_mean_s: float | None = None
+    total_mean_s: float | None = None
+    peak_rss_mb: float | None = None
+    host_runtime_version: str | None = None  # the build host's version of the same runtime
+    same_answers: int | None = None  # of `prompts`, identical to the build host's bench answers
+    results: list[dict[str, Any]] = []  # per prompt: response, ttft_s, decode_s, pieces
+
+
 class ReportSummary(Summary):
     rows: int
     verdict: str
@@ -276,6 +299,7 @@ class Report(_Doc):
     teacher: TeacherStats
     training: TrainingSummary | None = None
     quant_mix: dict[str, Any] | None = None  # pipeline.measure.quant_mix: the shipped file's types
+    device: DeviceBench | None = None  # the shipped artifact timed on the [device], if any
 
 
 M = TypeVar("M", bound=BaseModel)

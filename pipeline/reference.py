@@ -111,14 +111,21 @@ def _table(prefix: str, model: type[BaseModel]) -> list[str]:
     return rows
 
 
+def table_model(annotation: Any) -> type[BaseModel]:
+    """A config table's model; an optional table (`[device]`: `DeviceConfig | None`) its model."""
+    models = [a for a in get_args(annotation) if a is not type(None)] or [annotation]
+    assert isinstance(models[0], type) and issubclass(models[0], BaseModel), annotation
+    return models[0]
+
+
 def reference() -> str:
     """The reference page (Markdown)."""
     out = [HEADER]
     for name, field in BuildConfig.model_fields.items():
-        model = field.annotation
-        assert isinstance(model, type) and issubclass(model, BaseModel), name
+        model = table_model(field.annotation)  # an optional table: a line says it may be left out
         doc = model.__dict__.get("__doc__") or ""  # its own, not pydantic's inherited one
-        doc = inspect.cleandoc(doc)
+        doc = inspect.cleandoc(doc) + ("" if field.is_required() or field.default is not None
+                                       else " Optional: leave the table out to skip it.")
         out += [f"## [{name}]", "", *([doc.split("\n\n")[0], ""] if doc else []),
                 *_table(name, model), ""]
     out += ["## Target files (`targets/*.toml`)", "", *_table("", Target), ""]

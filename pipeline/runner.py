@@ -96,6 +96,9 @@ PLAN: tuple[Step, ...] = (
     Step("bench", "bench", {"base_export": "export_base", "student_export": "export",
                             "student": "distill", "student_bench": "bench_student",
                             "bench_teacher": "bench_teacher", "eval": "eval_set"}),
+    # the shipped artifact timed on the build's [device] over ssh (else a no-op)
+    Step("bench_device", "bench_device", {"export": "export", "distill": "distill",
+                                          "eval": "eval_set", "bench": "bench"}),
     # the teacher judges each row's answers against its own ([task] judge; else a no-op)
     Step("judge", "judge", {"teacher_model": "@teacher_model", "eval": "eval_set",
                             "bench_teacher": "bench_teacher", "bench_student": "bench_student",
@@ -105,7 +108,8 @@ PLAN: tuple[Step, ...] = (
                               "teacher": "teacher", "filter": "filter", "distill": "distill",
                               "export": "export", "bench_teacher": "bench_teacher",
                               "bench_student": "bench_student", "bench": "bench",
-                              "judge": "judge", "prompts": "prompts", "eval": "eval_set"},
+                              "judge": "judge", "device": "bench_device", "prompts": "prompts",
+                              "eval": "eval_set"},
          publish=("report.md", REPORT, "report.html")),
     Step("bundle", "bundle", {"export": "export", "distill": "distill", "report": "report"},
          publish=("bundle",)),

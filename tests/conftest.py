@@ -12,7 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +120,45 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     exe = Path(sys.executable).with_name("distill-edge")
     return subprocess.run([str(exe), *args], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, **(env or {})}, check=False)
+
+
+SSHD = Path("/usr/sbin/sshd")
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """An OpenSSH server on loopback for the device-bench tests: its own free port, a
+    throwaway host key and client key, key login for the current user only. `.ci/run`
+    installs openssh-server; a machine without it skips these tests, saying so."""
+    import getpass
+    import socket
+    import time
+
+    if not SSHD.is_file():
+        pytest.skip("no /usr/sbin/sshd (apt-get install openssh-server; .ci/run does)")
+    root = tmp_path_factory.mktemp("sshd")
+    for name in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / name)],
+                       check=True)
+    (root / "authorized_keys").write_text((root / "client_key.pub").read_text())
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (root / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {root / 'host_key'}\n"
+        f"AuthorizedKeysFile {root / 'authorized_keys'}\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nStrictModes no\nUsePAM no\n"
+        f"PidFile {root / 'sshd.pid'}\n")
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege separation dir
+    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(root / "sshd_config")],
+                            stderr=(root / "log").open("w"))
+    for _ in range(50):  # listening?
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    yield {"address": f"{getpass.getuser()}@127.0.0.1", "port": port,
+           "identity_file": root / "client_key", "known_hosts": root / "known_hosts"}
+    proc.terminate()
+    proc.wait(timeout=10)

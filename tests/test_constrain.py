@@ -167,7 +167,12 @@ def test_a_constrained_bundle_answers_under_its_grammar(tiny_f16: Path, tmp_path
            "grammar": "grammar.json"}
     (tmp_path / "generation.json").write_text(json.dumps(gen))
     settings = run_bundle.load_settings(tmp_path)
-    answer = run_bundle.answer_gguf(tmp_path, settings, "my parcel is late", 16)
+    llm = run_bundle.open_gguf(tmp_path, settings)
+    answer = run_bundle.ask_gguf(llm, tmp_path, settings, "my parcel is late", 16)
+    pieces: list[str] = []  # streamed (the device bench's path): the same answer, piece by piece
+    assert run_bundle.ask_gguf(llm, tmp_path, settings, "my parcel is late", 16,
+                               pieces.append) == answer
+    assert "".join(pieces).strip() == answer
     assert answer in labels
     register_format(tmp_path / "model.gguf", settings, run_bundle.read_grammar(tmp_path, settings))
     served = Llama(str(tmp_path / "model.gguf"), n_ctx=256, n_threads=1, chat_format=CHAT_FORMAT,
@@ -177,7 +182,7 @@ def test_a_constrained_bundle_answers_under_its_grammar(tiny_f16: Path, tmp_path
     assert served["choices"][0]["message"]["content"].strip() == answer
     (tmp_path / "grammar.json").write_text("start: (")
     with pytest.raises(run_bundle.BundleError, match="is not a valid grammar"):
-        run_bundle.answer_gguf(tmp_path, settings, "my parcel is late", 16)
+        run_bundle.ask_gguf(llm, tmp_path, settings, "my parcel is late", 16)
 
 
 def test_the_report_pairs_each_artifact_with_its_grammar_twin() -> None:
@@ -237,7 +242,8 @@ def test_bounded_adds_a_length_only_to_free_strings() -> None:
 def test_the_modelfile_of_a_constrained_bundle_says_how_ollama_gets_the_schema() -> None:
     """Ollama takes a schema per request (`format`), not in a Modelfile: a json task's bundle
     names its schema.json there; a label task's says Ollama cannot hold its grammar."""
-    from pipeline.stages.bundle import SCHEMA_FILE, modelfile
+    from pipeline.runnable import SCHEMA_FILE
+    from pipeline.stages.bundle import modelfile
 
     gen = {"user_template": "{prompt}", "system": "s", "n_ctx": 512, "max_tokens": 8,
            "grammar": "grammar.json"}

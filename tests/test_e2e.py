@@ -68,6 +68,9 @@ def built(tmp_path_factory: pytest.TempPathFactory, tiny_hf: Path) -> dict[str, 
                                # t-int4 with an unreachable gate: its export and bench come
                                # from the cache, only the report and the (absent) bundle run
                                ("t-gate", "Q4_K_M", 'calibration = "imatrix"\nmin_quality = 1.0'),
+                               # t-int4's twin for the device build: only its device step,
+                               # report and bundle run
+                               ("t-dev", "Q4_K_M", 'calibration = "imatrix"'),
                                ("t-onnx", "int4", ""),
                                ("t-openvino", "int4",
                                 'calibration = "awq"\nblock_size = 16\nint4_ratio = 0.8')):
@@ -140,6 +143,33 @@ def test_first_build_publishes_everything(built: dict) -> None:
     imatrix = json.loads((Path(export["path"]) / "imatrix.json").read_text())
     assert imatrix["rows"] >= 1 and len(imatrix["tensors"]) == 2 * 7 + 1
     assert re.search(r"\| distilled Q4_K_M( ⚠)? \|", (out / "report.md").read_text())
+
+
+def test_a_device_build_times_the_shipped_artifact_there(built: dict, sshd: dict,
+                                                         tmp_path: Path) -> None:
+    """[device] names an sshd on loopback (the test's own, throwaway keys): the build streams
+    the shipped artifact there, times it with the bundle's own code, and the report says
+    what the device is and how fast it answered — the same answers as on the build host."""
+    import sys
+
+    cfg = tmp_path / "device.toml"
+    cfg.write_text(built["cfg"].read_text() + (
+        f'[device]\nssh = "{sshd["address"]}"\nport = {sshd["port"]}\n'
+        f'identity_file = "{sshd["identity_file"]}"\nknown_hosts = "{sshd["known_hosts"]}"\n'
+        f'python = "{sys.executable}"\n'))
+    proc = run_cli("build", "--config", str(cfg), "--target", "t-dev", "--build-dir",
+                   str(built["build"]), env=built["env"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    steps = _steps(built["build"], "t-dev")
+    assert steps["bench"] and not steps["bench_device"]  # only the device step is new
+    out = built["build"] / "t-dev"
+    device = json.loads((out / "report.json").read_text())["device"]
+    assert device["address"] == sshd["address"] and device["prompts"] == 3  # every eval prompt
+    assert device["device"]["runtime"] == "llama-cpp-python" and device["decode_tok_s"] > 0
+    assert device["same_answers"] == 3  # greedy, same runtime: the build host's answers
+    md = (out / "report.md").read_text()
+    assert "## On the device" in md and f"Device `{sshd['address']}`" in md
+    assert (out / "bundle" / "run.py").is_file()
 
 
 def test_html_report_embeds_its_plots(built: dict) -> None:

@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 
 from pipeline.measure.runtimes import Runtime, open_runtime
 from pipeline.prompts import ChatPrompt
+from pipeline.runkit.bench import peak_rss_mb
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
@@ -94,22 +94,6 @@ def score(rt: Runtime, texts: list[dict[str, Any]], reference: str | None = None
         out["kl_p99"] = float(np.quantile(kl, 0.99))
         out["top1_agreement"] = float((ref.argmax(axis=1) == mine.argmax(axis=1)).mean())
     return out
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory in MiB.
-
-    VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec, so a child started by
-    a parent holding a 2.7 GB model reported 2.7 GB (seen here). VmHWM belongs to the
-    address space exec created.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # non-Linux: KiB there too
 
 
 def main(argv: list[str]) -> int:

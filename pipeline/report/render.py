@@ -17,6 +17,7 @@ from typing import Any
 from pipeline.measure.quant_mix import mix_line
 from pipeline.measure.roles import Role
 from pipeline.measure.seeds import seed_line
+from pipeline.runkit.bench import local_cpu
 
 HEAD = [("artifact", "label", "{}"), ("size MB", "file_mb", "{:.1f}")]
 # (header, key, format) — the table is data, not code; the task's own metric columns
@@ -39,29 +40,22 @@ COLUMNS = [
     ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
     ("other CPU %", "other_cpu_pct", "{:.0f}"),
 ]
-CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "neon")
+# the CPU features llama.cpp / ONNX Runtime / OpenVINO kernels pick their paths by (x86, then ARM)
+CPU_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "neon",
+             "asimd", "asimddp", "i8mm", "sve")
 
 
-def _cpuinfo() -> tuple[str, list[str]]:
-    model, flags = platform.processor() or "unknown", []
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith(("flags", "Features")) and not flags:
-                    flags = line.split(":", 1)[1].split()
-    except OSError:
-        pass
-    return model, [f for f in CPU_FLAGS if f in flags]
+def inference_flags(flags: list[str]) -> list[str]:
+    """The flags of CPU_FLAGS a CPU has, in that order."""
+    return [f for f in CPU_FLAGS if f in flags]
 
 
 def environment() -> dict[str, Any]:
     """The hardware and settings the numbers were measured on."""
     import psutil
 
-    model, flags = _cpuinfo()
-    return {"cpu": model, "cpu_flags": flags, "cores": os.cpu_count(),
+    model, flags = local_cpu()
+    return {"cpu": model, "cpu_flags": inference_flags(flags), "cores": os.cpu_count(),
             "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "python": platform.python_version(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (OpenMP default)")}
@@ -142,6 +136,28 @@ def _other_interval_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def device_lines(device: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
+    """The shipped artifact timed on the build's [device], beside the build host's figures."""
+    facts, host = device["device"], next((r for r in rows if r["role"] == Role.DISTILLED), {})
+    versions = (f"{facts['runtime']} {facts['runtime_version']} there, "
+                f"{device['host_runtime_version']} on the build host"
+                + ("" if facts["runtime_version"] == device["host_runtime_version"]
+                   else " — the versions differ: answers and speed may differ for that reason too"))
+    return [
+        f"Device `{device['address']}`: {facts['cpu']} ({facts['machine']}; "
+        f"{', '.join(inference_flags(facts['cpu_flags'])) or 'no listed SIMD flags'}), "
+        f"{facts['cores']} cores, {facts['memory_gb']} GB RAM, {facts['os']}, Python "
+        f"{facts['python']}; {versions}.",
+        f"{device['prompts']} eval prompts answered one at a time after a warm-up, by the "
+        f"bundle's own run.py code: load {device['load_s']} s, first token "
+        f"{device['ttft_mean_s']} s, decode {device['decode_tok_s']} tok/s (streamed pieces), "
+        f"{device['total_mean_s']} s per answer, peak RSS {device['peak_rss_mb']:.0f} MB"
+        + (f" (build host: first token {host['ttft_mean_s']} s, decode {host['decode_tok_s']} "
+           "tok/s)" if host.get("decode_tok_s") else "") + ".",
+        f"{device['same_answers']} of {device['prompts']} answers identical to the build "
+        "host's (greedy decoding); quality is measured on the build host."]
+
+
 def decision_lines(decision: dict[str, Any]) -> list[str]:
     """The decision's sentence, then each check: its outcome, and where it was widened."""
     lines = [decision["sentence"]]
@@ -173,6 +189,8 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
         out.append(("95% intervals of the other figures", lines))
     if judge := report.get("judge"):
         out.append(("Teacher as judge", [_judge_line(judge)]))
+    if device := report.get("device"):
+        out.append(("On the device", device_lines(device, report["bench"]["rows"])))
     if decision := report.get("decision"):
         out.append(("Decision", decision_lines(decision)))
     if steps := report.get("attribution"):

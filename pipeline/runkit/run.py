@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .grammar import GrammarMask, grammar_problems, hf_vocab, llama_vocab, structured_output
 
 SETTINGS_FILE = "generation.json"
+OnToken = Callable[[str], None] | None  # a streamed piece of the answer, as it is decoded
 
 
 class BundleError(ValueError):
@@ -61,22 +63,35 @@ def messages(settings: dict[str, Any], prompt: str) -> list[dict[str, str]]:
     return out + [{"role": "user", "content": settings["user_template"].format(prompt=prompt)}]
 
 
-def answer_gguf(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens: int) -> str:
-    """Greedy chat completion with llama-cpp-python (the GGUF's own chat template)."""
+def open_gguf(bundle: Path, settings: dict[str, Any]) -> Any:
+    """The bundle's GGUF in llama-cpp-python, with the threads and context it was benchmarked with."""
     from llama_cpp import Llama
 
     threads = int(settings.get("threads", 2))
     try:
-        llm = Llama(model_path=str(bundle / settings["model"]), n_ctx=int(settings.get("n_ctx", 1024)),
-                    n_threads=threads, n_threads_batch=threads, verbose=False)
+        return Llama(model_path=str(bundle / settings["model"]), n_ctx=int(settings.get("n_ctx", 1024)),
+                     n_threads=threads, n_threads_batch=threads, verbose=False)
     except (ValueError, RuntimeError) as exc:
         raise BundleError(f"cannot load {bundle / settings['model']}: {exc}") from None
+
+
+def ask_gguf(llm: Any, bundle: Path, settings: dict[str, Any], prompt: str, max_tokens: int,
+             on_token: OnToken = None) -> str:
+    """Greedy chat completion with llama-cpp-python (the GGUF's own chat template); with
+    `on_token`, streamed, each piece handed to it as it is decoded (the device bench)."""
     chat = messages(settings, prompt)
-    out = llm.create_chat_completion(chat, max_tokens=max_tokens, temperature=0.0, top_k=1,
-                                     repeat_penalty=1.0,
-                                     logits_processor=grammar_mask(bundle, settings, llm,
-                                                                   last_user(chat)))
-    return str(out["choices"][0]["message"]["content"] or "").strip()
+    kwargs = {"max_tokens": max_tokens, "temperature": 0.0, "top_k": 1, "repeat_penalty": 1.0,
+              "logits_processor": grammar_mask(bundle, settings, llm, last_user(chat))}
+    if on_token is None:
+        out = llm.create_chat_completion(chat, **kwargs)
+        return str(out["choices"][0]["message"]["content"] or "").strip()
+    pieces = []
+    for chunk in llm.create_chat_completion(chat, stream=True, **kwargs):
+        piece = chunk["choices"][0]["delta"].get("content")
+        if piece:
+            on_token(piece)
+            pieces.append(piece)
+    return "".join(pieces).strip()
 
 
 def read_grammar(bundle: Path, settings: dict[str, Any]) -> str | None:
@@ -177,13 +192,13 @@ def onnx_next(gen: Any, mask: GrammarMask | None, seq: list[int]) -> int:
     return token
 
 
-def answer_onnx(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens: int) -> str:
+def ask_onnx(model: Any, bundle: Path, settings: dict[str, Any], prompt: str, max_tokens: int,
+             on_token: OnToken = None) -> str:
     """Greedy generation with onnxruntime-genai (the folder's own tokenizer and chat
-    template), under the bundle's grammar when it has one."""
+    template), under the bundle's grammar when it has one; `on_token` gets each token's text."""
     import numpy as np
     import onnxruntime_genai as og
 
-    model = open_onnx(bundle, int(settings.get("threads", 2)))
     tok, ids, eos = _onnx_text_side(bundle, model, settings, prompt)
     mask = onnx_grammar_mask(bundle, settings, eos, last_user(messages(settings, prompt)))
     params = og.GeneratorParams(model)
@@ -197,6 +212,8 @@ def answer_onnx(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens:
         if token in eos:
             break
         out.append(token)
+        if on_token is not None:
+            on_token(str(tok.decode(np.asarray([token], dtype=np.int32))))
     return str(tok.decode(np.asarray(out, dtype=np.int32))).strip()
 
 
@@ -226,14 +243,13 @@ def openvino_structured(grammar: str | None, message: str) -> Any:
     return ov_genai.StructuredOutputConfig(**structured_output(grammar, message))
 
 
-def answer_openvino(bundle: Path, settings: dict[str, Any], prompt: str, max_tokens: int) -> str:
+def ask_openvino(pipe: Any, bundle: Path, settings: dict[str, Any], prompt: str,
+                 max_tokens: int, on_token: OnToken = None) -> str:
     """Greedy generation with openvino-genai (the folder's converted tokenizer and its chat
     template, applied here to the trained messages), under the bundle's grammar when it has
-    one (openvino-genai's structured output)."""
+    one (openvino-genai's structured output); `on_token` gets each streamed piece."""
     import openvino_genai as ov_genai
 
-    pipe = open_openvino(bundle, int(settings.get("threads", 2)),
-                         str(settings.get("inference_precision", "f32")))
     chat = messages(settings, prompt)
     structured = openvino_structured(read_grammar(bundle, settings), last_user(chat))
     try:
@@ -243,26 +259,47 @@ def answer_openvino(bundle: Path, settings: dict[str, Any], prompt: str, max_tok
                                            apply_chat_template=False)
         if structured is not None:
             config.structured_output_config = structured
-        return str(pipe.generate(text, config)).strip()
+        # openvino-genai's streamer: a callable per decoded piece; None = go on
+        streamer = None if on_token is None else (lambda piece: on_token(piece))
+        return str(pipe.generate(text, config, streamer)).strip()
     except Exception as exc:
         raise BundleError(f"cannot answer with {bundle}: {_one_line(exc)}") from None
+
+
+class Runner(NamedTuple):
+    """How a bundle layout is loaded (once) and asked (per prompt)."""
+
+    open: Callable[[Path, dict[str, Any]], Any]
+    ask: Callable[..., str]  # (model, bundle, settings, prompt, max_tokens, on_token=None)
+
+
+# One runner per bundle layout, named by pipeline.formats' `bundle_runner`.
+RUNNERS = {
+    "gguf": Runner(open_gguf, ask_gguf),
+    "onnx": Runner(lambda b, s: open_onnx(b, int(s.get("threads", 2))), ask_onnx),
+    "openvino": Runner(lambda b, s: open_openvino(b, int(s.get("threads", 2)),
+                                                  str(s.get("inference_precision", "f32"))),
+                       ask_openvino),
+}
+
+
+def runner_for(bundle: Path, settings: dict[str, Any]) -> Runner:
+    """The bundle's runner; a missing artifact or an unknown format is a BundleError."""
+    if not (bundle / settings["model"]).exists():
+        raise BundleError(f"{bundle / settings['model']} is missing: the bundle is incomplete")
+    runner = RUNNERS.get(settings.get("runner", settings["format"]))
+    if runner is None:
+        raise BundleError(f"{bundle / SETTINGS_FILE}: unknown format {settings['format']!r}")
+    return runner
 
 
 def answer(bundle: Path | str, prompt: str, max_tokens: int | None = None) -> str:
     """The bundle's answer to one prompt, with the generation defaults it ships."""
     bundle = Path(bundle)
     settings = load_settings(bundle)
-    if not (bundle / settings["model"]).exists():
-        raise BundleError(f"{bundle / settings['model']} is missing: the bundle is incomplete")
+    runner = runner_for(bundle, settings)
     limit = int(max_tokens or settings["max_tokens"])
-    runner = RUNNERS.get(settings.get("runner", settings["format"]))
-    if runner is None:
-        raise BundleError(f"{bundle / SETTINGS_FILE}: unknown format {settings['format']!r}")
-    return runner(bundle, settings, prompt, limit)
-
-
-# One runner per bundle layout, named by pipeline.formats' `bundle_runner`.
-RUNNERS = {"gguf": answer_gguf, "onnx": answer_onnx, "openvino": answer_openvino}
+    return runner.ask(runner.open(bundle, settings), bundle, settings, prompt, limit)
 
 
 def main(bundle: Path) -> None:

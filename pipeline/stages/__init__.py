@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pipeline.stage import Stage
 from pipeline.stages.bench import BenchStage, BenchStudentStage, BenchTeacherStage
+from pipeline.stages.bench_device import BenchDeviceStage
 from pipeline.stages.bundle import BundleStage
 from pipeline.stages.distill import DistillStage
 from pipeline.stages.eval_set import EvalSetStage
@@ -31,6 +32,7 @@ REGISTRY: dict[str, Stage] = {
                   StudentBaseStage(),
                   TeacherLogitsStage(), DistillStage(), ExportGgufStage(), ExportOnnxStage(),
                   ExportOpenVinoStage(),
-                  BenchTeacherStage(), BenchStudentStage(), BenchStage(), JudgeStage(), ReportStage(),
+                  BenchTeacherStage(), BenchStudentStage(), BenchStage(), BenchDeviceStage(), JudgeStage(),
+                  ReportStage(),
                   BundleStage())
 }

@@ -2,7 +2,7 @@
 
 setup: the target's export (GGUF file or onnxruntime-genai folder), the student's HF folder
        (tokenizer + chat template) and the build's report.json (the numbers for the card).
-run:   write `bundle/` with
+run:   write `bundle/`: a runnable folder (pipeline.runnable) with
          the artifact (GGUF: the file; ONNX: the builder's folder layout — model.onnx(+data),
            genai_config.json, tokenizer files — at the bundle's top level, as
            onnxruntime-genai loads it),
@@ -24,24 +24,16 @@ Example:
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import Any
 
-from pipeline.cache import link_or_copy
-from pipeline.codehash import module_path
 from pipeline.config import BuildConfig
 from pipeline.constrain import shipped_grammar
 from pipeline.measure.quant_mix import mix_line
 from pipeline.measure.roles import Role
 from pipeline.outputs import PROMPT_FORMAT, BenchRow, BundleSummary, Report, read_json, read_report
-from pipeline.runkit import run as runkit_run
-from pipeline.stage import Runtime, Settings, StageContext
+from pipeline.runnable import SCHEMA_FILE, Runnable, RunSettings, runnable_of, write_runnable
+from pipeline.stage import Runtime, StageContext
 from pipeline.targets import Target
-
-# Tokenizer files a runtime or a user may need beside the artifact (those that exist are copied).
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "chat_template.jinja", "vocab.json", "merges.txt", "generation_config.json")
 
 # Ollama TEMPLATEs per chat-template family, found by a marker in the HF chat template
 # (data: add a row for another family). Unknown families get no TEMPLATE line: Ollama then
@@ -53,24 +45,6 @@ OLLAMA_TEMPLATES: dict[str, tuple[str, str]] = {
         "<|im_start|>assistant\n{{ .Response }}<|im_end|>\n",
         "<|im_end|>"),
 }
-
-
-class RunSettings(TypedDict):
-    """The bundle's runkit.run.SETTINGS_FILE: how run.py loads and asks the model."""
-
-    format: str
-    runner: str
-    model: str  # the artifact, relative to the bundle ("." for a folder layout)
-    system: str
-    user_template: str
-    few_shot: list[Any]  # the trained prompt's worked examples (ChatPrompt.format_file)
-    max_tokens: int
-    temperature: float
-    n_ctx: int
-    threads: int
-    execution_provider: str
-    grammar: NotRequired[str]  # GRAMMAR_FILE, on a constrained target
-    schema: NotRequired[str]  # SCHEMA_FILE, for a json task's Ollama users
 
 
 def modelfile(artifact: str, gen: RunSettings, chat_template: str) -> str:
@@ -148,57 +122,20 @@ def model_card(s: BundleSettings, report: Report, gen: RunSettings) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _copy_artifact(export: Path, artifact: str, layout: str, bundle: Path) -> str:
-    """The artifact into the bundle; returns what generation.json's `model` names."""
-    src = export / artifact
-    if layout == "folder":  # e.g. an onnxruntime-genai folder: its files are the bundle's top level
-        for f in src.iterdir():
-            link_or_copy(f, bundle / f.name)
-        return "."
-    link_or_copy(src, bundle / artifact)
-    return artifact
-
-
-class BundleSettings(Settings):
-    """The target and format facts the bundle holds (the format's from pipeline.formats)."""
+class BundleSettings(Runnable):
+    """The runnable folder's facts, and what the model card says (the format's from
+    pipeline.formats)."""
 
     target: str
-    format: str
     quant: str
-    runner: str  # runkit.run.RUNNERS key
-    layout: str  # "file" or "folder"
     providers: int  # execution providers the format offers (> 1: name the chosen one)
     modelfile: bool  # an Ollama Modelfile beside the artifact
     notes: list[str]
-    artifact: str
     runtime: str
-    execution_provider: str
-    threads: int
-    n_ctx: int
     benchmarked_on: str
-    max_tokens: int
     task: str
     teacher: str
     student: str
-    grammar: str = ""  # the task grammar run.py decodes under (a constrained target)
-
-
-# what answers in the bundle: the runkit package, and its launcher written as run.py (named
-# as a module, so the stage's code digest covers the launcher too: pipeline.codehash)
-LAUNCHER = "pipeline.runkit.launcher"
-
-
-def _copy_runkit(bundle: Path) -> None:
-    """run.py (the launcher) and runkit/ (its modules, without caches or the launcher)."""
-    launcher = module_path(LAUNCHER)
-    assert launcher is not None, LAUNCHER
-    shutil.copyfile(launcher, bundle / "run.py")
-    shutil.copytree(launcher.parent, bundle / launcher.parent.name,
-                    ignore=shutil.ignore_patterns("__pycache__", launcher.name))
-
-
-GRAMMAR_FILE = "grammar.json"  # llguidance's grammar: run.py masks every token it disallows
-SCHEMA_FILE = "schema.json"  # a json task's answer schema as the grammar has it (bounded), for Ollama
 
 
 class BundleStage:
@@ -212,17 +149,13 @@ class BundleStage:
                     or f"{getattr(src, 'model_name', '')} at {getattr(src, 'base_url', '')}")
 
         fmt = target.fmt
+        grammar = shipped_grammar(config.task.spec, config.task.date_fields, target.constrained)[0]
         return BundleSettings(
-            target=target.name, format=target.format, quant=target.quant,
-            runner=fmt.bundle_runner, layout=fmt.bundle_layout,
-            providers=len(fmt.execution_providers), modelfile=fmt.ollama_modelfile,
-            notes=list(fmt.notes), artifact=target.artifact(), runtime=target.runtime,
-            execution_provider=target.execution_provider, threads=target.threads,
-            n_ctx=target.n_ctx, benchmarked_on=target.benchmarked_on,
-            max_tokens=config.bench.max_tokens, task=config.task.name,
-            teacher=who(config.teacher), student=who(config.student),
-            grammar=shipped_grammar(config.task.spec, config.task.date_fields,
-                                    target.constrained)[0])
+            **runnable_of(target, config.bench.max_tokens, grammar),
+            target=target.name, quant=target.quant, providers=len(fmt.execution_providers),
+            modelfile=fmt.ollama_modelfile, notes=list(fmt.notes), runtime=target.runtime,
+            benchmarked_on=target.benchmarked_on, task=config.task.name,
+            teacher=who(config.teacher), student=who(config.student))
 
     def runtime(self, config: BuildConfig, target: Target) -> Runtime:
         return Runtime()
@@ -234,28 +167,11 @@ class BundleStage:
             ctx.log(f"no bundle: {doc.decision.sentence}")
             return BundleSummary(files=[], skipped="not shipped (see the report's decision)")
         bundle = ctx.out_dir / "bundle"
-        bundle.mkdir()
-        model = _copy_artifact(export, s.artifact, s.layout, bundle)
-        fmt = read_json(export, PROMPT_FORMAT)
-        for name in TOKENIZER_FILES:
-            if (ctx.inputs["distill"] / name).is_file() and not (bundle / name).exists():
-                shutil.copyfile(ctx.inputs["distill"] / name, bundle / name)
-        gen = RunSettings(format=s.format, runner=s.runner, model=model, system=fmt["system"],
-                          user_template=fmt["user_template"], few_shot=fmt.get("few_shot", []),
-                          max_tokens=s.max_tokens, temperature=0.0, n_ctx=s.n_ctx,
-                          threads=s.threads, execution_provider=s.execution_provider)
-        if s.grammar:
-            (bundle / GRAMMAR_FILE).write_text(s.grammar + "\n")
-            gen["grammar"] = GRAMMAR_FILE
-            schema = json.loads(s.grammar)["grammars"][0].get("json_schema")
-            if schema is not None:
-                (bundle / SCHEMA_FILE).write_text(json.dumps(schema, indent=2) + "\n")
-                gen["schema"] = SCHEMA_FILE
-        (bundle / runkit_run.SETTINGS_FILE).write_text(json.dumps(gen, indent=2) + "\n")
-        _copy_runkit(bundle)
+        gen = write_runnable(bundle, s, export=export, tokenizer=ctx.inputs["distill"])
         (bundle / "README.md").write_text(model_card(s, doc, gen))
         if s.modelfile:
-            (bundle / "Modelfile").write_text(modelfile(model, gen, fmt.get("chat_template") or ""))
+            chat_template = read_json(export, PROMPT_FORMAT).get("chat_template") or ""
+            (bundle / "Modelfile").write_text(modelfile(gen["model"], gen, chat_template))
         files = sorted(p.name for p in bundle.iterdir())
         ctx.log(f"bundle: {', '.join(files)}")
         return BundleSummary(files=files)

@@ -22,10 +22,12 @@ from pipeline.measure.bench import BENCH_STEPS, merged_answers
 from pipeline.measure.quant_mix import QuantMix
 from pipeline.measure.roles import ORDER, Role
 from pipeline.outputs import (
+    DEVICE,
     DROPS,
     JUDGE,
     TEACHER_STATS,
     TRAIN_LOG,
+    DeviceBench,
     Drops,
     EvalSetSummary,
     JudgeOutput,
@@ -106,6 +108,12 @@ def _judge(folder: Path | None, rows: Rows) -> JudgeOutput | None:
             row["judge"] = f"{counts['win']}/{counts['tie']}/{counts['loss']}"
             row["judge_win_rate"] = counts["win_rate"]
     return judge
+
+
+def _device(folder: Path | None) -> dict[str, Any] | None:
+    """The bench_device step's device.json (None without a [device])."""
+    path = folder / DEVICE if folder is not None else None
+    return read_doc(path, DeviceBench).model_dump() if path and path.is_file() else None
 
 
 def _extra_columns(rows: Rows, judge: JudgeOutput | None) -> list[list[str]]:
@@ -207,6 +215,7 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
         "attribution": attributed,
         "judge": judge.model_dump() if judge else None,
         "quant_mix": _quant_mix(ctx),
+        "device": _device(ctx.inputs.get("device")),
         "decision": decision,
         "data": read_doc(ctx.inputs["filter"] / DROPS, Drops).model_dump(),
         "teacher": read_doc(ctx.inputs["teacher"] / TEACHER_STATS, TeacherStats).model_dump(),
