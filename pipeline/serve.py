@@ -21,8 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.runkit.grammar import GrammarMask, llama_vocab
-from pipeline.runkit.run import BundleError, last_user, load_settings, read_grammar
+from pipeline.runkit.grammar import GrammarMask, last_user, llama_vocab
+from pipeline.runkit.run import BundleError, load_settings, read_grammar
 from pipeline.runkit.run import messages as bundle_messages
 
 CHAT_FORMAT = "distill-edge-bundle"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import UserError
-from pipeline.runkit.run import last_user
+from pipeline.runkit.grammar import last_user
 
 
 def open_gguf(path: Path | str, n_ctx: int, threads: int, seed: int = 0) -> Any:

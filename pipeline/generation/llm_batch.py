@@ -29,7 +29,7 @@ import numpy as np
 
 from pipeline.errors import UserError
 from pipeline.generation.llm import ChatRunner, Generation
-from pipeline.runkit.run import last_user
+from pipeline.runkit.grammar import last_user
 
 
 @dataclass

@@ -22,6 +22,13 @@ from typing import Any
 from .dates import DATE_KEY, date_pattern
 
 
+def last_user(messages: list[dict[str, Any]]) -> str:
+    """The last user turn's text: the task text a client sends, or the wrapped turn being
+    answered (what a grammar's copy fields are copied from)."""
+    return str(next((m.get("content") or "" for m in reversed(messages)
+                     if m.get("role") == "user"), ""))
+
+
 def llama_vocab(llm: Any) -> Any:
     """llguidance's view of a llama-cpp-python model's vocabulary (~1 s: build it once)."""
     from llguidance.llamacpp import lltokenizer_from_vocab

@@ -21,7 +21,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .grammar import GrammarMask, grammar_problems, hf_vocab, llama_vocab, structured_output
+from .grammar import (
+    GrammarMask,
+    grammar_problems,
+    hf_vocab,
+    last_user,
+    llama_vocab,
+    structured_output,
+)
 
 SETTINGS_FILE = "generation.json"
 OnToken = Callable[[str], None] | None  # a streamed piece of the answer, as it is decoded
@@ -45,13 +52,6 @@ def load_settings(bundle: Path) -> dict[str, Any]:
     if missing:
         raise BundleError(f"{path} lacks {', '.join(sorted(missing))}: rebuild the bundle")
     return settings
-
-
-def last_user(messages: list[dict[str, Any]]) -> str:
-    """The last user turn's text: the task text a client sends, or the wrapped turn being
-    answered (what a grammar's copy fields are copied from)."""
-    return str(next((m.get("content") or "" for m in reversed(messages)
-                     if m.get("role") == "user"), ""))
 
 
 def messages(settings: dict[str, Any], prompt: str) -> list[dict[str, str]]:

@@ -34,8 +34,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from pipeline.generation.backends import BackendOptions, Request, Result
-from pipeline.runkit.grammar import json_schema
-from pipeline.runkit.run import last_user
+from pipeline.runkit.grammar import json_schema, last_user
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 DRAIN_AFTER = 3  # failed attempts in a row that drain an endpoint for 30 × backoff_s

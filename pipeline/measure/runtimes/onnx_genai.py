@@ -58,8 +58,8 @@ class OnnxGenaiRuntime:
         return self.og.Generator(self.model, params)
 
     def chat(self, messages: list[dict[str, str]], max_tokens: int) -> Generation:
-        from pipeline.runkit.grammar import GrammarMask
-        from pipeline.runkit.run import last_user, onnx_next
+        from pipeline.runkit.grammar import GrammarMask, last_user
+        from pipeline.runkit.run import onnx_next
 
         prompt = chat_prompt(self.tok, messages)
         start = time.perf_counter()

@@ -27,7 +27,8 @@ import numpy as np
 
 from pipeline.generation.llm import Generation
 from pipeline.measure.runtimes import chat_prompt, generation_of, log_softmax, run_interleaved
-from pipeline.runkit.run import last_user, openvino_structured
+from pipeline.runkit.grammar import last_user
+from pipeline.runkit.run import openvino_structured
 
 
 def compile_ir(folder: Path, threads: int) -> Any:
