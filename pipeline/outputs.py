@@ -255,6 +255,7 @@ class TrainingSummary(_Doc):
 class BenchRow(_Doc):
     role: Role
     label: str
+    file: str = ""  # the artifact's file or folder name
 
 
 class BenchOutput(_Doc):

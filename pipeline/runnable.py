@@ -90,11 +90,13 @@ def _copy_runkit(folder: Path) -> None:
                     ignore=shutil.ignore_patterns("__pycache__", launcher.name))
 
 
-def write_runnable(folder: Path, s: Runnable, *, export: Path, tokenizer: Path) -> RunSettings:
+def write_runnable(folder: Path, s: Runnable, *, export: Path, tokenizer: Path,
+                   artifact: str | None = None) -> RunSettings:
     """Write the runnable folder (created here) from an export step's folder and the
-    student's HF folder (`tokenizer`); return its generation.json."""
+    student's HF folder (`tokenizer`); return its generation.json. `artifact`: the file that
+    ships when the bench's encoding search chose another than the target's own."""
     folder.mkdir(parents=True)
-    model = _copy_artifact(export, s.artifact, s.layout, folder)
+    model = _copy_artifact(export, artifact or s.artifact, s.layout, folder)
     fmt = read_json(export, PROMPT_FORMAT)
     for name in TOKENIZER_FILES:
         if (tokenizer / name).is_file() and not (folder / name).exists():

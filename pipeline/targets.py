@@ -61,6 +61,9 @@ class Target(BaseModel):
     # (NNCF's AWQ + scale estimation; see models/openvino_ir.py).
     calibration: str = "none"  # one of the format's calibrations
     calibration_rows: int = Field(64, ge=1, le=4096)  # kept teacher rows used for calibration
+    # GGUF: other types to try besides `quant` (e.g. ["Q4_0", "IQ4_NL"]): the bench measures them
+    # smallest-first by real bits per weight and ships the first whose decision passes
+    encodings: list[str] = []
     # Answers decoded under the task's grammar (pipeline.constrain): the bench's shipped rows,
     # the gate and the bundle's run.py use it; the free twin rows are measured beside them.
     constrained: bool = False
@@ -109,6 +112,24 @@ class Target(BaseModel):
             raise ValueError(f"constrained = true: the {self.format} runtime cannot constrain "
                              "decoding yet (gguf and onnx can); set constrained = false")
         return self
+
+    @model_validator(mode="after")
+    def _encodings_are_gguf_types(self) -> Target:
+        if self.encodings and self.format != "gguf":
+            raise ValueError(f"encodings: the search covers GGUF types only so far; remove it from "
+                             f"this {self.format} profile")
+        if self.encodings and self.quant == self.fmt.fp:
+            raise ValueError(f"encodings: quant = '{self.quant}' is unquantized; search from a "
+                             "quantized type")
+        bad = [q for q in self.encodings if q not in self.fmt.quants or q == self.fmt.fp]
+        if bad:
+            raise ValueError(f"encodings: '{bad[0]}' is not a quantized {self.format} type "
+                             f"(one of {', '.join(q for q in self.fmt.quants if q != self.fmt.fp)})")
+        return self
+
+    def candidates(self) -> list[str]:
+        """The types the bench may ship: `quant` and the `encodings`, once each."""
+        return list(dict.fromkeys([self.quant, *self.encodings]))
 
     @model_validator(mode="after")
     def _ratio_is_openvino_int4(self) -> Target:

@@ -71,6 +71,9 @@ def built(tmp_path_factory: pytest.TempPathFactory, tiny_hf: Path) -> dict[str, 
                                # t-int4's twin for the device build: only its device step,
                                # report and bundle run
                                ("t-dev", "Q4_K_M", 'calibration = "imatrix"'),
+                               # an encoding search: Q4_0 is the smallest, and passes
+                               ("t-search", "Q4_K_M",
+                                'calibration = "imatrix"\nencodings = ["Q8_0", "Q4_0"]'),
                                ("t-onnx", "int4", ""),
                                ("t-openvino", "int4",
                                 'calibration = "awq"\nblock_size = 16\nint4_ratio = 0.8')):
@@ -170,6 +173,28 @@ def test_a_device_build_times_the_shipped_artifact_there(built: dict, sshd: dict
     md = (out / "report.md").read_text()
     assert "## On the device" in md and f"Device `{sshd['address']}`" in md
     assert (out / "bundle" / "run.py").is_file()
+
+
+def test_the_encoding_search_ships_the_smallest_type_that_passes(built: dict) -> None:
+    """t-search lists Q8_0 and Q4_0 beside its Q4_K_M: the bench tries them smallest-first by
+    the written files' bits per weight (Q4_0 the smallest even on the tiny model, whose
+    F16 embeddings dominate), Q4_0 passes the decision at once, so it is the shipped
+    row, the report's search table and the bundle's file."""
+    _ensure(built, "t-search")
+    out = built["build"] / "t-search"
+    report = json.loads((out / "report.json").read_text())
+    search = report["bench"]["search"]
+    assert search["shipped"] == "Q4_0" and [c["quant"] for c in search["candidates"]] == ["Q4_0"]
+    tried = search["candidates"][0]
+    assert tried["outcome"] == "pass" and tried["bpw"] > 0 and tried["kl"] is not None
+    shipped = next(r for r in report["bench"]["rows"] if r["role"] == "distilled")
+    assert shipped["file"] == "model.Q4_0.gguf" and shipped["label"].startswith("distilled Q4_0")
+    assert report["decision"]["ship"] and report["quant_mix"]["bits_per_weight"] == tried["bpw"]
+    assert "## Encodings tried" in (out / "report.md").read_text()
+    names = {p.name for p in (out / "bundle").iterdir()}
+    assert "model.Q4_0.gguf" in names and "model.Q4_K_M.gguf" not in names
+    gen = json.loads((out / "bundle" / "generation.json").read_text())
+    assert gen["model"] == "model.Q4_0.gguf"
 
 
 def test_html_report_embeds_its_plots(built: dict) -> None:

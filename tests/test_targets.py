@@ -53,6 +53,19 @@ def test_quant_and_runtime_must_fit_the_format(tmp_path: Path, edit: tuple[str, 
         load_target("mine", tmp_path)
 
 
+@pytest.mark.parametrize(("profile", "edit", "message"), [
+    ("cpu-int4-onnx", 'encodings = ["int8"]', "encodings: the search covers GGUF types only so far"),
+    ("cpu-int4", 'encodings = ["Q4_X"]', "encodings: 'Q4_X' is not a quantized gguf type"),
+    ("cpu-int4", 'encodings = ["F16"]', "encodings: 'F16' is not a quantized gguf type"),
+])
+def test_an_encoding_search_names_quantized_gguf_types(tmp_path: Path, profile: str, edit: str,
+                                                       message: str) -> None:
+    text = (TARGETS_DIR / f"{profile}.toml").read_text().replace(profile, "mine")
+    (tmp_path / "mine.toml").write_text(text.replace("threads = 2", f"threads = 2\n{edit}"))
+    with pytest.raises(UserError, match=message):
+        load_target("mine", tmp_path)
+
+
 def test_ftype_table_matches_llama_cpp() -> None:
     import llama_cpp
 

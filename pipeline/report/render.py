@@ -136,6 +136,24 @@ def _other_interval_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def encoding_lines(search: dict[str, Any], target: str, metric: str) -> list[str]:
+    """The encoding search: every candidate tried, smallest first, and what shipped."""
+    lines = []
+    for c in search["candidates"]:
+        checks = "; ".join(f"{k['check']} {k['outcome']}" for k in c["checks"]) or "no checks"
+        kl = "–" if c.get("kl") is None else f"{c['kl']:.4f}"
+        lines.append(f"{c['quant']}: {c['bpw']:.3f} bits per weight, {c['file_mb']:.1f} MB, KL "
+                     f"{kl}, {metric} {c['metric']:.3f} — {c['outcome']} ({checks})")
+    shipped = next((c for c in search["candidates"] if c["quant"] == search["shipped"]), None)
+    if shipped is not None:
+        plain = (f" — more than 5 bits per weight, so not a 4-bit file by size whatever "
+                 f"`{target}` says" if "int4" in target and shipped["bpw"] > 5 else "")
+        lines.append(f"What ships: {shipped['quant']}, {shipped['bpw']:.3f} bits per weight, "
+                     f"{shipped['file_mb']:.1f} MB{plain}. Smallest first; the search stops at "
+                     "the first that passes the decision.")
+    return lines
+
+
 def device_lines(device: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
     """The shipped artifact timed on the build's [device], beside the build host's figures."""
     facts, host = device["device"], next((r for r in rows if r["role"] == Role.DISTILLED), {})
@@ -181,6 +199,9 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
     out.append(("Verdict", lines))
     if mix := report.get("quant_mix"):
         out.append(("Quantization, as written", [mix_line(mix)]))
+    if search := report["bench"].get("search"):
+        out.append(("Encodings tried", encoding_lines(search, report["target"],
+                                                      str(task["metric"]).replace("_", " "))))
     if lines := _set_lines(report):
         out.append(("Quality per eval set", lines))
     if lines := grammar_lines(report["bench"]["rows"], str(task["metric"])):

@@ -21,10 +21,11 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from pipeline.config import BuildConfig
 from pipeline.formats import FORMATS
+from pipeline.gate import GateSettings, gate_settings
 from pipeline.measure.bench import REFERENCE_FILE, REMEASURE, RowSpec
 from pipeline.measure.roles import BASE_ROLES, Role, twin
 from pipeline.outputs import BENCH, BenchSummary, read_bench
@@ -62,6 +63,10 @@ class BenchSettings(Settings):
     # teacher's metric (bench_teacher) less max_teacher_gap; both None: they answer all
     stop_goal: float | None = None
     stop_teacher_gap: float | None = None
+    # bench, a target with `encodings`: (type, artifact) candidates to search, and the limits
+    # each is decided by (the report's: pipeline.gate)
+    encodings: list[tuple[str, str]] = []
+    gate: GateSettings | None = None
 
 
 class BenchRuntime(Runtime):
@@ -135,22 +140,24 @@ def _student(config: BuildConfig) -> _Student:
     return _Student(score_rows=config.bench.score_rows, student_prompt=config.task.student_prompt)
 
 
-def _student_rows(ctx: StageContext[BenchSettings, BenchRuntime], reference: str | None
-                  ) -> list[RowSpec]:
+def _student_rows(ctx: StageContext[BenchSettings, BenchRuntime], reference: str | None,
+                  shipped: tuple[str, str] | None = None) -> list[RowSpec]:
     """The target's student rows, in report order; `score` marks the rows scored
     teacher-forced (student prompt and vocabulary), `reference` the one the others are held
-    to when no fp32 torch reference exists (`reference` = that role, or None)."""
+    to when no fp32 torch reference exists (`reference` = that role, or None). `shipped`:
+    the distilled artifact and its type when the encoding search picked another."""
     s = ctx.settings
     teacher_p, student_p = s.teacher_prompt, s.student_prompt
     base, student = ctx.inputs["base_export"], ctx.inputs["student_export"]
     fp, quant = s.fp_label, s.quant_label
+    artifact, shipped_quant = shipped or (s.artifact, quant)
     ship = s.constrained  # the target's own distilled rows decode under the grammar
     rows = [
         (f"base {fp}", Role.BASE_FP, base / s.fp_artifact, student_p, False),
         (f"base {quant}", Role.BASE, base / s.artifact, student_p, False),
         (f"base {quant} + few-shot prompt", Role.BASE_FEWSHOT, base / s.artifact, teacher_p, False),
         (f"distilled {fp}", Role.DISTILLED_FP, student / s.fp_artifact, student_p, ship),
-        (f"distilled {quant}", Role.DISTILLED, student / s.artifact, student_p, ship),
+        (f"distilled {shipped_quant}", Role.DISTILLED, student / artifact, student_p, ship),
     ]
     # each distilled artifact decoded the other way too; these twins are not scored
     # (teacher-forced log-probs do not depend on how answers are decoded)
@@ -189,20 +196,86 @@ def _grammar(config: BuildConfig, target: Target) -> _Grammar:
         return {"grammar_skipped": exc.why}
 
 
+def _search(config: BuildConfig, target: Target) -> dict[str, Any]:
+    """A target with `encodings`: the candidates (type, artifact) and the decision's limits."""
+    if not target.encodings:
+        return {}
+    return {"encodings": [(q, target.fmt.artifact(q)) for q in target.candidates()],
+            "gate": GateSettings(**gate_settings(config, target))}
+
+
 def run_rows(ctx: StageContext[BenchSettings, BenchRuntime], rows: list[RowSpec],
-             reference: Path | None = None, keep_reference: bool = False) -> BenchSummary:
-    """The stage's eval rows through the bench's row loop (pipeline.measure.bench)."""
+             reference: Path | None = None, keep_reference: bool = False,
+             out_dir: Path | None = None) -> BenchSummary:
+    """The stage's eval rows through the bench's row loop (pipeline.measure.bench), into the
+    stage's folder (or `out_dir`, a part of it)."""
     from pipeline.measure.bench import bench_rows, score_texts
 
     s = ctx.settings
     eval_rows = read_eval(ctx.inputs["eval"] / EVAL_FILE)
     texts = (score_texts(Path(ctx.inputs["student"]), s.student_prompt, eval_rows, s.score_rows)
              if s.student_prompt and any(r.get("score") for r in rows) else [])
-    result = bench_rows(rows, eval_rows, ctx.out_dir, make_task(s.task), threads=s.threads, n_ctx=s.n_ctx,
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    result = bench_rows(rows, eval_rows, out_dir or ctx.out_dir, make_task(s.task),
+                        threads=s.threads, n_ctx=s.n_ctx,
                         max_tokens=s.max_tokens, warmup=s.warmup, synthetic=s.synthetic,
                         latency_prompts=s.latency_prompts,
                         texts=texts, reference=reference, keep_reference=keep_reference,
                         remeasure=ctx.runtime.remeasure, log=ctx.log)
+    return BenchSummary(scores={r["role"]: r[s.task.primary] for r in result["rows"]})
+
+
+def _candidate(ctx: StageContext[BenchSettings, BenchRuntime], quant: str, ref_role: Role | None,
+               reference: Path, parts: Path, known: list[Path]) -> dict[str, Any]:
+    """One candidate type measured as the shipped row (its own part folder) and decided
+    with the build's decision against the rows already known."""
+    from pipeline.gate import ship_decision
+    from pipeline.measure.bench import merged_answers
+
+    s = ctx.settings
+    assert s.gate is not None  # set with encodings (_search)
+    label = quant + s.quant_label.removeprefix(s.encodings[0][0])  # the format's label
+    row = next(r for r in _student_rows(ctx, ref_role, (dict(s.encodings)[quant], label))
+               if r["role"] == Role.DISTILLED)
+    run_rows(ctx, [row], reference=reference, out_dir=parts / quant)
+    rows = [r for folder in [*known, parts / quant] for r in read_bench(folder)["rows"]]
+    decision = ship_decision(s.gate, make_task(s.task), rows,
+                             merged_answers([*known, parts / quant]),
+                             read_eval(ctx.inputs["eval"] / EVAL_FILE))
+    mine = rows[-1]
+    ctx.log(f"encoding {quant}: {decision['outcome']} — {decision['sentence']}")
+    return {"file": mine["file"], "file_mb": mine["file_mb"], "kl": mine.get("kl_vs_reference"),
+            "top1": mine.get("top1_agreement"), "metric": mine[s.task.primary],
+            "outcome": decision["outcome"], "ship": decision["ship"],
+            "sentence": decision["sentence"],
+            "checks": [{k: c.get(k) for k in ("check", "outcome", "value", "ci", "prompts")}
+                       for c in decision["checks"]]}
+
+
+def searched(ctx: StageContext[BenchSettings, BenchRuntime], ref_role: Role | None,
+             reference: Path | None) -> BenchSummary:
+    """A target with `encodings`: the unquantized row first, then the candidate types
+    smallest-first until one passes (pipeline.measure.search), then the other rows around
+    the one that ships; one bench.json (with the search's table) from the parts."""
+    from pipeline.measure.quant_mix import gguf_mix
+    from pipeline.measure.search import chosen, merge_benches, search
+
+    s, parts = ctx.settings, ctx.out_dir / "search"
+    fp_row = [r for r in _student_rows(ctx, ref_role) if r["role"] == Role.DISTILLED_FP]
+    run_rows(ctx, fp_row, reference=reference, keep_reference=True, out_dir=parts / "fp")
+    reference = reference or parts / "fp" / REFERENCE_FILE
+    known = [ctx.inputs["bench_teacher"], ctx.inputs["student_bench"], parts / "fp"]
+    sizes = [(q, gguf_mix(ctx.inputs["student_export"] / a, q)["bits_per_weight"])
+             for q, a in s.encodings]
+    tried = search(sizes, lambda q: _candidate(ctx, q, ref_role, reference, parts, known))
+    ship = chosen(tried, own=s.encodings[0][0])
+    label = ship + s.quant_label.removeprefix(s.encodings[0][0])
+    rest = [r for r in _student_rows(ctx, ref_role, (dict(s.encodings)[ship], label))
+            if r["role"] not in (Role.DISTILLED_FP, Role.DISTILLED)]
+    run_rows(ctx, rest, reference=reference, out_dir=parts / "rest")
+    result = merge_benches([parts / "rest", parts / "fp", parts / ship], ctx.out_dir,
+                           {"search": {"shipped": ship, "candidates": tried}})
     return BenchSummary(scores={r["role"]: r[s.task.primary] for r in result["rows"]})
 
 
@@ -266,7 +339,7 @@ class BenchStage:
         return BenchSettings(**_common(config, target), **_student(config),
                              artifact=target.artifact(), fp_artifact=target.artifact(fp=True),
                              quant_label=target.quant + fmt.label, fp_label=fmt.fp + fmt.label,
-                             **_grammar(config, target), **_stop(config))
+                             **_grammar(config, target), **_stop(config), **_search(config, target))
 
     def runtime(self, config: BuildConfig, target: Target) -> BenchRuntime:
         # the format's runtime adapter: a function of the artifact names already in the key
@@ -277,6 +350,8 @@ class BenchStage:
             ctx.log(f"no grammar rows: {ctx.settings.grammar_skipped}")
         # Held to the fp32 torch student when bench_student measured it, else to the F16/fp32 export.
         ref = ctx.inputs["student_bench"] / REFERENCE_FILE
-        if ref.is_file():
-            return run_rows(ctx, _student_rows(ctx, None), reference=ref)
-        return run_rows(ctx, _student_rows(ctx, Role.DISTILLED_FP))
+        reference = ref if ref.is_file() else None
+        ref_role = None if reference else Role.DISTILLED_FP
+        if ctx.settings.encodings:
+            return searched(ctx, ref_role, reference)
+        return run_rows(ctx, _student_rows(ctx, ref_role), reference=reference)

@@ -32,7 +32,7 @@ from pipeline.config import BuildConfig
 from pipeline.constrain import shipped_grammar
 from pipeline.device import DeviceConfig, bench_on_device
 from pipeline.measure.roles import Role
-from pipeline.outputs import ANSWERS, DEVICE, DeviceBench, DeviceSummary, write_doc
+from pipeline.outputs import ANSWERS, DEVICE, DeviceBench, DeviceSummary, read_bench, write_doc
 from pipeline.runkit.bench import PROMPTS_FILE, RUNTIME_PACKAGES
 from pipeline.runnable import Runnable, runnable_of, write_runnable
 from pipeline.stage import Runtime, StageContext
@@ -80,10 +80,13 @@ class BenchDeviceStage:
             return DeviceSummary(enabled=False)
         eval_rows = read_eval(ctx.inputs["eval"] / EVAL_FILE)
         prompts = [row["prompt"] for row in eval_rows][: s.device.latency_prompts]
-        ctx.log(f"timing {s.artifact} on {s.device.ssh} ({len(prompts)} prompts, over ssh)")
+        ctx.log(f"timing the shipped artifact on {s.device.ssh} ({len(prompts)} prompts, over ssh)")
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "kit"
-            write_runnable(folder, s, export=ctx.inputs["export"], tokenizer=ctx.inputs["distill"])
+            shipped = next(r for r in read_bench(ctx.inputs["bench"])["rows"]
+                           if r["role"] == Role.DISTILLED)  # the encoding search's pick
+            write_runnable(folder, s, export=ctx.inputs["export"], tokenizer=ctx.inputs["distill"],
+                           artifact=shipped["file"])
             (folder / PROMPTS_FILE).write_text(json.dumps({"prompts": prompts, "warmup": s.warmup}))
             raw = bench_on_device(s.device, folder)
         host = [row.get(Role.DISTILLED) for row in read_jsonl(ctx.inputs["bench"] / ANSWERS)]

@@ -83,11 +83,12 @@ def _row_line(bench_row: BenchRow, metric: str) -> str:
 def model_card(s: BundleSettings, report: Report, gen: RunSettings) -> str:
     """README.md of the bundle: what it is, where it came from, how good and fast, how to run."""
     rows, data, training = report.bench.rows, report.data, report.training
+    quant = (report.bench.model_dump().get("search") or {}).get("shipped") or s.quant
     decision, metric, mix = report.decision, report.task.metric, report.quant_mix
     examples, steps = (training.examples, training.steps) if training else ("?", "?")
     losses = (training.first_eval_loss, training.final_eval_loss) if training else ("?", "?")
     lines = [
-        f"# {s.task} student — target `{s.target}` ({s.format} {s.quant})", "",
+        f"# {s.task} student — target `{s.target}` ({s.format} {quant})", "",
         f"Built by distill-edge. Runtime: {s.runtime}"
         + (f" ({s.execution_provider} execution provider)" if s.providers > 1 else "")
         + f". Numbers measured on {s.benchmarked_on}, {report.bench.threads} threads.",
@@ -96,7 +97,7 @@ def model_card(s: BundleSettings, report: Report, gen: RunSettings) -> str:
         f"- filter: kept {data.kept}, dropped {data.dropped} ({json.dumps(data.drops_by_reason)})",
         f"- student: `{s.student}` fine-tuned on the kept answers ({examples} examples, {steps} "
         f"steps; held-out loss {losses[0]} → {losses[1]})",
-        f"- export: {s.format} {s.quant} (`{s.artifact}`)"
+        f"- export: {s.format} {quant} (`{gen['model']}`)"
         + (f" — as written: {mix_line(mix)}" if mix else ""), "",
         "## Quality and speed (held-out eval prompts)", "",
         f"| artifact | size MB | {metric.replace('_', ' ')} | decode tok/s | KL vs fp32 student "
@@ -167,7 +168,9 @@ class BundleStage:
             ctx.log(f"no bundle: {doc.decision.sentence}")
             return BundleSummary(files=[], skipped="not shipped (see the report's decision)")
         bundle = ctx.out_dir / "bundle"
-        gen = write_runnable(bundle, s, export=export, tokenizer=ctx.inputs["distill"])
+        shipped = next(r for r in doc.bench.rows if r.role == Role.DISTILLED)  # the search's pick
+        gen = write_runnable(bundle, s, export=export, tokenizer=ctx.inputs["distill"],
+                             artifact=shipped.file)
         (bundle / "README.md").write_text(model_card(s, doc, gen))
         if s.modelfile:
             chat_template = read_json(export, PROMPT_FORMAT).get("chat_template") or ""

@@ -114,6 +114,7 @@ class ExportGgufSettings(Settings):
     calibration: str | None = None
     calibration_rows: int | None = None
     prompt: ChatPrompt | None = None
+    encodings: list[str] = []  # other types written beside `quant` for the bench's search
 
 
 class ExportGgufStage:
@@ -122,11 +123,13 @@ class ExportGgufStage:
     resumable = False
 
     def settings(self, config: BuildConfig, target: Target) -> ExportGgufSettings:
+        extra = {"encodings": target.candidates()[1:]} if target.encodings else {}
         if target.calibration == "imatrix" and target.quant != "F16":
             return ExportGgufSettings(
                 format=target.format, quant=target.quant, calibration="imatrix",
-                calibration_rows=target.calibration_rows, prompt=config.task.student_prompt)
-        return ExportGgufSettings(format=target.format, quant=target.quant)
+                calibration_rows=target.calibration_rows, prompt=config.task.student_prompt,
+                **extra)
+        return ExportGgufSettings(format=target.format, quant=target.quant, **extra)
 
     def runtime(self, config: BuildConfig, target: Target) -> Runtime:
         return Runtime()
@@ -143,7 +146,9 @@ class ExportGgufStage:
         out = ctx.out_dir / gguf.artifact(quant)
         if quant != "F16":
             matrix = _imatrix(ctx, f16) if ctx.settings.calibration == "imatrix" else None
-            quantize(f16, out, quant, threads=os.cpu_count() or 1, imatrix=matrix)
+            for q in [quant, *ctx.settings.encodings]:  # the search's candidates: same calibration
+                quantize(f16, ctx.out_dir / gguf.artifact(q), q, threads=os.cpu_count() or 1,
+                         imatrix=matrix)
         carry_prompt_format(hf_dir, ctx.out_dir)
         llm = open_gguf(out, n_ctx=256, threads=1)  # proves the file opens in the runtime
         n_params = llm.n_params() if hasattr(llm, "n_params") else None

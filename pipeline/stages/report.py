@@ -18,6 +18,7 @@ from typing import Any, TypedDict
 
 from pipeline.cache import file_sha256, library_versions, read_jsonl, read_meta
 from pipeline.config import BuildConfig
+from pipeline.gate import GateSettings, gate_settings, ship_decision
 from pipeline.measure.bench import BENCH_STEPS, merged_answers
 from pipeline.measure.quant_mix import QuantMix
 from pipeline.measure.roles import ORDER, Role
@@ -38,18 +39,18 @@ from pipeline.outputs import (
     read_doc,
     write_report,
 )
-from pipeline.stage import Runtime, Settings, StageContext
+from pipeline.stage import Runtime, StageContext
 from pipeline.targets import Target
 from pipeline.tasks import make_task
-from pipeline.tasks.base import Task, TaskSpec
-from pipeline.tasks.inputs import EVAL_FILE, TRAIN_FILE, EvalRow, read_eval
+from pipeline.tasks.base import TaskSpec
+from pipeline.tasks.inputs import EVAL_FILE, TRAIN_FILE, read_eval
 
 REPORT_LIBRARIES = ("torch", "transformers", "llama-cpp-python", "gguf", "tokenizers",
                     "onnxruntime", "onnxruntime-genai")
 
 
-class ReportSettings(Settings):
-    """The user's goal (the verdict) and the target's gate."""
+class ReportSettings(GateSettings):
+    """The user's goal (the verdict) and the target's gate (pipeline.gate)."""
 
     target: str
     benchmarked_on: str
@@ -57,17 +58,6 @@ class ReportSettings(Settings):
     min_quality: float | None  # [goal]: None = relative to the teacher
     requests_per_day: int
     latency_budget_s: float
-    gate_min_quality: float | None
-    gate_max_quant_loss: float | None
-    gate_max_kl: float | None
-    gate_min_greedy_agreement: float | None
-    gate_goal: float | None = None  # the [goal] bar, unless [gate] require_goal = false
-    # no [goal] min_quality: the shipped row may be at most this far below the teacher
-    # (None: [gate] require_goal = false, no bar at all)
-    max_teacher_gap: float | None = None
-    strict: bool = False  # [gate] strict: an undecided check refuses the build
-    constrained: bool = False  # the shipped row decodes under the task grammar
-    artifact: str = ""  # the shipped file in the export step (its real quant mix is read)
     quant: str = ""
 
 
@@ -128,15 +118,20 @@ def _extra_columns(rows: Rows, judge: JudgeOutput | None) -> list[list[str]]:
     return extra
 
 
-def _quant_mix(ctx: StageContext[ReportSettings]) -> QuantMix | None:
-    """The shipped GGUF's or OpenVINO IR's real type mix (None for other formats)."""
+def _quant_mix(ctx: StageContext[ReportSettings], bench: dict[str, Any]) -> QuantMix | None:
+    """The shipped GGUF's or OpenVINO IR's real type mix (None for other formats): the
+    bench's shipped row's file — the encoding search's choice where the target has one."""
     from pipeline.measure.quant_mix import gguf_mix, openvino_mix
 
-    path = ctx.inputs["export"] / ctx.settings.artifact
-    if ctx.settings.artifact.endswith(".gguf") and path.is_file():
-        return gguf_mix(path, ctx.settings.quant)
+    shipped = next((r for r in bench["rows"] if r["role"] == Role.DISTILLED), None)
+    if shipped is None:
+        return None
+    path = ctx.inputs["export"] / shipped["file"]
+    quant = (bench.get("search") or {}).get("shipped") or ctx.settings.quant
+    if path.suffix == ".gguf" and path.is_file():
+        return gguf_mix(path, quant)
     if (path / "openvino_model.xml").is_file():
-        return openvino_mix(path, ctx.settings.quant)
+        return openvino_mix(path, quant)
     return None
 
 
@@ -148,25 +143,6 @@ def _bar(s: ReportSettings, rows: Rows) -> float | None:
     teacher = next((r for r in rows if r["role"] == Role.TEACHER), None)
     gap = s.max_teacher_gap if s.max_teacher_gap is not None else 0.0
     return None if teacher is None else round(teacher[s.task.primary] - gap, 4)
-
-
-def _decision(s: ReportSettings, task: Task, rows: Rows, answers: Rows, eval_rows: list[EvalRow]
-              ) -> dict[str, Any]:
-    """The build's one ship / no-ship decision (pipeline.measure.decision). A constrained
-    artifact's quantization checks hold it to its F16 export under the same grammar."""
-    from pipeline.measure.decision import Evidence, Limits, decide_build, tiers_of
-
-    primary = next((r["eval_set"] for r in rows if r.get("eval_set")), None)
-    evidence = Evidence(task=task, metric=s.task.primary, answers=answers,
-                        refs=[e["reference"] for e in eval_rows], tiers=tiers_of(eval_rows, primary))
-    limits = Limits(goal=s.gate_goal, max_teacher_gap=s.max_teacher_gap,
-                    min_quality=s.gate_min_quality, max_quant_loss=s.gate_max_quant_loss,
-                    max_kl=s.gate_max_kl, min_greedy_agreement=s.gate_min_greedy_agreement,
-                    strict=s.strict)
-    roles = {r["role"] for r in rows}
-    reference = (Role.DISTILLED_FP if s.constrained or Role.DISTILLED_TORCH not in roles
-                 else Role.DISTILLED_TORCH)
-    return decide_build(evidence, limits, rows, reference)
 
 
 def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
@@ -197,7 +173,7 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
     eval_meta = read_meta(ctx.inputs["eval"])
     eval_set = EvalSetSummary.model_validate(eval_meta["summary"]) if eval_meta else None
     eval_rows = read_eval(ctx.inputs["eval"] / EVAL_FILE)
-    decision = _decision(s, task, bench["rows"], answers, eval_rows)
+    decision = ship_decision(s, task, bench["rows"], answers, eval_rows)
     verdict = with_decision(decide(bench["rows"], _bar(s, bench["rows"]), s.requests_per_day,
                                    s.latency_budget_s, metric), decision)
     attributed = attribution(bench["rows"], metric)
@@ -214,7 +190,7 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
         "verdict": verdict,
         "attribution": attributed,
         "judge": judge.model_dump() if judge else None,
-        "quant_mix": _quant_mix(ctx),
+        "quant_mix": _quant_mix(ctx, bench),
         "device": _device(ctx.inputs.get("device")),
         "decision": decision,
         "data": read_doc(ctx.inputs["filter"] / DROPS, Drops).model_dump(),
@@ -240,20 +216,10 @@ class ReportStage:
     resumable = False
 
     def settings(self, config: BuildConfig, target: Target) -> ReportSettings:
-        from pipeline.constrain import shipped_grammar
-
         return ReportSettings(
             target=target.name, benchmarked_on=target.benchmarked_on, task=config.task.spec,
-            **config.goal.model_dump(exclude={"max_teacher_gap"}), gate_min_quality=target.min_quality,
-            gate_max_quant_loss=target.max_quant_loss, gate_max_kl=target.max_kl,
-            gate_min_greedy_agreement=target.min_greedy_agreement,
-            gate_goal=config.goal.min_quality if config.gate.require_goal else None,
-            max_teacher_gap=(config.goal.max_teacher_gap if config.gate.require_goal
-                             and config.goal.min_quality is None else None),
-            strict=config.gate.strict,
-            constrained=bool(shipped_grammar(config.task.spec, config.task.date_fields,
-                                             target.constrained)[0]),
-            artifact=target.artifact(), quant=target.quant)
+            **config.goal.model_dump(exclude={"max_teacher_gap"}),
+            **gate_settings(config, target), quant=target.quant)
 
     def runtime(self, config: BuildConfig, target: Target) -> Runtime:
         return Runtime()
