@@ -371,6 +371,9 @@ class BenchConfig(_Strict):
     # grammar (pipeline.constrain; formats whose runtime can): valid rate, truncation, metric
     # and decode speed with and without it, side by side in the report
     grammar_pair: bool = True
+    # train rows with references (>= 8): the same student fine-tuned on those labels alone, with
+    # the same recipe, measured beside the distilled one ("fine-tuned on your labels")
+    labels_row: bool = True
 
 
 class GoalConfig(_Strict):

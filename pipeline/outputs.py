@@ -150,6 +150,13 @@ class ModelInfo(Summary):
     vocab_size: int
 
 
+class LabelsSummary(Summary):
+    """The labels step: how many labelled train rows the fine-tuned-on-labels student gets."""
+
+    rows: int
+    skipped: str | None = None  # why there is no such student
+
+
 class TrainingMode(Summary):
     """The teacher_logits step's decision.json: which KD the distill step runs, and why."""
 
@@ -237,17 +244,18 @@ class BundleSummary(Summary):
 
 
 class TrainingSummary(_Doc):
-    """The distill step's summary.json."""
+    """The distill step's summary.json (a step with no rows to train on: only `skipped`)."""
 
-    mode: str
-    examples: int
-    steps: int
-    first_loss: float | None
-    final_loss: float | None
-    train_tokens_per_s: float | None
-    precision: str
-    precision_reason: str
-    device: str
+    mode: str = ""
+    examples: int = 0
+    steps: int = 0
+    first_loss: float | None = None
+    final_loss: float | None = None
+    train_tokens_per_s: float | None = None
+    precision: str = ""
+    precision_reason: str = ""
+    device: str = ""
+    skipped: str | None = None
     first_eval_loss: float | None = None  # held-out loss before and after training
     final_eval_loss: float | None = None
 

@@ -78,6 +78,8 @@ PLAN: tuple[Step, ...] = (
     # the eval prompts with references: the data's, else the teacher's answers
     Step("eval_set", "eval_set", {"prompts": "prompts", "teacher": "teacher"}),
     Step("filter", "filter", {"teacher": "teacher"}),
+    # the user's labelled train rows, if any, as training data (the fine-tuned-on-labels row)
+    Step("labels", "labels", {"prompts": "prompts"}),
     Step("student_base", "student_base", {"student_model": "@student_model"}),
     # sequence vs logit KD, and the teacher's cached top-k per reply token when logits
     Step("teacher_logits", "teacher_logits", {"teacher_model": "@teacher_model",
@@ -86,6 +88,10 @@ PLAN: tuple[Step, ...] = (
     Step("distill", "distill", {"base": "student_base", "data": "filter",
                                 "eval": "eval_set", "teacher_logits": "teacher_logits",
                                 "teacher_model": "@teacher_model"}),
+    # the same student and recipe on the user's labels alone (a no-op without them)
+    Step("distill_labels", "distill", {"base": "student_base", "data": "labels",
+                                       "eval": "eval_set", "teacher_logits": "labels",
+                                       "teacher_model": "@teacher_model"}),
     # "calibration": the task's kept teacher rows, for profiles that quantize data-aware
     Step("export_base", EXPORT, {"model": "student_base", "calibration": "filter"}),
     Step("export", EXPORT, {"model": "distill", "calibration": "filter"},
@@ -93,6 +99,7 @@ PLAN: tuple[Step, ...] = (
     Step("bench_teacher", "bench_teacher", {"teacher_model": "@teacher_model",
                                             "eval": "eval_set"}),
     Step("bench_student", "bench_student", {"student": "distill", "eval": "eval_set"}),
+    Step("bench_labels", "bench_labels", {"student": "distill_labels", "eval": "eval_set"}),
     Step("bench", "bench", {"base_export": "export_base", "student_export": "export",
                             "student": "distill", "student_bench": "bench_student",
                             "bench_teacher": "bench_teacher", "eval": "eval_set"}),
@@ -102,12 +109,13 @@ PLAN: tuple[Step, ...] = (
     # the teacher judges each row's answers against its own ([task] judge; else a no-op)
     Step("judge", "judge", {"teacher_model": "@teacher_model", "eval": "eval_set",
                             "bench_teacher": "bench_teacher", "bench_student": "bench_student",
-                            "bench": "bench"}),
+                            "bench_labels": "bench_labels", "bench": "bench"}),
     # "seed_runs": every seed's score when [distill] seeds > 1 (written by the runner)
     Step("report", "report", {"seed_runs": "@seed_runs",
                               "teacher": "teacher", "filter": "filter", "distill": "distill",
                               "export": "export", "bench_teacher": "bench_teacher",
-                              "bench_student": "bench_student", "bench": "bench",
+                              "bench_student": "bench_student", "bench_labels": "bench_labels",
+                              "bench": "bench",
                               "judge": "judge", "device": "bench_device", "prompts": "prompts",
                               "eval": "eval_set"},
          publish=("report.md", REPORT, "report.html")),

@@ -46,6 +46,7 @@ repeats = 1     # the fixed-length tests run once, short: mechanics, not numbers
 pp_tokens = 32
 tg_tokens = 16
 remeasure = 0   # tests may run side by side: rows are marked, never measured twice
+labels_row = true  # the preset's train rows carry references: the fine-tuned-on-labels row
 """
 PROFILE = """name = "{name}"
 description = "e2e test profile"
@@ -114,8 +115,12 @@ def test_first_build_publishes_everything(built: dict) -> None:
     assert not any(_steps(built["build"], "t-int4").values())
     report = json.loads((out / "report.json").read_text())
     roles = [r["role"] for r in report["bench"]["rows"]]
-    assert roles == ["teacher", "base_fp", "base", "base_fewshot", "distilled_torch",
+    assert roles == ["teacher", "base_fp", "base", "base_fewshot", "labels_torch", "distilled_torch",
                      "distilled_fp", "distilled", "distilled_fp_grammar", "distilled_grammar"]
+    # the preset's 12 labelled train rows: the same student fine-tuned on them alone, compared
+    labels = report["labels"]
+    assert labels["prompts"] == 3 and labels["ci"][0] <= labels["delta"] <= labels["ci"][1]
+    assert "## Fine-tuned on your labels" in (out / "report.md").read_text()
     for role in ("distilled_fp_grammar", "distilled_grammar"):  # under the task's grammar:
         row = next(r for r in report["bench"]["rows"] if r["role"] == role)  # every answer
         assert row["grammar"] and row["valid"] >= 1 - row["truncated"]  # not cut off parses

@@ -69,7 +69,8 @@ def score_texts(student_dir: Path, prompt: ChatPrompt, eval_rows: list[EvalRow],
     return texts
 
 
-BENCH_STEPS = ("bench_teacher", "bench_student", "bench")  # the plan steps that write bench rows
+# the plan steps that write bench rows
+BENCH_STEPS = ("bench_teacher", "bench_student", "bench_labels", "bench")
 
 
 def merged_answers(folders: list[Path]) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ class Role(StrEnum):
     BASE_FP = "base_fp"  # the undistilled student, unquantized export
     BASE = "base"  # the undistilled student, the target's quantization
     BASE_FEWSHOT = "base_fewshot"  # the same with the teacher's few-shot prompt
+    LABELS_TORCH = "labels_torch"  # the student fine-tuned on the user's labels alone (fp32)
     DISTILLED_TORCH = "distilled_torch"  # the fp32 student on torch: the reference
     DISTILLED_FP = "distilled_fp"  # the unquantized export (F16 GGUF, fp32 ONNX / IR)
     DISTILLED = "distilled"  # the shipped artifact

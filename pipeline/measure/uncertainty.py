@@ -161,3 +161,21 @@ def add_other_intervals(task: Any, rows: list[dict[str, Any]], answers: list[dic
             row["teacher_agreement_ci"] = list(metric_interval(task, primary, *with_teacher[role]))
         if row.get("greedy_agreement") is not None and role in same:
             row["greedy_agreement_ci"] = list(interval(same[role]))
+
+
+def labels_comparison(task: Any, answers: list[dict[str, Any]], eval_rows: list[dict[str, Any]],
+                      ) -> dict[str, Any] | None:
+    """The distilled fp32 student against the same student fine-tuned on the user's labels
+    alone (both fp32, torch) on the primary metric, paired on the same prompts: did the
+    teacher add anything over the labels? None without that row."""
+    a, b = Role.LABELS_TORCH, Role.DISTILLED_TORCH
+    idx = [i for i in range(len(eval_rows)) if a in answers[i] and b in answers[i]]
+    if not idx:
+        return None
+    metric = task.spec.primary
+    (labels, refs), (distilled, _) = _on(task, answers, eval_rows, idx, a), _on(
+        task, answers, eval_rows, idx, b)
+    value = (task.evaluate(distilled, refs)[metric] - task.evaluate(labels, refs)[metric])
+    ci = paired_metric_interval(task, metric, labels, distilled, refs)
+    return {"metric": metric, "delta": round(value, 4), "ci": [round(c, 4) for c in ci],
+            "prompts": len(idx), "distinguishable": distinguishable(ci)}

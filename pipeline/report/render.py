@@ -136,6 +136,17 @@ def _other_interval_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def labels_line(labels: dict[str, Any]) -> str:
+    """Did the teacher add anything over the user's own labels? (both students fp32, torch)"""
+    lo, hi = labels["ci"]
+    said = ("the teacher's data added to your labels" if lo > 0 else
+            "your labels alone did better than the teacher's data" if hi < 0 else
+            "not distinguishable from fine-tuning on your labels alone at this eval size")
+    return (f"Distilled fp32 student − the same student fine-tuned on your labelled train rows "
+            f"alone (same recipe), {labels['metric'].replace('_', ' ')}: {labels['delta']:+.3f} "
+            f"(paired 95% interval {lo:+.3f} to {hi:+.3f}, {labels['prompts']} prompts): {said}.")
+
+
 def encoding_lines(search: dict[str, Any], target: str, metric: str) -> list[str]:
     """The encoding search: every candidate tried, smallest first, and what shipped."""
     lines = []
@@ -210,6 +221,8 @@ def _sections(report: dict[str, Any]) -> list[tuple[str, list[str]]]:
         out.append(("95% intervals of the other figures", lines))
     if judge := report.get("judge"):
         out.append(("Teacher as judge", [_judge_line(judge)]))
+    if labels := report.get("labels"):
+        out.append(("Fine-tuned on your labels", [labels_line(labels)]))
     if device := report.get("device"):
         out.append(("On the device", device_lines(device, report["bench"]["rows"])))
     if decision := report.get("decision"):

@@ -9,7 +9,12 @@ Example:
 from __future__ import annotations
 
 from pipeline.stage import Stage
-from pipeline.stages.bench import BenchStage, BenchStudentStage, BenchTeacherStage
+from pipeline.stages.bench import (
+    BenchLabelsStage,
+    BenchStage,
+    BenchStudentStage,
+    BenchTeacherStage,
+)
 from pipeline.stages.bench_device import BenchDeviceStage
 from pipeline.stages.bundle import BundleStage
 from pipeline.stages.distill import DistillStage
@@ -19,6 +24,7 @@ from pipeline.stages.export_onnx import ExportOnnxStage
 from pipeline.stages.export_openvino import ExportOpenVinoStage
 from pipeline.stages.filter import FilterStage
 from pipeline.stages.judge import JudgeStage
+from pipeline.stages.labels import LabelsStage
 from pipeline.stages.prompts import PromptsStage
 from pipeline.stages.report import ReportStage
 from pipeline.stages.student_base import StudentBaseStage
@@ -29,10 +35,10 @@ from pipeline.stages.teacher_logits import TeacherLogitsStage
 REGISTRY: dict[str, Stage] = {
     stage.name: stage
     for stage in (PromptsStage(), TeacherCheckStage(), TeacherStage(), EvalSetStage(), FilterStage(),
-                  StudentBaseStage(),
+                  LabelsStage(), StudentBaseStage(),
                   TeacherLogitsStage(), DistillStage(), ExportGgufStage(), ExportOnnxStage(),
                   ExportOpenVinoStage(),
-                  BenchTeacherStage(), BenchStudentStage(), BenchStage(), BenchDeviceStage(), JudgeStage(),
-                  ReportStage(),
+                  BenchTeacherStage(), BenchStudentStage(), BenchLabelsStage(), BenchStage(),
+                  BenchDeviceStage(), JudgeStage(), ReportStage(),
                   BundleStage())
 }

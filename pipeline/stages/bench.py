@@ -329,6 +329,29 @@ class BenchStudentStage:
         return run_rows(ctx, [row] if s.torch_row else [], keep_reference=True)
 
 
+class BenchLabelsStage:
+    """The student fine-tuned on the user's labels alone (distill_labels), fp32 on torch:
+    "fine-tuned on your labels", beside the distilled student. No labelled train rows: no row."""
+
+    name = "bench_labels"
+    libraries = ("torch", "transformers")
+    resumable = False
+
+    def settings(self, config: BuildConfig, target: Target) -> BenchSettings:
+        return BenchSettings(**_common(config, target), **_student(config))
+
+    def runtime(self, config: BuildConfig, target: Target) -> BenchRuntime:
+        return BenchRuntime(remeasure=config.bench.remeasure)
+
+    def run(self, ctx: StageContext[BenchSettings, BenchRuntime]) -> BenchSummary:
+        s = ctx.settings
+        assert s.student_prompt is not None  # set (_student)
+        trained = (ctx.inputs["student"] / "config.json").is_file()  # else distill_labels skipped
+        row = RowSpec(label="fine-tuned on your labels, fp32 (torch)", role=Role.LABELS_TORCH,
+                      model=ctx.inputs["student"], runtime="torch", prompt=s.student_prompt)
+        return run_rows(ctx, [row] if trained else [])
+
+
 class BenchStage:
     name = "bench"
     libraries = ("llama-cpp-python", "torch", "transformers", "onnxruntime-genai", "llguidance")

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from pipeline.config import BuildConfig
 from pipeline.errors import UserError
-from pipeline.outputs import DISTILL_SUMMARY, TRAIN_LOG, TrainingSummary, read_doc
+from pipeline.outputs import DISTILL_SUMMARY, KEPT, TRAIN_LOG, TrainingSummary, read_doc
 from pipeline.precision import planned
 from pipeline.stage import Runtime, StageContext
 from pipeline.targets import Target
@@ -98,6 +98,8 @@ class DistillStage:
         return DistillRuntime(**config.distill.model_dump(include=set(RUNTIME_ONLY)))
 
     def run(self, ctx: StageContext[DistillSettings, DistillRuntime]) -> TrainingSummary:
+        if not (ctx.inputs["data"] / KEPT).is_file():  # distill_labels without labelled rows
+            return TrainingSummary(skipped="no training rows")
         if ctx.runtime.launcher:
             return _launch(ctx)
         return TrainingSummary.model_validate(

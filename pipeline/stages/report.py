@@ -149,7 +149,7 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
     """The report document from the stage inputs, as report.json holds it (write_report checks
     it against pipeline.outputs.Report)."""
     from pipeline.measure.quality import greedy_agreement, teacher_agreement
-    from pipeline.measure.uncertainty import add_intervals, add_other_intervals
+    from pipeline.measure.uncertainty import add_intervals, add_other_intervals, labels_comparison
     from pipeline.measure.verdict import attribution, decide, with_decision
     from pipeline.report.render import environment
 
@@ -192,6 +192,7 @@ def build_report(ctx: StageContext[ReportSettings]) -> dict[str, Any]:
         "judge": judge.model_dump() if judge else None,
         "quant_mix": _quant_mix(ctx, bench),
         "device": _device(ctx.inputs.get("device")),
+        "labels": labels_comparison(task, answers, eval_rows),
         "decision": decision,
         "data": read_doc(ctx.inputs["filter"] / DROPS, Drops).model_dump(),
         "teacher": read_doc(ctx.inputs["teacher"] / TEACHER_STATS, TeacherStats).model_dump(),
