@@ -93,6 +93,7 @@ def test_stage_judges_each_distinct_answer_in_both_orders(tmp_path: Path, monkey
         "bench_teacher": _bench(tmp_path / "bt", [{**r, "teacher": "teacher says"} for r in ids]),
         "bench_student": _bench(tmp_path / "bs", [{**r, "distilled_torch": a} for r, a in
                                                   zip(ids, said, strict=True)]),
+        "bench_labels": _bench(tmp_path / "bl", list(ids)),  # no labelled train rows: no row
         "bench": _bench(tmp_path / "b", [{**r, "distilled": a, "base": "bad"} for r, a in
                                          zip(ids, said, strict=True)]),
     }
