@@ -6,6 +6,7 @@ request loop is bounded (few requests, short timeouts, a handful of retries).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -249,34 +251,93 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.e2e
-def test_teacher_stage_through_a_real_llama_cpp_server(smollm_gguf: Path, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def llama_server(model: Path, threads: int = 2) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`python -m llama_cpp.server` on a free loopback port, once GET /v1/models answers:
+    (the process, its base URL). Killed on exit."""
     import httpx
 
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(smollm_gguf),
-                               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"],
+    server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model),
+                               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
+                               "--n_threads", str(threads)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.time() + 90
         while time.time() < deadline:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/models", timeout=1).status_code == 200:
                     break
             except httpx.TransportError:
                 time.sleep(0.3)
-        cfg = _config(tmp_path, f"http://127.0.0.1:{port}/v1", 4)
-        cfg.write_text(cfg.read_text().replace("timeout_s = 0.5", "timeout_s = 60"))
+        yield server, url
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+
+
+def _teacher_rows(folder: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The committed teacher step's rows (by id) and stats of a build folder."""
+    (out,) = [p for p in (folder / "cache" / "teacher").glob("*") if p.is_dir()
+              and not p.name.endswith(".partial")]
+    rows = sorted(map(json.loads, (out / "rows.jsonl").open()), key=lambda r: r["id"])
+    return rows, json.loads((out / "stats.json").read_text())
+
+
+def _real_config(tmp_path: Path, base_url: str, rows: int) -> Path:
+    cfg = _config(tmp_path, "X", rows)
+    cfg.write_text(cfg.read_text().replace('"X"', base_url)
+                   .replace("timeout_s = 0.5", "timeout_s = 60").replace("max_retries = 1",
+                                                                          "max_retries = 4"))
+    return cfg
+
+
+@pytest.mark.e2e
+def test_teacher_stage_through_a_real_llama_cpp_server(smollm_gguf: Path, tmp_path: Path) -> None:
+    with llama_server(smollm_gguf) as (_, url):
+        cfg = _real_config(tmp_path, json.dumps(url), 4)
         proc = run_cli("build", "--config", str(cfg), "--build-dir", str(tmp_path / "b"),
                        "--until", "teacher")
         assert proc.returncode == 0, proc.stderr[-2000:]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    out = next((tmp_path / "b" / "cache" / "teacher").glob("*[0-9a-f]/rows.jsonl"))
-    rows = [json.loads(x) for x in out.read_text().splitlines()]
-    assert sorted(r["id"] for r in rows) == [f"train-{i:05d}" for i in range(4)]
+    rows, _ = _teacher_rows(tmp_path / "b")
+    assert [r["id"] for r in rows] == [f"train-{i:05d}" for i in range(4)]
     assert all(r["response"] and r["completion_tokens"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_two_real_servers_one_killed_mid_run_give_a_one_server_build(smollm_gguf: Path,
+                                                                    tmp_path: Path) -> None:
+    """Two llama.cpp servers on loopback; one is killed (SIGKILL) once the teacher has written
+    3 rows. The build ends with every row, the same rows as a build on one server (greedy), and
+    the stats count the rows each endpoint served."""
+    n = 16
+    with llama_server(smollm_gguf, 1) as (doomed, url), llama_server(smollm_gguf, 1) as (_, other):
+        urls = [url, other]
+        cmd = [sys.executable, "-m", "pipeline.cli", "build", "--config",
+               str(_real_config(tmp_path, json.dumps(urls), n)), "--build-dir",
+               str(tmp_path / "two"), "--until", "teacher"]
+        build = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        partial = tmp_path / "two" / "cache" / "teacher"
+        deadline = time.time() + 300
+        while time.time() < deadline and build.poll() is None:
+            done = sum(len(p.read_text().splitlines()) for p in partial.glob("*.partial/rows.jsonl"))
+            if done >= 3:
+                break
+            time.sleep(0.05)
+        assert build.poll() is None, "the build ended before the kill: nothing was tested"
+        doomed.kill()
+        _, err = build.communicate(timeout=600)
+        assert build.returncode == 0, err[-2000:]
+        proc = run_cli("build", "--config", str(_real_config(tmp_path, json.dumps(urls[1]), n)),
+                       "--build-dir", str(tmp_path / "one"), "--until", "teacher")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    two, stats = _teacher_rows(tmp_path / "two")
+    one, _ = _teacher_rows(tmp_path / "one")
+    assert len(two) == n and [(r["id"], r["response"]) for r in two] == [
+        (r["id"], r["response"]) for r in one]
+    served = stats["served_by"]
+    assert sum(served.values()) == n and served.get(urls[0], 0) < n, served
 
 
 def test_a_remote_teacher_is_keyed_by_what_the_server_says_it_serves(

@@ -39,7 +39,8 @@ from tests.conftest import ROOT, THREADS, run_cli
 pytestmark = pytest.mark.slow
 
 # their outputs carry wall times and tokens/s: complete, but never byte-equal to another run's
-MEASURING = {"bench_teacher", "bench_student", "bench", "judge", "report", "bundle"}
+MEASURING = {"bench_teacher", "bench_student", "bench_labels", "bench", "bench_device", "judge",
+             "report", "bundle"}
 CTRL_C = {"teacher", "teacher_logits", "distill", "export", "bench"}
 RESUMABLE = {"teacher", "teacher_logits", "distill"}
 SEED = 20261202
@@ -85,13 +86,17 @@ def _run_until_stopped(cfg: Path, build: Path, pending: dict[str, list[int]],
     running: list[str] = []
     seen = threading.Event()
 
+    started: list[str] = []  # every step this run has started, in order
+
     def read() -> None:  # a thread, so the pipe never fills while the test sleeps
         assert proc.stderr is not None
         for line in proc.stderr:
             lines.append(line)
-            if (m := RUNNING.search(line)) and pending.get(m[1]) and not seen.is_set():
-                running.append(m[1])
-                seen.set()
+            if m := RUNNING.search(line):
+                started.append(m[1])
+                if pending.get(m[1]) and not seen.is_set():
+                    running.append(m[1])
+                    seen.set()
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -102,7 +107,11 @@ def _run_until_stopped(cfg: Path, build: Path, pending: dict[str, list[int]],
             return None
     step = running[0]
     sig, at = pending[step].pop(0), rng.uniform(0.05, 0.95) * durations[step]
-    time.sleep(at)
+    # the step may run faster than in the reference build: once the next step starts, the
+    # signal goes at once (into that one), so it never arrives after the build has ended
+    began, steps = time.perf_counter(), len(started)
+    while time.perf_counter() - began < at and len(started) == steps:
+        time.sleep(0.01)
     os.killpg(proc.pid, sig)  # the group, as a terminal's Ctrl-C or a container's kill
     proc.wait()
     reader.join()
