@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import socket
@@ -76,21 +75,16 @@ def run(urls: list[str], chats: list[list[dict[str, str]]], per_server: int,
 
 
 def measure(model: Path, rows: int, threads: int, per_server: int) -> dict[str, object]:
+    from benchmarks.teacher_throughput import teacher_chats
     from pipeline.config import load_config
-    from pipeline.tasks import make_task
-    from pipeline.tasks.inputs import load_rows
 
-    cfg = load_config(None)
-    task = cfg.task
-    prompts = [r["prompt"] for r in load_rows(Path(str(task.train_data)), "train data",
-                                              make_task(task.spec))][:rows]
-    chats = [task.teacher_prompt.messages(p) for p in prompts]
+    chats, max_tokens = teacher_chats(rows), load_config(None).teacher.max_tokens
     out: dict[str, object] = {"rows": rows, "threads": threads, "per_server": per_server}
     answers = {}
     for count in (1, 2):
         with servers(model, count, max(1, threads // count)) as urls:
             run(urls, chats[:count], 1, 8)  # warm-up: each server loads its first graph
-            wall, served, answers[count] = run(urls, chats, per_server, cfg.teacher.max_tokens)
+            wall, served, answers[count] = run(urls, chats, per_server, max_tokens)
         out[f"servers_{count}"] = {"rows_per_min": round(rows / wall * 60, 2), "wall_s": round(wall, 1),
                                    "served": sorted(served.values(), reverse=True)}
     out["same_answers"] = sum(a == b for a, b in zip(answers[1], answers[2], strict=True))
@@ -98,16 +92,13 @@ def measure(model: Path, rows: int, threads: int, per_server: int) -> dict[str, 
 
 
 def main() -> None:
-    from pipeline.models.weights import resolve_catalog_model
+    from benchmarks.teacher_throughput import teacher_args, teacher_gguf
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2, help="cores shared by the servers")
+    parser = teacher_args(__doc__ or "", 16)
     parser.add_argument("--per-server", type=int, default=2, help="requests in flight per server")
-    parser.add_argument("--model", default="qwen2.5-coder-1.5b-instruct-q4_k_m")
     args = parser.parse_args()
-    model, _ = resolve_catalog_model(args.model, Path("build/cache/models"))
-    print(json.dumps(measure(model, args.rows, args.threads, args.per_server), indent=2))
+    result = measure(teacher_gguf(args.model), args.rows, args.threads, args.per_server)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -21,18 +21,12 @@ from pathlib import Path
 
 def measure(model: Path, rows: int, threads: int, parallel: int) -> dict[str, float]:
     """rows/min and prefill tokens per row of each mode on the first `rows` prompts."""
-    from pipeline.config import load_config
     from pipeline.generation.llm import ChatRunner, open_gguf
     from pipeline.generation.llm_batch import BatchedChat
-    from pipeline.tasks import make_task
-    from pipeline.tasks.inputs import load_rows
 
-    task = load_config(None).task  # the default task: its train prompts and teacher prompt
-    prompts = [r["prompt"] for r in load_rows(Path(str(task.train_data)), "train data",
-                                              make_task(task.spec))][:rows]
+    chats = teacher_chats(rows)
     runner = ChatRunner(open_gguf(model, 2048, threads))
-    runner.chat_messages(task.teacher_prompt.messages(prompts[0]), 8)  # warm-up (load, first graph)
-    chats = [task.teacher_prompt.messages(p) for p in prompts]
+    runner.chat_messages(chats[0], 8)  # warm-up (load, first graph)
     out: dict[str, float] = {"rows": rows, "threads": threads, "parallel": parallel}
     answers: dict[str, list[str]] = {}
     for mode in ("naive", "prefix_reuse", "batched"):
@@ -57,17 +51,41 @@ def measure(model: Path, rows: int, threads: int, parallel: int) -> dict[str, fl
     return out
 
 
-def main() -> None:
+def teacher_chats(rows: int) -> list[list[dict[str, str]]]:
+    """The default task's first `rows` train prompts as the teacher's chats (its prompt and
+    few-shot prefix): what the teacher stage sends."""
+    from pipeline.config import load_config
+    from pipeline.tasks import make_task
+    from pipeline.tasks.inputs import load_rows
+
+    task = load_config(None).task
+    prompts = [r["prompt"] for r in load_rows(Path(str(task.train_data)), "train data",
+                                              make_task(task.spec))][:rows]
+    return [task.teacher_prompt.messages(p) for p in prompts]
+
+
+def teacher_args(doc: str, rows: int) -> argparse.ArgumentParser:
+    """The options every teacher benchmark takes: --rows, --threads, --model."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=rows)
+    parser.add_argument("--threads", type=int, default=2, help="cores the model may use")
+    parser.add_argument("--model", default="qwen2.5-coder-1.5b-instruct-q4_k_m")
+    return parser
+
+
+def teacher_gguf(name: str) -> Path:
+    """A catalog model's GGUF, assembled into the build cache the pipeline uses."""
     from pipeline.models.weights import resolve_catalog_model
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=32)
+    return resolve_catalog_model(name, Path("build/cache/models"))[0]
+
+
+def main() -> None:
+    parser = teacher_args(__doc__ or "", 32)
     parser.add_argument("--parallel", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--model", default="qwen2.5-coder-1.5b-instruct-q4_k_m")
     args = parser.parse_args()
-    model, _ = resolve_catalog_model(args.model, Path("build/cache/models"))
-    print(json.dumps(measure(model, args.rows, args.threads, args.parallel), indent=2))
+    result = measure(teacher_gguf(args.model), args.rows, args.threads, args.parallel)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
