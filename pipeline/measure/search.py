@@ -22,9 +22,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.cache import read_jsonl
-from pipeline.measure.roles import ORDER
+from pipeline.measure.roles import ORDER, Role
 from pipeline.outputs import ANSWERS, BENCH
+
+
+def shipped_row(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The bench row that ships (the distilled artifact: the search's pick where it ran)."""
+    return next((r for r in rows if r["role"] == Role.DISTILLED), None)
+
+
+def shipped_quant(bench: dict[str, Any], own: str) -> str:
+    """The type that ships: the search's pick where the bench ran one, else the target's."""
+    return str((bench.get("search") or {}).get("shipped") or own)
 
 
 def chosen(tried: list[dict[str, Any]], own: str) -> str:
@@ -56,9 +65,8 @@ def merge_benches(parts: list[Path], out_dir: Path, extra: dict[str, Any]) -> di
     result = {**docs[0], "rows": rows,
               "scored_rows": max(d["scored_rows"] for d in docs), **extra}
     (out_dir / BENCH).write_text(json.dumps(result, indent=2))
-    tables = [read_jsonl(p / ANSWERS) for p in parts]
+    from pipeline.measure.bench import merged_answers
+
     with (out_dir / ANSWERS).open("w", encoding="utf-8") as fh:
-        for lines in zip(*tables, strict=True):
-            fh.write(json.dumps({k: v for line in lines for k, v in line.items()},
-                                ensure_ascii=False) + "\n")
+        fh.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in merged_answers(parts))
     return result

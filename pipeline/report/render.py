@@ -15,7 +15,7 @@ import platform
 from typing import Any
 
 from pipeline.measure.quant_mix import mix_line
-from pipeline.measure.roles import Role
+from pipeline.measure.search import shipped_row
 from pipeline.measure.seeds import seed_line
 from pipeline.runkit.bench import local_cpu
 
@@ -167,7 +167,7 @@ def encoding_lines(search: dict[str, Any], target: str, metric: str) -> list[str
 
 def device_lines(device: dict[str, Any], rows: list[dict[str, Any]]) -> list[str]:
     """The shipped artifact timed on the build's [device], beside the build host's figures."""
-    facts, host = device["device"], next((r for r in rows if r["role"] == Role.DISTILLED), {})
+    facts, host = device["device"], shipped_row(rows) or {}
     versions = (f"{facts['runtime']} {facts['runtime_version']} there, "
                 f"{device['host_runtime_version']} on the build host"
                 + ("" if facts["runtime_version"] == device["host_runtime_version"]
@@ -382,7 +382,7 @@ def render_html(report: dict[str, Any]) -> str:
                    + "</tr>" for r in rows)
     figures = [("Quality vs size", plots.quality_vs_size(rows, metric)),
                ("Decode speed", plots.decode_speed(rows))]
-    shipped = next((r for r in rows if r["role"] == Role.DISTILLED), None)
+    shipped = shipped_row(rows)
     if shipped and (confusion := (shipped.get("details") or {}).get("confusion")):
         figures.append((f"Confusion matrix: {shipped['label']}", plots.confusion(confusion)))
     if curve := report.get("training_curve"):

@@ -226,6 +226,11 @@ def run_rows(ctx: StageContext[BenchSettings, BenchRuntime], rows: list[RowSpec]
     return BenchSummary(scores={r["role"]: r[s.task.primary] for r in result["rows"]})
 
 
+def _encoding(s: BenchSettings, quant: str) -> tuple[str, str]:
+    """A candidate type's (artifact, row label): the label is the type and the format's suffix."""
+    return dict(s.encodings)[quant], quant + s.quant_label.removeprefix(s.encodings[0][0])
+
+
 def _candidate(ctx: StageContext[BenchSettings, BenchRuntime], quant: str, ref_role: Role | None,
                reference: Path, parts: Path, known: list[Path]) -> dict[str, Any]:
     """One candidate type measured as the shipped row (its own part folder) and decided
@@ -235,8 +240,7 @@ def _candidate(ctx: StageContext[BenchSettings, BenchRuntime], quant: str, ref_r
 
     s = ctx.settings
     assert s.gate is not None  # set with encodings (_search)
-    label = quant + s.quant_label.removeprefix(s.encodings[0][0])  # the format's label
-    row = next(r for r in _student_rows(ctx, ref_role, (dict(s.encodings)[quant], label))
+    row = next(r for r in _student_rows(ctx, ref_role, _encoding(s, quant))
                if r["role"] == Role.DISTILLED)
     run_rows(ctx, [row], reference=reference, out_dir=parts / quant)
     rows = [r for folder in [*known, parts / quant] for r in read_bench(folder)["rows"]]
@@ -270,8 +274,7 @@ def searched(ctx: StageContext[BenchSettings, BenchRuntime], ref_role: Role | No
              for q, a in s.encodings]
     tried = search(sizes, lambda q: _candidate(ctx, q, ref_role, reference, parts, known))
     ship = chosen(tried, own=s.encodings[0][0])
-    label = ship + s.quant_label.removeprefix(s.encodings[0][0])
-    rest = [r for r in _student_rows(ctx, ref_role, (dict(s.encodings)[ship], label))
+    rest = [r for r in _student_rows(ctx, ref_role, _encoding(s, ship))
             if r["role"] not in (Role.DISTILLED_FP, Role.DISTILLED)]
     run_rows(ctx, rest, reference=reference, out_dir=parts / "rest")
     result = merge_benches([parts / "rest", parts / "fp", parts / ship], ctx.out_dir,

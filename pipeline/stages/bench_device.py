@@ -32,6 +32,7 @@ from pipeline.config import BuildConfig
 from pipeline.constrain import shipped_grammar
 from pipeline.device import DeviceConfig, bench_on_device
 from pipeline.measure.roles import Role
+from pipeline.measure.search import shipped_row
 from pipeline.outputs import ANSWERS, DEVICE, DeviceBench, DeviceSummary, read_bench, write_doc
 from pipeline.runkit.bench import PROMPTS_FILE, RUNTIME_PACKAGES
 from pipeline.runnable import Runnable, runnable_of, write_runnable
@@ -83,8 +84,8 @@ class BenchDeviceStage:
         ctx.log(f"timing the shipped artifact on {s.device.ssh} ({len(prompts)} prompts, over ssh)")
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "kit"
-            shipped = next(r for r in read_bench(ctx.inputs["bench"])["rows"]
-                           if r["role"] == Role.DISTILLED)  # the encoding search's pick
+            shipped = shipped_row(read_bench(ctx.inputs["bench"])["rows"])  # the search's pick
+            assert shipped is not None  # the bench always measures the shipped artifact
             write_runnable(folder, s, export=ctx.inputs["export"], tokenizer=ctx.inputs["distill"],
                            artifact=shipped["file"])
             (folder / PROMPTS_FILE).write_text(json.dumps({"prompts": prompts, "warmup": s.warmup}))

@@ -30,6 +30,7 @@ from pipeline.config import BuildConfig
 from pipeline.constrain import shipped_grammar
 from pipeline.measure.quant_mix import mix_line
 from pipeline.measure.roles import Role
+from pipeline.measure.search import shipped_quant
 from pipeline.outputs import PROMPT_FORMAT, BenchRow, BundleSummary, Report, read_json, read_report
 from pipeline.runnable import SCHEMA_FILE, Runnable, RunSettings, runnable_of, write_runnable
 from pipeline.stage import Runtime, StageContext
@@ -83,7 +84,7 @@ def _row_line(bench_row: BenchRow, metric: str) -> str:
 def model_card(s: BundleSettings, report: Report, gen: RunSettings) -> str:
     """README.md of the bundle: what it is, where it came from, how good and fast, how to run."""
     rows, data, training = report.bench.rows, report.data, report.training
-    quant = (report.bench.model_dump().get("search") or {}).get("shipped") or s.quant
+    quant = shipped_quant(report.bench.model_dump(), s.quant)
     decision, metric, mix = report.decision, report.task.metric, report.quant_mix
     examples, steps = (training.examples, training.steps) if training else ("?", "?")
     losses = (training.first_eval_loss, training.final_eval_loss) if training else ("?", "?")

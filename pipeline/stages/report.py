@@ -122,12 +122,13 @@ def _quant_mix(ctx: StageContext[ReportSettings], bench: dict[str, Any]) -> Quan
     """The shipped GGUF's or OpenVINO IR's real type mix (None for other formats): the
     bench's shipped row's file — the encoding search's choice where the target has one."""
     from pipeline.measure.quant_mix import gguf_mix, openvino_mix
+    from pipeline.measure.search import shipped_quant, shipped_row
 
-    shipped = next((r for r in bench["rows"] if r["role"] == Role.DISTILLED), None)
+    shipped = shipped_row(bench["rows"])
     if shipped is None:
         return None
     path = ctx.inputs["export"] / shipped["file"]
-    quant = (bench.get("search") or {}).get("shipped") or ctx.settings.quant
+    quant = shipped_quant(bench, ctx.settings.quant)
     if path.suffix == ".gguf" and path.is_file():
         return gguf_mix(path, quant)
     if (path / "openvino_model.xml").is_file():
